@@ -1,0 +1,429 @@
+// Package sqlstore implements store.Store on SQLite (modernc.org/sqlite, no
+// cgo) and PostgreSQL (github.com/jackc/pgx/v5) with one set of queries.
+//
+// The two back ends differ in how they keep the invariants that span rows.
+// SQLite allows one writer per file, so every write transaction runs on a
+// single connection with BEGIN IMMEDIATE and is alone by construction; reads
+// use a separate pool and see WAL snapshots. PostgreSQL serves several
+// processes at once, so write transactions lock the rows they depend on
+// (always in num_id order, to avoid deadlocks) before checking a limit.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// Open opens the store named by databaseURL and brings its schema up to
+// date: a postgres:// or postgresql:// URL opens PostgreSQL, anything else is
+// a SQLite file path, optionally prefixed with sqlite: or file:.
+func Open(ctx context.Context, logger *slog.Logger, databaseURL string) (store.Store, error) {
+	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+		return OpenPostgres(ctx, logger, databaseURL)
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(databaseURL, "sqlite:"), "file:")
+	return OpenSQLite(ctx, logger, path)
+}
+
+// dialect holds what differs between the back ends.
+type dialect struct {
+	name string
+	// lockUpdate and lockShare end a SELECT that must lock the rows it
+	// reads until the end of the transaction; they are empty on SQLite,
+	// whose write transactions are serialized anyway. The %s is the alias
+	// of the table to lock.
+	lockUpdate string
+	lockShare  string
+	lockDelete string
+	// numbered placeholders ($1) instead of ?.
+	numbered bool
+	// cacheStmts prepares static queries once per connection (PostgreSQL's
+	// pgx driver already caches them itself).
+	cacheStmts bool
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite", cacheStmts: true}
+	postgresDialect = dialect{name: "postgres", lockUpdate: " FOR NO KEY UPDATE OF %s", lockShare: " FOR KEY SHARE OF %s", lockDelete: " FOR UPDATE OF %s", numbered: true}
+)
+
+// Store is a store.Store on a SQL database.
+type Store struct {
+	logger  *slog.Logger
+	dialect dialect
+	// wdb runs write transactions, rdb reads; they are the same pool on
+	// PostgreSQL.
+	wdb, rdb *sql.DB
+
+	stmts sync.Map // stmtKey -> *sql.Stmt
+	rebinds sync.Map // string -> string
+}
+
+type stmtKey struct {
+	db    *sql.DB
+	query string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// OpenSQLite opens (creating if needed) the SQLite database file at path.
+// Writes are durable when acknowledged: the journal is a WAL synced at every
+// commit (synchronous=FULL).
+func OpenSQLite(ctx context.Context, logger *slog.Logger, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlstore: empty SQLite path")
+	}
+	base := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	wdb, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	// One writer: concurrent writers queue for the connection instead of
+	// failing with SQLITE_BUSY.
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	// Set WAL before any reader opens the file.
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	rdb.SetConnMaxLifetime(0)
+	rdb.SetConnMaxIdleTime(0)
+	s := &Store{logger: logger, dialect: sqliteDialect, wdb: wdb, rdb: rdb}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenPostgres connects to the PostgreSQL database at url. Several
+// processes may open the same database at once: schema migrations run under
+// an advisory lock.
+func OpenPostgres(ctx context.Context, logger *slog.Logger, url string) (*Store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open PostgreSQL: %w", err)
+	}
+	n := max(8, 4*runtime.GOMAXPROCS(0))
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: connect to PostgreSQL: %w", err)
+	}
+	s := &Store{logger: logger, dialect: postgresDialect, wdb: db, rdb: db}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error {
+	err := s.wdb.Close()
+	if s.rdb != s.wdb {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
+
+// rebind turns ? placeholders into $n for PostgreSQL. Queries never hold a
+// literal question mark.
+func (s *Store) rebind(q string) string {
+	if !s.dialect.numbered {
+		return q
+	}
+	if v, ok := s.rebinds.Load(q); ok {
+		return v.(string)
+	}
+	r := rebindNumbered(q)
+	s.rebinds.Store(q, r)
+	return r
+}
+
+func rebindNumbered(q string) string {
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// lockUpdate returns the clause that locks the rows of alias for update.
+func (s *Store) lockUpdate(alias string) string {
+	if s.dialect.lockUpdate == "" {
+		return ""
+	}
+	return fmt.Sprintf(s.dialect.lockUpdate, alias)
+}
+
+// lockDelete returns the clause that locks the rows of alias against
+// every other lock, key share locks included.
+func (s *Store) lockDelete(alias string) string {
+	if s.dialect.lockDelete == "" {
+		return ""
+	}
+	return fmt.Sprintf(s.dialect.lockDelete, alias)
+}
+
+// lockShare returns the clause that keeps the rows of alias from being
+// deleted or their key changed.
+func (s *Store) lockShare(alias string) string {
+	if s.dialect.lockShare == "" {
+		return ""
+	}
+	return fmt.Sprintf(s.dialect.lockShare, alias)
+}
+
+// q runs queries on a pool or inside a transaction, with cached prepared
+// statements for the static ones.
+type q struct {
+	s   *Store
+	db  *sql.DB
+	tx  *sql.Tx
+	ctx context.Context
+}
+
+func (s *Store) reader(ctx context.Context) q { return q{s: s, db: s.rdb, ctx: ctx} }
+
+func (x q) stmt(query string) (*sql.Stmt, error) {
+	key := stmtKey{x.db, query}
+	if v, ok := x.s.stmts.Load(key); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := x.db.PrepareContext(x.ctx, x.s.rebind(query))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := x.s.stmts.LoadOrStore(key, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// row runs a static query expected to return one row.
+func (x q) row(query string, args ...any) *sql.Row {
+	if x.s.dialect.cacheStmts {
+		st, err := x.stmt(query)
+		if err == nil {
+			if x.tx != nil {
+				st = x.tx.StmtContext(x.ctx, st)
+			}
+			return st.QueryRowContext(x.ctx, args...)
+		}
+	}
+	if x.tx != nil {
+		return x.tx.QueryRowContext(x.ctx, x.s.rebind(query), args...)
+	}
+	return x.db.QueryRowContext(x.ctx, x.s.rebind(query), args...)
+}
+
+// rows runs a static query.
+func (x q) rows(query string, args ...any) (*sql.Rows, error) {
+	if x.s.dialect.cacheStmts {
+		st, err := x.stmt(query)
+		if err != nil {
+			return nil, err
+		}
+		if x.tx != nil {
+			st = x.tx.StmtContext(x.ctx, st)
+		}
+		return st.QueryContext(x.ctx, args...)
+	}
+	return x.dynRows(query, args...)
+}
+
+// dynRows runs a query built for one call, which is not worth preparing.
+func (x q) dynRows(query string, args ...any) (*sql.Rows, error) {
+	query = rebindNumberedIf(x.s, query)
+	if x.tx != nil {
+		return x.tx.QueryContext(x.ctx, query, args...)
+	}
+	return x.db.QueryContext(x.ctx, query, args...)
+}
+
+func rebindNumberedIf(s *Store, query string) string {
+	if s.dialect.numbered {
+		return rebindNumbered(query)
+	}
+	return query
+}
+
+// exec runs a static statement.
+func (x q) exec(query string, args ...any) (sql.Result, error) {
+	if x.s.dialect.cacheStmts {
+		st, err := x.stmt(query)
+		if err != nil {
+			return nil, err
+		}
+		if x.tx != nil {
+			st = x.tx.StmtContext(x.ctx, st)
+		}
+		return st.ExecContext(x.ctx, args...)
+	}
+	if x.tx != nil {
+		return x.tx.ExecContext(x.ctx, x.s.rebind(query), args...)
+	}
+	return x.db.ExecContext(x.ctx, x.s.rebind(query), args...)
+}
+
+// write runs fn in a write transaction and commits it. PostgreSQL deadlocks
+// and serialization failures are retried: the transaction saw nothing.
+func (s *Store) write(ctx context.Context, fn func(x q) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.writeOnce(ctx, fn)
+		if err != nil && attempt < 5 && s.retryable(err) && ctx.Err() == nil {
+			s.logger.DebugContext(ctx, "retrying transaction", "error", err, "attempt", attempt+1)
+			continue
+		}
+		return err
+	}
+}
+
+func (s *Store) writeOnce(ctx context.Context, fn func(x q) error) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	if err := fn(q{s: s, db: s.wdb, tx: tx, ctx: ctx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail(ctx, err)
+	}
+	return nil
+}
+
+// read runs fn in a read-only snapshot. On SQLite every statement sees a
+// consistent WAL snapshot already; a transaction keeps several of them
+// consistent with each other.
+func (s *Store) read(ctx context.Context, fn func(x q) error) error {
+	opts := &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	if s.dialect.name == "sqlite" {
+		opts = nil // the driver takes neither option; BEGIN DEFERRED is a snapshot
+	}
+	tx, err := s.rdb.BeginTx(ctx, opts)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	defer tx.Rollback()
+	if err := fn(q{s: s, db: s.rdb, tx: tx, ctx: ctx}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	return false
+}
+
+// isUnique reports a unique or primary key violation.
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// isForeignKey reports a foreign key violation.
+func isForeignKey(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23503"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	}
+	return false
+}
+
+// fail turns a back end error into the store's: context errors pass through
+// unwrapped, store errors as they are, anything else is wrapped.
+func (s *Store) fail(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) {
+			return context.Canceled
+		}
+		return context.DeadlineExceeded
+	}
+	var se *store.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("sqlstore %s: %w", s.dialect.name, err)
+}
+
+// registryName is the full resource name used in messages.
+func registryName(k store.RegistryKey) string {
+	return "projects/" + k.Project + "/locations/" + k.Location + "/registries/" + k.ID
+}
+
+// ns stores a time as Unix nanoseconds, 0 for the zero time.
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// tm is the inverse of ns.
+func tm(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

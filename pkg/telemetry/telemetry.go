@@ -1,0 +1,106 @@
+// Package telemetry sets up OpenTelemetry for a Passerelle process: traces and
+// metrics exported over OTLP/gRPC when the standard OTEL_* environment
+// variables ask for it, and nothing at all otherwise.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Environment variables that turn exporting on. The exporters read these
+// (and every other OTEL_EXPORTER_OTLP_* variable) themselves; Setup only
+// looks at them to decide whether to install an SDK at all, so that a
+// process without them pays nothing and dials nowhere.
+const (
+	envEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	envTracesEndpoint  = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	envMetricsEndpoint = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+	envSDKDisabled     = "OTEL_SDK_DISABLED"
+)
+
+// Setup installs OpenTelemetry providers as the otel globals (tracer
+// provider, meter provider, W3C trace-context + baggage propagator) when
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set; otherwise it leaves the no-op
+// globals in place. serviceName becomes the resource's service.name unless
+// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES says otherwise.
+//
+// The returned shutdown flushes and stops what was installed; it returns
+// when ctx is done at the latest. It is never nil, and safe to call when
+// telemetry is off.
+func Setup(ctx context.Context, logger *slog.Logger, serviceName string) (shutdown func(context.Context) error, err error) {
+	noop := func(context.Context) error { return nil }
+	if strings.EqualFold(os.Getenv(envSDKDisabled), "true") {
+		logger.Debug("telemetry off: OTEL_SDK_DISABLED is true")
+		return noop, nil
+	}
+	traces := os.Getenv(envEndpoint) != "" || os.Getenv(envTracesEndpoint) != ""
+	metrics := os.Getenv(envEndpoint) != "" || os.Getenv(envMetricsEndpoint) != ""
+	if !traces && !metrics {
+		logger.Debug("telemetry off: set " + envEndpoint + " to export traces and metrics over OTLP")
+		return noop, nil
+	}
+
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", serviceName)),
+		resource.WithTelemetrySDK(),
+		// Later detectors win: the environment overrides serviceName.
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return noop, fmt.Errorf("telemetry: build resource: %w", err)
+	}
+
+	var shutdowns []func(context.Context) error
+	shutdownAll := func(ctx context.Context) error {
+		var errs []error
+		for _, f := range shutdowns {
+			errs = append(errs, f(ctx))
+		}
+		return errors.Join(errs...)
+	}
+
+	if traces {
+		// The exporter connects lazily, so an unreachable collector does not
+		// fail start-up; spans are dropped (and counted by the SDK) instead.
+		exp, err := otlptracegrpc.New(ctx)
+		if err != nil {
+			return noop, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		shutdowns = append(shutdowns, tp.Shutdown)
+		otel.SetTracerProvider(tp)
+	}
+	if metrics {
+		exp, err := otlpmetricgrpc.New(ctx)
+		if err != nil {
+			_ = shutdownAll(ctx)
+			return noop, fmt.Errorf("telemetry: OTLP metric exporter: %w", err)
+		}
+		mp := sdkmetric.NewMeterProvider(
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)),
+			sdkmetric.WithResource(res),
+		)
+		shutdowns = append(shutdowns, mp.Shutdown)
+		otel.SetMeterProvider(mp)
+	}
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
+		propagation.TraceContext{}, propagation.Baggage{},
+	))
+	logger.Info("telemetry on: exporting over OTLP/gRPC", "traces", traces, "metrics", metrics, "service", serviceName)
+	return shutdownAll, nil
+}

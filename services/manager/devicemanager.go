@@ -1,0 +1,47 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"time"
+
+	"cloud.google.com/go/iot/apiv1/iotpb"
+
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// commandRouter delivers a command to the bridge that holds the device's
+// connection (or its gateway's). It returns an error matching
+// store.ErrFailedPrecondition when no connection takes the command.
+type commandRouter interface {
+	SendCommand(ctx context.Context, dev *store.Device, data []byte, subfolder string) error
+}
+
+// deviceManager implements google.cloud.iot.v1.DeviceManager on a store.
+// Its methods return plain errors (validation errors, store errors); the
+// error interceptor turns them into gRPC statuses in one place.
+type deviceManager struct {
+	iotpb.UnimplementedDeviceManagerServer
+
+	logger *slog.Logger
+	store  store.Store
+	now    func() time.Time
+
+	// commands routes SendCommandToDevice; nil means no device is reachable
+	// and every command fails with FAILED_PRECONDITION.
+	commands commandRouter
+
+	// tokenKey signs page tokens so that a caller cannot forge a position or
+	// reuse a token with other filters. It is random per process: a token
+	// does not outlive a restart, which list callers survive by starting
+	// over.
+	tokenKey [32]byte
+}
+
+func newDeviceManager(logger *slog.Logger, st store.Store, now func() time.Time) *deviceManager {
+	m := &deviceManager{logger: logger, store: st, now: now}
+	// crypto/rand.Read never fails on supported platforms (Go 1.24+).
+	_, _ = rand.Read(m.tokenKey[:])
+	return m
+}
