@@ -25,7 +25,7 @@ import (
 )
 
 func BenchmarkCreateDevice(b *testing.B) {
-	forEachBackend(b, func(b *testing.B, env *testEnv) {
+	forEachBackend(b, func(b *testing.B, env *apiEnv) {
 		reg := env.createRegistry(b, "bench-create")
 		var n atomic.Int64
 		b.SetParallelism(8) // 16 callers on 2 cores
@@ -48,7 +48,7 @@ func BenchmarkCreateDevice(b *testing.B) {
 }
 
 func BenchmarkGetDevice(b *testing.B) {
-	forEachBackend(b, func(b *testing.B, env *testEnv) {
+	forEachBackend(b, func(b *testing.B, env *apiEnv) {
 		reg := env.createRegistry(b, "bench-get")
 		const devices = 1000
 		names := make([]string, devices)
@@ -88,7 +88,7 @@ func BenchmarkGetDevice(b *testing.B) {
 // BenchmarkListDevices100k lists a registry of 100,000 devices in pages of
 // 1,000 through the gRPC client; one op is the whole listing.
 func BenchmarkListDevices100k(b *testing.B) {
-	forEachBackend(b, func(b *testing.B, env *testEnv) {
+	forEachBackend(b, func(b *testing.B, env *apiEnv) {
 		const total = 100_000
 		reg := env.createRegistry(b, "bench-list")
 		key := registryKey(b, reg)

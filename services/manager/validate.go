@@ -35,7 +35,7 @@ func parseDeviceName(field, name string) (store.DeviceRef, error) {
 	if err != nil {
 		return store.DeviceRef{}, err
 	}
-	return deviceRef(registryKey(d.Registry), d.Device), nil
+	return deviceRef(storeRegistryKey(d.Registry), d.Device), nil
 }
 
 // parseRegistryName parses a registry name into a store key.
@@ -47,10 +47,10 @@ func parseRegistryName(field, name string) (store.RegistryKey, error) {
 	if err != nil {
 		return store.RegistryKey{}, err
 	}
-	return registryKey(r), nil
+	return storeRegistryKey(r), nil
 }
 
-func registryKey(r resource.Registry) store.RegistryKey {
+func storeRegistryKey(r resource.Registry) store.RegistryKey {
 	return store.RegistryKey{Project: r.Project, Location: r.Location, ID: r.Registry}
 }
 

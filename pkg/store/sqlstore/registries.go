@@ -14,9 +14,9 @@ const registryCols = `r.reg_id, r.project, r.location, r.id, r.event_configs, r.
 
 func scanRegistry(sc interface{ Scan(...any) error }) (int64, *store.Registry, error) {
 	var (
-		regID            int64
-		r                store.Registry
-		events, caCerts  string
+		regID           int64
+		r               store.Registry
+		events, caCerts string
 	)
 	if err := sc.Scan(&regID, &r.Key.Project, &r.Key.Location, &r.Key.ID, &events, &r.StateNotificationTopic,
 		&r.MQTTEnabledState, &r.HTTPEnabledState, &r.LogLevel, &caCerts); err != nil {

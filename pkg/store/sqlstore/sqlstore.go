@@ -70,7 +70,13 @@ type Store struct {
 	// PostgreSQL.
 	wdb, rdb *sql.DB
 
-	stmts sync.Map // stmtKey -> *sql.Stmt
+	// SQLite's group commit (batch.go); nil on PostgreSQL.
+	ops         chan writeOp
+	closing     chan struct{}
+	batcherDone chan struct{}
+	closeOnce   sync.Once
+
+	stmts   sync.Map // stmtKey -> *sql.Stmt
 	rebinds sync.Map // string -> string
 }
 
@@ -119,6 +125,10 @@ func OpenSQLite(ctx context.Context, logger *slog.Logger, path string) (*Store, 
 		s.Close()
 		return nil, err
 	}
+	s.ops = make(chan writeOp)
+	s.closing = make(chan struct{})
+	s.batcherDone = make(chan struct{})
+	go s.batcher()
 	return s, nil
 }
 
@@ -148,6 +158,10 @@ func OpenPostgres(ctx context.Context, logger *slog.Logger, url string) (*Store,
 
 // Close releases the store's connections.
 func (s *Store) Close() error {
+	if s.ops != nil {
+		s.closeOnce.Do(func() { close(s.closing) })
+		<-s.batcherDone
+	}
 	err := s.wdb.Close()
 	if s.rdb != s.wdb {
 		err = errors.Join(err, s.rdb.Close())
@@ -212,7 +226,9 @@ func (s *Store) lockShare(alias string) string {
 }
 
 // q runs queries on a pool or inside a transaction, with cached prepared
-// statements for the static ones.
+// statements for the static ones run outside transactions. (Preparing on
+// the pool from inside a transaction would wait for a second connection,
+// which the single SQLite writer does not have.)
 type q struct {
 	s   *Store
 	db  *sql.DB
@@ -240,12 +256,9 @@ func (x q) stmt(query string) (*sql.Stmt, error) {
 
 // row runs a static query expected to return one row.
 func (x q) row(query string, args ...any) *sql.Row {
-	if x.s.dialect.cacheStmts {
+	if x.s.dialect.cacheStmts && x.tx == nil {
 		st, err := x.stmt(query)
 		if err == nil {
-			if x.tx != nil {
-				st = x.tx.StmtContext(x.ctx, st)
-			}
 			return st.QueryRowContext(x.ctx, args...)
 		}
 	}
@@ -257,13 +270,10 @@ func (x q) row(query string, args ...any) *sql.Row {
 
 // rows runs a static query.
 func (x q) rows(query string, args ...any) (*sql.Rows, error) {
-	if x.s.dialect.cacheStmts {
+	if x.s.dialect.cacheStmts && x.tx == nil {
 		st, err := x.stmt(query)
 		if err != nil {
 			return nil, err
-		}
-		if x.tx != nil {
-			st = x.tx.StmtContext(x.ctx, st)
 		}
 		return st.QueryContext(x.ctx, args...)
 	}
@@ -288,13 +298,10 @@ func rebindNumberedIf(s *Store, query string) string {
 
 // exec runs a static statement.
 func (x q) exec(query string, args ...any) (sql.Result, error) {
-	if x.s.dialect.cacheStmts {
+	if x.s.dialect.cacheStmts && x.tx == nil {
 		st, err := x.stmt(query)
 		if err != nil {
 			return nil, err
-		}
-		if x.tx != nil {
-			st = x.tx.StmtContext(x.ctx, st)
 		}
 		return st.ExecContext(x.ctx, args...)
 	}
@@ -307,6 +314,9 @@ func (x q) exec(query string, args ...any) (sql.Result, error) {
 // write runs fn in a write transaction and commits it. PostgreSQL deadlocks
 // and serialization failures are retried: the transaction saw nothing.
 func (s *Store) write(ctx context.Context, fn func(x q) error) error {
+	if s.ops != nil {
+		return s.writeBatched(ctx, fn)
+	}
 	for attempt := 0; ; attempt++ {
 		err := s.writeOnce(ctx, fn)
 		if err != nil && attempt < 5 && s.retryable(err) && ctx.Err() == nil {

@@ -41,8 +41,14 @@ CREATE TABLE devices (
 	has_state INTEGER NOT NULL,
 	state_time BIGINT NOT NULL,
 	state_data BYTEA,
+	-- Devices bound to this gateway: counting 10,000 bindings at each
+	-- bind would make filling a gateway quadratic.
+	bound_devices BIGINT NOT NULL DEFAULT 0,
 	UNIQUE (reg_id, id)
 );
+
+-- Keyset pagination of one registry's devices.
+CREATE INDEX devices_reg_num ON devices (reg_id, num_id);
 
 CREATE TABLE configs (
 	device_num BIGINT NOT NULL REFERENCES devices (num_id) ON DELETE CASCADE,

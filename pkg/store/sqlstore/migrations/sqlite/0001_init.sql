@@ -40,11 +40,17 @@ CREATE TABLE devices (
 	has_state INTEGER NOT NULL,
 	state_time INTEGER NOT NULL,
 	state_data BLOB,
+	-- Devices bound to this gateway: counting 10,000 bindings at each
+	-- bind would make filling a gateway quadratic.
+	bound_devices INTEGER NOT NULL DEFAULT 0,
 	UNIQUE (reg_id, id)
 );
 
 -- numIds look like Cloud IoT Core's 16-digit ones.
 INSERT INTO sqlite_sequence (name, seq) VALUES ('devices', 2000000000000000);
+
+-- Keyset pagination of one registry's devices.
+CREATE INDEX devices_reg_num ON devices (reg_id, num_id);
 
 CREATE TABLE configs (
 	device_num INTEGER NOT NULL REFERENCES devices (num_id) ON DELETE CASCADE,

@@ -1,0 +1,155 @@
+// Command manager serves Passerelle's admin API alone: Cloud IoT Core's
+// google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
+// with gRPC health and reflection.
+//
+//	manager --tokens-file tokens.txt [--listen 127.0.0.1:8080] [--database-url ./passerelle-data/passerelle.db]
+//
+// Every flag may also be set by environment, PASSERELLE_<FLAG> (for example
+// PASSERELLE_DATABASE_URL); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/telemetry"
+	"github.com/passerelle-iot/passerelle/services/manager"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	cfg, err := loadConfig(args, stderr, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "manager: %v\n", err)
+		return 2
+	}
+	if cfg.CheckConfig {
+		fmt.Fprintln(stderr, "manager: configuration OK")
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, logger, cfg); err != nil {
+		// One line, even when a driver's error spans several.
+		msg := strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
+		fmt.Fprintf(stderr, "manager: %s\n", msg)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads flags, then the environment for flags not given, and
+// validates the result.
+func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (config.Manager, error) {
+	var cfg config.Manager
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.AddFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port).\n"+
+			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q: the manager takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// serve runs the manager until ctx is done.
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Manager) error {
+	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-manager")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(sctx); err != nil {
+			logger.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	var opts []manager.Option
+	if cfg.InsecureNoAuth {
+		opts = append(opts, manager.WithInsecureNoAuth())
+	} else {
+		tokens, err := adminauth.LoadTokensFile(cfg.TokensFile)
+		if err != nil {
+			return fmt.Errorf("load the tokens file: %w", err)
+		}
+		opts = append(opts, manager.WithTokens(tokens))
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
+		}
+		opts = append(opts, manager.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+
+	// Listen before opening the database: a busy port is the likelier
+	// mistake, and it is cheaper to find.
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w (is another manager running? choose another --listen)", cfg.Listen, err)
+	}
+	if err := cfg.PrepareDataDir(); err != nil {
+		lis.Close()
+		return err
+	}
+	st, err := sqlstore.Open(ctx, logger, cfg.DatabaseURL)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.DatabaseURL), err)
+	}
+	defer st.Close()
+
+	srv := manager.New(logger, st, opts...)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	err = g.Wait()
+	logger.Info("manager stopped")
+	return err
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

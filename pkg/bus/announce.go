@@ -1,0 +1,157 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// AnnouncementKind says what changed.
+type AnnouncementKind string
+
+// The kinds of announcement.
+const (
+	// ConfigChanged: the device has a new config version (ConfigVersion).
+	ConfigChanged AnnouncementKind = "configChanged"
+	// DeviceChanged: the device changed (blocked, credentials, gateway
+	// settings...): a bridge holding it re-reads it and may disconnect it.
+	DeviceChanged AnnouncementKind = "deviceChanged"
+	// DeviceDeleted: the device is gone; a bridge holding it disconnects it.
+	DeviceDeleted AnnouncementKind = "deviceDeleted"
+	// Resync is never sent: the Bus hands it to a subscription's handler
+	// when announcements may have been lost (the handler fell behind and
+	// NATS dropped messages, or the connection to NATS was lost and came
+	// back). The bridge must then re-read from the store every device it
+	// holds.
+	Resync AnnouncementKind = "resync"
+)
+
+// Announcement tells bridges that something about a device changed. It
+// travels as JSON on <ControlPrefix>.announce.<NumID>.
+type Announcement struct {
+	Kind          AnnouncementKind `json:"kind"`
+	Project       string           `json:"project,omitempty"`
+	Location      string           `json:"location,omitempty"`
+	Registry      string           `json:"registry,omitempty"`
+	DeviceID      string           `json:"deviceId,omitempty"`
+	NumID         uint64           `json:"numId,string"`
+	ConfigVersion int64            `json:"configVersion,omitempty,string"`
+}
+
+// Announce sends an announcement to every subscribed bridge. It is fire and
+// forget (core NATS, no persistence): a bridge that misses one gets a
+// Resync and re-reads the store.
+func (b *Bus) Announce(ctx context.Context, a Announcement) error {
+	switch a.Kind {
+	case ConfigChanged, DeviceChanged, DeviceDeleted:
+	default:
+		return fmt.Errorf("%w: announcement kind %q", ErrInvalid, a.Kind)
+	}
+	if a.NumID == 0 {
+		return fmt.Errorf("%w: announcement without a device number", ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("bus: encoding announcement: %w", err)
+	}
+	subject := b.opts.ControlPrefix + ".announce." + strconv.FormatUint(a.NumID, 10)
+	if err := b.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("bus: announcing on %s: %w", subject, closedErr(err))
+	}
+	return nil
+}
+
+type annSub struct {
+	resync chan struct{} // capacity 1: pending Resync requests collapse into one
+	stop   chan struct{}
+}
+
+func (s *annSub) requestResync() {
+	select {
+	case s.resync <- struct{}{}:
+	default:
+	}
+}
+
+// SubscribeAnnouncements calls handler for every announcement, in order,
+// on one goroutine per subscription. Up to Options.AnnouncementBuffer
+// announcements wait for the handler; past that NATS drops them (a "slow
+// consumer") and the handler then receives an Announcement of kind Resync,
+// as it does after a reconnection to NATS. The handler should not block
+// long.
+//
+// stop unsubscribes and returns once the handler has returned for the last
+// time; it must not be called from the handler. Close stops every
+// subscription too.
+func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
+	ch := make(chan *nats.Msg, b.opts.AnnouncementBuffer)
+	s := &annSub{resync: make(chan struct{}, 1), stop: make(chan struct{})}
+	b.annMu.Lock()
+	select {
+	case <-b.closed:
+		b.annMu.Unlock()
+		return nil, ErrClosed
+	default:
+	}
+	sub, err := b.nc.ChanSubscribe(b.opts.ControlPrefix+".announce.*", ch)
+	if err != nil {
+		b.annMu.Unlock()
+		return nil, fmt.Errorf("bus: subscribing to announcements: %w", closedErr(err))
+	}
+	b.annSubs[sub] = s
+	b.wg.Add(1)
+	b.annMu.Unlock()
+	if err := b.nc.Flush(); err != nil {
+		b.logger.Warn("bus: flushing an announcement subscription", "err", err)
+	}
+
+	loopDone := make(chan struct{})
+	go func() {
+		defer b.wg.Done()
+		defer close(loopDone)
+		for {
+			select {
+			case m := <-ch:
+				var a Announcement
+				if err := json.Unmarshal(m.Data, &a); err != nil {
+					b.logger.Warn("bus: dropping an unreadable announcement", "subject", m.Subject, "err", err)
+					continue
+				}
+				handler(a)
+			case <-s.resync:
+				handler(Announcement{Kind: Resync})
+			case <-s.stop:
+				return
+			case <-b.closed:
+				return
+			}
+		}
+	}()
+
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.annMu.Lock()
+			delete(b.annSubs, sub)
+			b.annMu.Unlock()
+			_ = sub.Unsubscribe()
+			close(s.stop)
+			<-loopDone
+		})
+	}, nil
+}
+
+// closedErr maps the client's "connection closed" to ErrClosed.
+func closedErr(err error) error {
+	if err == nats.ErrConnectionClosed || err == nats.ErrConnectionDraining {
+		return fmt.Errorf("%w (%v)", ErrClosed, err)
+	}
+	return err
+}

@@ -1,0 +1,514 @@
+// Package bus is Passerelle's message bus, built on NATS. It carries three
+// kinds of traffic between the parts of Passerelle (see design.md,
+// "Contracts between the parts"):
+//
+//   - Telemetry events and state notifications, published by the bridges
+//     into a JetStream stream, durably, where any NATS client can consume
+//     them (PublishNotification, PublishNotificationAsync).
+//   - Announcements from the manager to the bridges: a device's config
+//     changed, a device changed (blocked, credentials...) or was deleted
+//     (Announce, SubscribeAnnouncements). Core NATS, fire and forget.
+//   - Commands from the manager to the one bridge instance that holds a
+//     device's connection (SendCommand, HandleCommands). Core NATS
+//     request/reply, so the manager learns at once whether a bridge holds
+//     the device.
+//
+// # Names on the wire
+//
+// With the default Options (the README copies this section):
+//
+//	iot.pubsub.<project>.<topic>   telemetry events and state notifications, one
+//	                               subject per Pub/Sub topic "projects/<project>/topics/<topic>"
+//	PASSERELLE_PUBSUB              the JetStream stream capturing iot.pubsub.>
+//	                               (file storage, limits retention: 7 days, 1 GiB, discard old)
+//	passerelle.announce.<numId>    announcements for a device (JSON, see Announcement)
+//	passerelle.command.<numId>     commands for a device (request/reply)
+//
+// In <project> and <topic>, every byte other than ASCII letters, digits and
+// "-_~+:" is percent-encoded (upper-case hex) so that a name never splits
+// into two subject tokens nor reads as a wildcard: "." is "%2E" and "%"
+// itself is "%25", so the mapping is one to one. TopicSubject gives the
+// subject of a topic.
+//
+// Each stored message's payload is the device's bytes, unchanged. Its NATS
+// headers carry the Cloud IoT attributes under their Cloud IoT names,
+// "deviceId", "deviceNumId", "deviceRegistryId", "deviceRegistryLocation",
+// "projectId", "subFolder" and "gatewayId" (headers with an empty value are
+// left out), plus "iot-kind": "event" or "state". To follow a registry's
+// events with the nats CLI:
+//
+//	nats stream view PASSERELLE_PUBSUB
+//	nats consumer add PASSERELLE_PUBSUB my-app --filter 'iot.pubsub.my-project.my-topic' --pull --ack explicit
+//	nats consumer next PASSERELLE_PUBSUB my-app --count 10
+//
+// # Servers
+//
+// With an empty Options.URL, Open starts a NATS server with JetStream inside
+// the process, storing in Options.DataDir, reachable only through in-process
+// connections unless Options.ListenAddr asks for a TCP listener. With a URL,
+// Open connects to that server or cluster, which must run JetStream
+// (nats-server -js), and creates or updates the stream there.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors returned by the bus; test them with errors.Is.
+var (
+	// ErrNotConnected: no bridge holds the device, so a command cannot be
+	// delivered (the manager answers FAILED_PRECONDITION).
+	ErrNotConnected = errors.New("bus: device is not connected")
+	// ErrCommandFailed wraps the error a bridge's command handler returned.
+	ErrCommandFailed = errors.New("bus: command failed")
+	// ErrInvalidTopic: a Pub/Sub topic name that is not
+	// "projects/{project}/topics/{topic}" with a valid topic id.
+	ErrInvalidTopic = errors.New("bus: invalid Pub/Sub topic name")
+	// ErrInvalid: another invalid argument (kind, device number...).
+	ErrInvalid = errors.New("bus: invalid argument")
+	// ErrClosed: the Bus was closed.
+	ErrClosed = errors.New("bus: closed")
+)
+
+// Options configure Open. The zero value of every field but DataDir (or
+// URL) is a usable default; defaults live in withDefaults.
+type Options struct {
+	// URL of an external NATS server or cluster, for example
+	// "nats://h1:4222,nats://h2:4222". Empty: start an embedded server.
+	URL string
+	// DataDir is the embedded server's JetStream storage folder (for
+	// example <data-dir>/nats). Required when URL is empty.
+	DataDir string
+	// ListenAddr makes the embedded server also accept TCP clients on this
+	// address ("127.0.0.1:4222"; port 0 picks a free one). Empty, the
+	// default: in-process connections only, so an embedded server never
+	// collides with a NATS server already running on 4222.
+	ListenAddr string
+	// SyncAlways makes the embedded server fsync each stored message
+	// before acknowledging it (survives power loss, ~5,000 fsyncs/s on our
+	// disks). Default false: a stored message survives a crash of the
+	// process, and the server fsyncs every 2 minutes.
+	SyncAlways bool
+	// Name is the NATS connection name (shown by the server). Default
+	// "passerelle".
+	Name string
+	// Replicas of the stream on a cluster. Default 1.
+	Replicas int
+
+	// StreamName is the JetStream stream's name. Default
+	// "PASSERELLE_PUBSUB".
+	StreamName string
+	// SubjectPrefix of notification subjects. Default "iot.pubsub".
+	SubjectPrefix string
+	// ControlPrefix of announcement and command subjects
+	// (<prefix>.announce.<numId>, <prefix>.command.<numId>). Default
+	// "passerelle".
+	ControlPrefix string
+	// MaxAge of stored notifications. Default 7 days.
+	MaxAge time.Duration
+	// MaxBytes the stream keeps; past it, the oldest messages go. Default
+	// 1 GiB.
+	MaxBytes int64
+
+	// MaxPendingPublishes bounds PublishNotificationAsync calls waiting
+	// for their acknowledgement; further calls wait for a slot. Default
+	// 4096.
+	MaxPendingPublishes int
+	// PublishTimeout bounds the wait for a stream acknowledgement when the
+	// caller's context has no deadline, and for each asynchronous publish.
+	// Default 10 s.
+	PublishTimeout time.Duration
+	// CommandTimeout bounds SendCommand when its context has no deadline.
+	// Default 10 s.
+	CommandTimeout time.Duration
+	// CommandConcurrency bounds the command handlers running at once in
+	// this process. Default 1024.
+	CommandConcurrency int
+	// AnnouncementBuffer is how many announcements may wait for each
+	// subscription's handler; past it, announcements are dropped and the
+	// handler receives a Resync. Default 65536.
+	AnnouncementBuffer int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Name == "" {
+		o.Name = "passerelle"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.StreamName == "" {
+		o.StreamName = "PASSERELLE_PUBSUB"
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = "iot.pubsub"
+	}
+	if o.ControlPrefix == "" {
+		o.ControlPrefix = "passerelle"
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.MaxPendingPublishes <= 0 {
+		o.MaxPendingPublishes = 4096
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 10 * time.Second
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 10 * time.Second
+	}
+	if o.CommandConcurrency <= 0 {
+		o.CommandConcurrency = 1024
+	}
+	if o.AnnouncementBuffer <= 0 {
+		o.AnnouncementBuffer = 65536
+	}
+	return o
+}
+
+// Bus is a connection to the bus. Its methods are safe for concurrent use.
+type Bus struct {
+	logger *slog.Logger
+	opts   Options
+	srv    *server.Server // embedded server, nil on an external one
+	nc     *nats.Conn
+	js     jetstream.JetStream
+
+	ctx        context.Context // cancelled by Close; parent of command handlers' contexts
+	cancel     context.CancelFunc
+	closed     chan struct{} // closed by Close: ends the bus's goroutines
+	wg         sync.WaitGroup
+	once       sync.Once
+	connClosed chan struct{} // closed when the NATS connection is closed
+
+	pubSem  chan struct{}
+	pendMu  sync.Mutex
+	closing bool
+	pending map[*nats.Msg]func(error)
+
+	annMu   sync.Mutex
+	annSubs map[*nats.Subscription]*annSub
+
+	cmdMu   sync.Mutex
+	cmdSubs map[*nats.Subscription]CommandHandler
+	cmdCh   chan *nats.Msg
+	cmdSem  chan struct{}
+}
+
+// Open connects to the bus: it starts the embedded server or connects to
+// opts.URL, checks that JetStream is there, and creates or updates the
+// notification stream. Close releases everything.
+func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) {
+	opts = opts.withDefaults()
+	b := &Bus{
+		logger:     logger,
+		opts:       opts,
+		closed:     make(chan struct{}),
+		connClosed: make(chan struct{}),
+		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
+		pending:    make(map[*nats.Msg]func(error)),
+		annSubs:    make(map[*nats.Subscription]*annSub),
+		cmdSubs:    make(map[*nats.Subscription]CommandHandler),
+		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
+		cmdSem:     make(chan struct{}, opts.CommandConcurrency),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	natsOpts := []nats.Option{
+		nats.Name(opts.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ErrorHandler(b.onAsyncError),
+		nats.ReconnectHandler(b.onReconnect),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("bus: disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.connClosed) }),
+	}
+	connURL := opts.URL
+	if opts.URL == "" {
+		if opts.DataDir == "" {
+			b.cancel()
+			return nil, fmt.Errorf("%w: Options.DataDir is required for the embedded NATS server", ErrInvalid)
+		}
+		srv, err := startEmbedded(logger, opts)
+		if err != nil {
+			b.cancel()
+			return nil, err
+		}
+		b.srv = srv
+		connURL = ""
+		natsOpts = append(natsOpts, nats.InProcessServer(srv))
+	}
+	nc, err := nats.Connect(connURL, natsOpts...)
+	if err != nil {
+		b.shutdownServer()
+		b.cancel()
+		if opts.URL == "" {
+			return nil, fmt.Errorf("bus: connecting to the embedded NATS server: %w", err)
+		}
+		return nil, fmt.Errorf("bus: cannot connect to NATS at %s: %w (check the URL and that the server is running with JetStream enabled, nats-server -js)", redactURLs(opts.URL), err)
+	}
+	b.nc = nc
+
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(opts.MaxPendingPublishes),
+		jetstream.WithPublishAsyncTimeout(opts.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { b.finishAsync(m, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.finishAsync(m, err) }),
+		jetstream.WithDefaultTimeout(opts.PublishTimeout),
+	)
+	if err == nil {
+		b.js = js
+		err = b.setupStream(ctx)
+	}
+	if err != nil {
+		nc.Close()
+		b.shutdownServer()
+		b.cancel()
+		return nil, err
+	}
+
+	b.wg.Add(1)
+	go b.dispatchCommands()
+	where := "embedded"
+	if opts.URL != "" {
+		where = redactURLs(opts.URL)
+	}
+	logger.Debug("bus: open", "nats", where, "stream", opts.StreamName)
+	return b, nil
+}
+
+// setupStream checks JetStream and creates or updates the stream, so Open
+// is idempotent on a server where the stream already exists.
+func (b *Bus) setupStream(ctx context.Context) error {
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("bus: JetStream is not enabled on the NATS server at %s: start it with -js (or a jetstream block in its config): %w", redactURLs(b.opts.URL), err)
+		}
+		return fmt.Errorf("bus: asking NATS for JetStream account info: %w", err)
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        b.opts.StreamName,
+		Description: "Passerelle telemetry events and state notifications",
+		Subjects:    []string{b.opts.SubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      b.opts.MaxAge,
+		MaxBytes:    b.opts.MaxBytes,
+		Replicas:    b.opts.Replicas,
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("bus: creating or updating stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+func startEmbedded(logger *slog.Logger, opts Options) (*server.Server, error) {
+	sopts := &server.Options{
+		ServerName: "passerelle",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   opts.DataDir,
+		SyncAlways: opts.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if opts.ListenAddr != "" {
+		host, portStr, err := net.SplitHostPort(opts.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Options.ListenAddr %q: %v", ErrInvalid, opts.ListenAddr, err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 0 || port > 65535 {
+			return nil, fmt.Errorf("%w: Options.ListenAddr %q: bad port", ErrInvalid, opts.ListenAddr)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT // NATS reads port 0 as "the default, 4222"
+		}
+		sopts.DontListen = false
+		sopts.Host = host
+		sopts.Port = port
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: configuring the embedded NATS server: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{logger}, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("bus: the embedded NATS server did not start within 10 s (data folder %s; listen address %q)", opts.DataDir, opts.ListenAddr)
+	}
+	if !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("bus: the embedded NATS server could not enable JetStream in %s (see the debug log)", opts.DataDir)
+	}
+	return srv, nil
+}
+
+// Server returns the embedded NATS server, or nil when the Bus uses an
+// external one. Tests and the all-in-one binary use it (Addr, ClientURL).
+func (b *Bus) Server() *server.Server { return b.srv }
+
+// Conn returns the underlying NATS connection, for uses this package does
+// not cover (consumers in tests, health checks). Do not close it.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Close stops the handlers, waits (at most PublishTimeout) for outstanding
+// asynchronous publishes, fails those left with ErrClosed, drains the
+// connection and shuts the embedded server down, waiting for all of it.
+// Calling Close again does nothing and returns nil.
+func (b *Bus) Close() error {
+	var err error
+	b.once.Do(func() { err = b.close() })
+	return err
+}
+
+func (b *Bus) close() error {
+	b.pendMu.Lock()
+	b.closing = true
+	b.pendMu.Unlock()
+
+	// Outstanding publishes first: their callers are waiting to PUBACK.
+	select {
+	case <-b.js.PublishAsyncComplete():
+	case <-time.After(b.opts.PublishTimeout):
+		b.logger.Warn("bus: closing with unacknowledged publishes", "pending", b.js.PublishAsyncPending())
+	}
+	b.js.CleanupPublisher() // fails what is left through finishAsync
+	b.failPending(ErrClosed)
+
+	// Then stop the handlers and wait for them, so their replies go out
+	// before the connection closes.
+	// closed is closed under both locks so that no subscription can be
+	// added once Close is past this point (their goroutines count in wg).
+	b.annMu.Lock()
+	b.cmdMu.Lock()
+	for sub := range b.annSubs {
+		_ = sub.Unsubscribe()
+	}
+	for sub := range b.cmdSubs {
+		_ = sub.Unsubscribe()
+	}
+	b.cancel()
+	close(b.closed)
+	b.cmdMu.Unlock()
+	b.annMu.Unlock()
+	b.wg.Wait()
+
+	var err error
+	if derr := b.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		err = fmt.Errorf("bus: draining the NATS connection: %w", derr)
+		b.nc.Close()
+	}
+	<-b.connClosed
+	b.shutdownServer()
+	b.logger.Debug("bus: closed")
+	return err
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// onAsyncError receives errors NATS reports outside any call: slow
+// consumers (a subscription's buffer overflowed and messages were dropped)
+// and permission errors.
+func (b *Bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub == nil {
+		b.logger.Warn("bus: NATS error", "err", err)
+		return
+	}
+	subject := sub.Subject
+	if errors.Is(err, nats.ErrSlowConsumer) {
+		b.annMu.Lock()
+		s := b.annSubs[sub]
+		b.annMu.Unlock()
+		if s != nil {
+			s.requestResync()
+		}
+	}
+	b.logger.Warn("bus: NATS subscription error", "subject", subject, "err", err)
+}
+
+// onReconnect: core NATS messages sent while disconnected are lost, so
+// announcement subscribers must re-read the store.
+func (b *Bus) onReconnect(*nats.Conn) {
+	b.logger.Info("bus: reconnected to NATS")
+	b.annMu.Lock()
+	defer b.annMu.Unlock()
+	for _, s := range b.annSubs {
+		s.requestResync()
+	}
+}
+
+// redactURLs removes user information (passwords, tokens) from a server
+// URL list before it goes into an error or a log.
+func redactURLs(list string) string {
+	if list == "" {
+		return "(embedded)"
+	}
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("REDACTED")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// serverLogger routes the embedded server's log to slog. Its notices are
+// chatty (banner, JetStream settings), so they go at debug.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) {
+	s.l.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Warnf(format string, v ...any) { s.l.Warn("nats: " + fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any) {
+	s.l.Error("nats: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Errorf(format string, v ...any) {
+	s.l.Error("nats: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Debugf(format string, v ...any) {
+	s.l.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Tracef(format string, v ...any) {
+	s.l.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+
+// StreamName is the name of the JetStream stream notifications go to.
+func (b *Bus) StreamName() string { return b.opts.StreamName }

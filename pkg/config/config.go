@@ -1,0 +1,133 @@
+// Package config loads the settings of Passerelle's binaries into typed
+// structs: command-line flags first, then PASSERELLE_* environment
+// variables for flags not given, then the defaults.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// EnvPrefix starts the environment variable of every flag.
+const EnvPrefix = "PASSERELLE_"
+
+// EnvName is the environment variable that sets flag name:
+// "database-url" -> PASSERELLE_DATABASE_URL.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
+}
+
+// ApplyEnv sets each flag of fs that the command line did not set from its
+// environment variable (EnvName), read with lookup (os.LookupEnv in
+// production). Call it after fs.Parse: flags win over the environment.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		v, ok := lookup(env)
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s: %w", env, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Manager is the configuration of the manager service (cmd/manager, and
+// the manager inside cmd/passerelle).
+type Manager struct {
+	// Listen is the TCP address serving gRPC and REST.
+	Listen string
+	// DatabaseURL is a SQLite file path or a postgres:// URL.
+	DatabaseURL string
+	// TokensFile holds the admin tokens.
+	TokensFile string
+	// TLSCert and TLSKey are PEM files; both or neither.
+	TLSCert, TLSKey string
+	// InsecureNoAuth turns admin authentication off.
+	InsecureNoAuth bool
+	// LogLevel is the least level logged.
+	LogLevel slog.Level
+	// CheckConfig asks to validate the configuration and exit.
+	CheckConfig bool
+}
+
+// Defaults of Manager.
+const (
+	DefaultListen      = "127.0.0.1:8080"
+	DefaultDatabaseURL = "./passerelle-data/passerelle.db"
+)
+
+// AddFlags declares the manager's flags on fs, writing into m.
+func (m *Manager) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.Listen, "listen", DefaultListen, "address serving the admin API (gRPC and REST on one port)")
+	fs.StringVar(&m.DatabaseURL, "database-url", DefaultDatabaseURL, "SQLite file path, or postgres://user@host/db URL")
+	fs.StringVar(&m.TokensFile, "tokens-file", "", "file of admin tokens (required unless --insecure-no-auth)")
+	fs.StringVar(&m.TLSCert, "tls-cert", "", "PEM certificate chain for TLS (with --tls-key)")
+	fs.StringVar(&m.TLSKey, "tls-key", "", "PEM private key for TLS (with --tls-cert)")
+	fs.BoolVar(&m.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
+	fs.TextVar(&m.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
+	fs.BoolVar(&m.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
+}
+
+// Validate checks what can be checked without opening anything. Its
+// errors say what to do.
+func (m *Manager) Validate() error {
+	var errs []error
+	if m.Listen == "" {
+		errs = append(errs, errors.New("--listen is empty: give an address such as "+DefaultListen))
+	}
+	if m.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-url is empty: give a SQLite file path or a postgres:// URL"))
+	}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	}
+	if m.TokensFile == "" && !m.InsecureNoAuth {
+		errs = append(errs, errors.New("no admin tokens: give --tokens-file (or "+EnvName("tokens-file")+"), or --insecure-no-auth for local experiments"))
+	}
+	if m.TokensFile != "" && m.InsecureNoAuth {
+		errs = append(errs, errors.New("--tokens-file and --insecure-no-auth contradict each other: give one"))
+	}
+	for _, f := range []struct{ flag, path string }{{"--tokens-file", m.TokensFile}, {"--tls-cert", m.TLSCert}, {"--tls-key", m.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsPostgres reports whether DatabaseURL names PostgreSQL.
+func (m *Manager) IsPostgres() bool {
+	return strings.HasPrefix(m.DatabaseURL, "postgres://") || strings.HasPrefix(m.DatabaseURL, "postgresql://")
+}
+
+// PrepareDataDir creates the folder of a SQLite database (mode 0700: it
+// holds device keys); it does nothing for PostgreSQL.
+func (m *Manager) PrepareDataDir() error {
+	if m.IsPostgres() {
+		return nil
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(m.DatabaseURL, "sqlite:"), "file:")
+	path, _, _ = strings.Cut(path, "?")
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create the data folder %s: %w", dir, err)
+	}
+	return nil
+}

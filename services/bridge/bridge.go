@@ -1,0 +1,350 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// DeviceStore is what the bridge needs from the registry data. A
+// store.Store provides all of it except AckConfig, which records a
+// device's acknowledgement of a config version: it sets that version's
+// DeviceAckTime and the device's LastConfigAckTime.
+type DeviceStore interface {
+	GetRegistry(ctx context.Context, key store.RegistryKey) (*store.Registry, error)
+	GetDevice(ctx context.Context, ref store.DeviceRef) (*store.Device, error)
+	UpdateDevice(ctx context.Context, ref store.DeviceRef, update func(*store.Device) error) (*store.Device, error)
+	ListDevices(ctx context.Context, q store.DeviceQuery) ([]*store.Device, error)
+	AddState(ctx context.Context, ref store.DeviceRef, s store.DeviceState) error
+	AckConfig(ctx context.Context, ref store.DeviceRef, version int64, at time.Time) error
+}
+
+// ErrServing is returned by Serve when it is called a second time.
+var ErrServing = errors.New("bridge: Serve was already called")
+
+// Bridge is the MQTT bridge. Create it with New and run it with Serve.
+type Bridge struct {
+	log   *slog.Logger
+	st    DeviceStore
+	bus   *bus.Bus
+	opts  options
+	keys  *deviceauth.KeyCache
+	jwt   deviceauth.JWTPolicy
+	srv   *mqtt.Server
+	count atomic.Int64 // connections held, all listeners
+	serve atomic.Bool
+
+	ctx    context.Context // ends when shutdown starts; parent of store calls
+	cancel context.CancelFunc
+
+	mu      sync.RWMutex
+	byCl    map[*mqtt.Client]*conn
+	byNet   map[net.Conn]*conn
+	holders map[uint64]map[*conn]struct{} // device numId -> connections serving it
+
+	regMu sync.Mutex
+	regs  map[store.RegistryKey]regEntry
+
+	fields *fields
+	sem    chan struct{}  // bounds background work
+	wg     sync.WaitGroup // background work and loops
+}
+
+type regEntry struct {
+	reg *store.Registry
+	at  time.Time
+}
+
+// New returns a bridge over st and b. b may be nil in tests that do not
+// need telemetry or commands.
+func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridge {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.keyCache == nil {
+		o.keyCache = deviceauth.NewKeyCache(0)
+	}
+	br := &Bridge{
+		log: logger, st: st, bus: b, opts: o, keys: o.keyCache,
+		jwt:     deviceauth.JWTPolicy{Skew: o.jwtSkew},
+		byCl:    make(map[*mqtt.Client]*conn),
+		byNet:   make(map[net.Conn]*conn),
+		holders: make(map[uint64]map[*conn]struct{}),
+		regs:    make(map[store.RegistryKey]regEntry),
+		fields:  newFields(),
+		sem:     make(chan struct{}, max(o.workers, 1)),
+	}
+	br.ctx, br.cancel = context.WithCancel(context.Background())
+	return br
+}
+
+// Connections returns the number of connections held (including those
+// that have not sent CONNECT yet).
+func (b *Bridge) Connections() int { return int(b.count.Load()) }
+
+// Serve runs the bridge on the given listeners until ctx ends, then shuts
+// down: it stops accepting, disconnects every client, waits for every
+// goroutine it started, writes the pending server-set fields, and returns
+// nil. TLS is the caller's: pass tls.NewListener(ln, cfg) for MQTT over
+// TLS. Serve closes the listeners.
+func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
+	if !b.serve.CompareAndSwap(false, true) {
+		return ErrServing
+	}
+	defer b.cancel()
+	if len(lis) == 0 {
+		return errors.New("bridge: Serve needs at least one listener")
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = b.opts.writesPending
+	caps.MaximumQos = 1
+	caps.RetainAvailable = 0
+	caps.SharedSubAvailable = 0
+	caps.SubIDAvailable = 0
+	caps.TopicAliasMaximum = 0
+	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1; v5 is refused by the hook
+	caps.MaximumMessageExpiryInterval = int64(time.Hour / time.Second)
+	caps.MaximumSessionExpiryInterval = 0
+	caps.MaximumInflight = uint16(b.opts.maxInflight)
+	// 256 KB of event plus the topic and header: larger packets are
+	// refused while being read, before they are buffered.
+	caps.MaximumPacketSize = maxEventBytes + 2<<10
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetWriteBufferSize: b.opts.bufferSize,
+		ClientNetReadBufferSize:  b.opts.bufferSize,
+		Logger:                   b.log.With("component", "mochi"),
+		// $SYS topics cost a runtime.ReadMemStats per interval and nobody
+		// may subscribe to them.
+		SysTopicResendInterval: int64((365 * 24 * time.Hour) / time.Second),
+	})
+	b.srv = srv
+	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
+		return fmt.Errorf("bridge: adding the hook: %w", err)
+	}
+	var ls []*listener
+	for i, ln := range lis {
+		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, &b.count, &b.opts, b.connDone)
+		if err := srv.AddListener(l); err != nil {
+			for _, ln := range lis {
+				_ = ln.Close()
+			}
+			return fmt.Errorf("bridge: adding listener %s: %w", ln.Addr(), err)
+		}
+		ls = append(ls, l)
+	}
+
+	var stopAnn func()
+	if b.bus != nil {
+		stop, err := b.bus.SubscribeAnnouncements(b.onAnnouncement)
+		if err != nil {
+			for _, ln := range lis {
+				_ = ln.Close()
+			}
+			return fmt.Errorf("bridge: subscribing to announcements: %w", err)
+		}
+		stopAnn = stop
+	}
+	loopsDone := make(chan struct{})
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.loop(loopsDone)
+	}()
+
+	if err := srv.Serve(); err != nil {
+		close(loopsDone)
+		if stopAnn != nil {
+			stopAnn()
+		}
+		for _, ln := range lis {
+			_ = ln.Close()
+		}
+		b.wg.Wait()
+		return fmt.Errorf("bridge: starting mochi: %w", err)
+	}
+	for _, l := range ls {
+		b.log.Info("bridge: serving MQTT", "addr", l.Address())
+	}
+
+	<-ctx.Done()
+	b.log.Info("bridge: shutting down", "connections", b.count.Load())
+	if stopAnn != nil {
+		stopAnn() // no new work from announcements
+	}
+	_ = srv.Close() // closes the listeners, disconnects clients, waits for them
+	for _, l := range ls {
+		l.wait()
+	}
+	b.cancel()
+	close(loopsDone)
+	b.wg.Wait()
+	// Last flush with a fresh context: the fields of the connections just
+	// closed are worth keeping.
+	fctx, cancel := context.WithTimeout(context.Background(), b.opts.storeTimeout)
+	b.fields.flush(fctx, b.st, b.opts.storeTimeout, b.log.Warn)
+	cancel()
+	return nil
+}
+
+// loop runs the periodic work: the field flush and the QoS 1 config
+// resends.
+func (b *Bridge) loop(done <-chan struct{}) {
+	flush := time.NewTicker(b.opts.flushInterval)
+	defer flush.Stop()
+	resend := time.NewTicker(max(b.opts.configResend/2, 10*time.Millisecond))
+	defer resend.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-flush.C:
+			b.fields.flush(b.ctx, b.st, b.opts.storeTimeout, b.log.Warn)
+		case <-resend.C:
+			b.resendConfigs()
+		}
+	}
+}
+
+// goWork runs f on a bounded pool; it waits for a slot (or shutdown).
+func (b *Bridge) goWork(f func()) {
+	select {
+	case b.sem <- struct{}{}:
+	case <-b.ctx.Done():
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.sem }()
+		f()
+	}()
+}
+
+func (b *Bridge) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, b.opts.storeTimeout)
+}
+
+// registry returns a registry, cached for registryTTL.
+func (b *Bridge) registry(key store.RegistryKey) (*store.Registry, error) {
+	now := b.opts.now()
+	b.regMu.Lock()
+	e, ok := b.regs[key]
+	b.regMu.Unlock()
+	if ok && now.Sub(e.at) < b.opts.registryTTL {
+		return e.reg, nil
+	}
+	ctx, cancel := b.storeCtx()
+	defer cancel()
+	reg, err := b.st.GetRegistry(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	b.regMu.Lock()
+	if len(b.regs) > 10000 { // bound the cache; registries are few
+		clear(b.regs)
+	}
+	b.regs[key] = regEntry{reg: reg, at: now}
+	b.regMu.Unlock()
+	return reg, nil
+}
+
+// conn lookups and the index of devices held.
+
+func (b *Bridge) connOf(cl *mqtt.Client) *conn {
+	b.mu.RLock()
+	c := b.byCl[cl]
+	b.mu.RUnlock()
+	return c
+}
+
+func (b *Bridge) addHolder(numID uint64, c *conn) {
+	b.mu.Lock()
+	m := b.holders[numID]
+	if m == nil {
+		m = make(map[*conn]struct{}, 1)
+		b.holders[numID] = m
+	}
+	m[c] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *Bridge) removeHolder(numID uint64, c *conn) {
+	b.mu.Lock()
+	if m := b.holders[numID]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(b.holders, numID)
+		}
+	}
+	b.mu.Unlock()
+}
+
+func (b *Bridge) holdersOf(numID uint64) []*conn {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	m := b.holders[numID]
+	out := make([]*conn, 0, len(m))
+	for c := range m {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (b *Bridge) allConns() []*conn {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]*conn, 0, len(b.byCl))
+	for _, c := range b.byCl {
+		out = append(out, c)
+	}
+	return out
+}
+
+// connDone is the listener's last word on a connection: whatever mochi
+// did or did not call (it skips OnDisconnect when the CONNACK cannot be
+// written), the connection's state is released here.
+func (b *Bridge) connDone(nc net.Conn) {
+	b.mu.RLock()
+	c := b.byNet[nc]
+	b.mu.RUnlock()
+	if c != nil {
+		c.teardown(nil)
+	}
+}
+
+// onAnnouncement runs on the bus's announcement goroutine: it only hands
+// work to the pool.
+func (b *Bridge) onAnnouncement(a bus.Announcement) {
+	if a.Kind == bus.Resync {
+		for _, c := range b.allConns() {
+			b.goWork(func() { c.recheckAll() })
+		}
+		return
+	}
+	for _, c := range b.holdersOf(a.NumID) {
+		b.goWork(func() { c.onDeviceAnnouncement(a.Kind, a.NumID) })
+	}
+}
+
+func (b *Bridge) resendConfigs() {
+	cutoff := b.opts.now().Add(-b.opts.configResend)
+	for _, c := range b.allConns() {
+		if c.hasStaleConfig(cutoff) {
+			b.goWork(func() { c.resendConfigs(cutoff) })
+		}
+	}
+}

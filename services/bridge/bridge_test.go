@@ -1,0 +1,230 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/services/bridge"
+)
+
+func TestDirectDevice(t *testing.T) {
+	keys(t)
+	e := newEnv(t, bridge.WithConfigResendInterval(200*time.Millisecond))
+	ctx := context.Background()
+	dev := e.createDevice("dev-rsa", rsaKey, nil)
+	c := e.connect("dev-rsa", rsaKey)
+
+	// Telemetry at QoS 1 (PUBACK after the stream has it) and QoS 0.
+	wait(t, c.Publish("/devices/dev-rsa/events/temp/room1", 1, false, []byte("21.5")))
+	m, err := e.lastNotification(eventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := bus.AttributesFromHeader(m.Header)
+	want := bus.Attributes{DeviceID: "dev-rsa", DeviceNumID: fmt.Sprint(dev.NumID), DeviceRegistryID: "reg1",
+		DeviceRegistryLocation: "us-central1", ProjectID: project, SubFolder: "temp/room1"}
+	if a != want || string(m.Data) != "21.5" {
+		t.Fatalf("event %q %+v, want %+v", m.Data, a, want)
+	}
+	wait(t, c.Publish("/devices/dev-rsa/events", 0, false, []byte("qos0")))
+	waitFor(t, 5*time.Second, func() error {
+		m, err := e.lastNotification(eventsTopic)
+		if err != nil || string(m.Data) != "qos0" {
+			return fmt.Errorf("last event %v, %v", m, err)
+		}
+		return nil
+	})
+
+	// State: stored and notified.
+	wait(t, c.Publish("/devices/dev-rsa/state", 1, false, []byte("on")))
+	if d := e.device("dev-rsa"); d.State == nil || string(d.State.Data) != "on" {
+		t.Fatalf("state %+v", d.State)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		m, err := e.lastNotification(stateTopic)
+		if err != nil || string(m.Data) != "on" {
+			return fmt.Errorf("state notification %v, %v", m, err)
+		}
+		return nil
+	})
+
+	// Config on subscribe, then on change; the PUBACK is recorded.
+	cfgs := newReceived()
+	wait(t, c.Subscribe("/devices/dev-rsa/config", 1, cfgs.handler))
+	if m := cfgs.next(t); string(m.Payload()) != "" || m.Topic() != "/devices/dev-rsa/config" {
+		t.Fatalf("first config %q on %s", m.Payload(), m.Topic())
+	}
+	must(e.st.ModifyConfig(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, store.ConfigUpdate{Data: []byte("v2"), Now: time.Now()}))
+	if err := e.bus.Announce(ctx, bus.Announcement{Kind: bus.ConfigChanged, NumID: dev.NumID}); err != nil {
+		t.Fatal(err)
+	}
+	if m := cfgs.next(t); string(m.Payload()) != "v2" {
+		t.Fatalf("second config %q", m.Payload())
+	}
+	waitFor(t, 5*time.Second, func() error {
+		d := e.device("dev-rsa")
+		if d.LastConfigAckTime.IsZero() || d.LastConfigSendTime.IsZero() || d.LastHeartbeatTime.IsZero() || d.LastEventTime.IsZero() {
+			return fmt.Errorf("server-set fields not written: %+v", d)
+		}
+		return nil
+	})
+
+	// Commands: not subscribed, then subscribed.
+	if err := e.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: []byte("x")}); !errors.Is(err, bus.ErrNotConnected) {
+		t.Fatalf("command before subscribing: %v, want ErrNotConnected", err)
+	}
+	cmds := newReceived()
+	wait(t, c.Subscribe("/devices/dev-rsa/commands/#", 1, cmds.handler))
+	if err := e.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: []byte("reboot"), SubFolder: "sys"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := cmds.next(t); string(m.Payload()) != "reboot" || m.Topic() != "/devices/dev-rsa/commands/sys" {
+		t.Fatalf("command %q on %s", m.Payload(), m.Topic())
+	}
+	wait(t, c.Unsubscribe("/devices/dev-rsa/commands/#"))
+	waitFor(t, 5*time.Second, func() error {
+		if err := e.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: []byte("x")}); !errors.Is(err, bus.ErrNotConnected) {
+			return fmt.Errorf("command after unsubscribing: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestES256Device(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	e.createDevice("dev-ec", ecKey, nil)
+	c := e.connect("dev-ec", ecKey)
+	wait(t, c.Publish("/devices/dev-ec/events", 1, false, []byte("hello")))
+}
+
+func TestRefusals(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	e.createDevice("good", ecKey, nil)
+	e.createDevice("blocked", ecKey, func(d *store.Device) { d.Blocked = true })
+	e.createDevice("expired-cred", ecKey, func(d *store.Device) {
+		d.Credentials[0].ExpirationTime = time.Now().Add(-time.Minute)
+	})
+	good := e.connect("good", ecKey)
+	now := time.Now()
+
+	tests := []struct {
+		name, id, password string
+	}{
+		{"alg none", clientID("good"), noneToken(t)},
+		{"wrong audience", clientID("good"), ecKey.token(t, "other", now, now.Add(time.Hour))},
+		{"expired", clientID("good"), ecKey.token(t, project, now.Add(-2*time.Hour), now.Add(-time.Hour))},
+		{"issued in the future", clientID("good"), ecKey.token(t, project, now.Add(time.Hour), now.Add(2*time.Hour))},
+		{"lifetime over 24 h", clientID("good"), ecKey.token(t, project, now, now.Add(25*time.Hour))},
+		{"key not the device's", clientID("good"), otherKey.jwt(t)},
+		{"expired credential", clientID("expired-cred"), ecKey.jwt(t)},
+		{"blocked device", clientID("blocked"), ecKey.jwt(t)},
+		{"unknown device", clientID("nobody"), ecKey.jwt(t)},
+		{"unknown registry", "projects/p1/locations/us-central1/registries/nope/devices/good", ecKey.jwt(t)},
+		{"bad client id", "good", ecKey.jwt(t)},
+		{"numeric device id", clientID("12345"), ecKey.jwt(t)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.dial(tc.id, tc.password)
+			if !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+				t.Fatalf("connect: %v, want CONNACK 5 (not authorised)", err)
+			}
+		})
+	}
+	// The good client is unharmed.
+	wait(t, good.Publish("/devices/good/events", 1, false, []byte("still here")))
+	if d := e.device("good"); d.LastErrorStatus == nil {
+		t.Log("no lastErrorStatus recorded yet for refused connections (batched)")
+	}
+}
+
+func noneToken(t testing.TB) string {
+	return "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." +
+		jsonB64(t, map[string]any{"aud": project, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}) + "."
+}
+
+func TestMQTTDisabledRegistry(t *testing.T) {
+	keys(t)
+	e := newEnv(t, bridge.WithRegistryCacheTTL(time.Nanosecond))
+	e.createDevice("dev-1", ecKey, nil)
+	must(e.st.UpdateRegistry(context.Background(), regKey, func(r *store.Registry) error {
+		r.MQTTEnabledState = 2
+		return nil
+	}))
+	if _, err := e.dial(clientID("dev-1"), ecKey.jwt(t)); !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+		t.Fatalf("connect: %v, want CONNACK 5", err)
+	}
+}
+
+func TestEvictionBySecondConnection(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	e.createDevice("dev-1", ecKey, nil)
+	first := e.connect("dev-1", ecKey)
+	second := e.connect("dev-1", ecKey)
+	lostWithin(t, first, 10*time.Second)
+	wait(t, second.Publish("/devices/dev-1/events", 1, false, []byte("x")))
+	waitFor(t, 5*time.Second, func() error {
+		d := e.device("dev-1")
+		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 6 {
+			return fmt.Errorf("lastErrorStatus %+v", d.LastErrorStatus)
+		}
+		return nil
+	})
+}
+
+func TestDisconnectAtJWTExpiry(t *testing.T) {
+	keys(t)
+	e := newEnv(t, bridge.WithJWTSkew(time.Second))
+	e.createDevice("dev-1", ecKey, nil)
+	now := time.Now()
+	c := must(e.dial(clientID("dev-1"), ecKey.token(t, project, now, now.Add(2*time.Second))))
+	lostWithin(t, c, 10*time.Second)
+	waitFor(t, 5*time.Second, func() error {
+		d := e.device("dev-1")
+		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 16 {
+			return fmt.Errorf("lastErrorStatus %+v", d.LastErrorStatus)
+		}
+		return nil
+	})
+}
+
+func TestMisuseClosesTheConnection(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	e.createDevice("dev-1", ecKey, nil)
+	e.createDevice("dev-2", ecKey, nil)
+	for _, tc := range []struct {
+		name string
+		do   func(c *client)
+	}{
+		{"subscribe to another device", func(c *client) {
+			tok := c.Subscribe("/devices/dev-2/config", 1, nil)
+			tok.WaitTimeout(5 * time.Second)
+		}},
+		{"publish to another device", func(c *client) { c.Publish("/devices/dev-2/events", 0, false, []byte("x")) }},
+		{"publish outside the topics", func(c *client) { c.Publish("/foo", 0, false, []byte("x")) }},
+		{"attach from a non-gateway", func(c *client) { c.Publish("/devices/dev-2/attach", 1, false, []byte("{}")) }},
+		{"QoS 2", func(c *client) { c.Publish("/devices/dev-1/events", 2, false, []byte("x")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.connect("dev-1", ecKey)
+			tc.do(c)
+			lostWithin(t, c, 10*time.Second)
+		})
+	}
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+var _ = json.Marshal

@@ -1,0 +1,423 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// Limits of compat-spec section 6.
+const (
+	maxEventBytes = 256 << 10
+	maxStateBytes = 64 << 10
+)
+
+// devState is one device served on a connection: the connected device
+// itself, or a device attached to a gateway connection.
+type devState struct {
+	id      string
+	ref     store.DeviceRef // Registry and NumID
+	proxied bool            // attached through the connection's gateway
+
+	cfgQoS     int // -1: not subscribed to config
+	cfgSent    int64
+	cfgPending *pendingCfg // QoS 1 config waiting for its PUBACK
+	cfgInitial bool        // send the latest config after the SUBACK
+
+	cmdQoS  int // -1: not subscribed to commands
+	cmdStop func()
+
+	lastState time.Time
+}
+
+type pendingCfg struct {
+	version int64
+	pk      packets.Packet
+	sentAt  time.Time
+}
+
+// credID names a credential without depending on the key cache's
+// pointers, which change when the cache evicts.
+type credID struct {
+	format int32
+	pem    string
+}
+
+// conn is the bridge's state for one authenticated MQTT connection.
+type conn struct {
+	b        *Bridge
+	cl       *mqtt.Client
+	nc       net.Conn
+	registry store.RegistryKey
+	gateway  bool
+	cred     credID
+	exp      time.Time
+
+	mu          sync.Mutex
+	self        *devState
+	authMethod  int32 // the gateway's gatewayAuthMethod, kept current by announcements
+	devs        map[string]*devState
+	errorsSub   bool
+	closeAfter  bool        // close once the packet being processed is answered
+	initial     []*devState // configs to send after the SUBACK
+	pids        map[uint16]*devState
+	cmdInflight map[uint16]struct{}
+	nextPID     uint16
+	done        bool
+	expTimer    *time.Timer
+
+	closeOnce    sync.Once
+	teardownOnce sync.Once
+}
+
+func newDevState(id string, ref store.DeviceRef, proxied bool) *devState {
+	return &devState{id: id, ref: ref, proxied: proxied, cfgQoS: -1, cmdQoS: -1}
+}
+
+func (c *conn) logAttrs() []any {
+	return []any{"device", c.self.id, "registry", c.registry.ID, "project", c.registry.Project}
+}
+
+// recordError sets the device's lastErrorTime/lastErrorStatus (batched).
+func (c *conn) recordError(d *devState, code int32, msg string) {
+	now := c.b.opts.now()
+	c.b.fields.touch(d.ref, func(f *fieldDelta) {
+		f.errTime, f.errStatus = now, &store.Status{Code: code, Message: msg}
+	})
+}
+
+// close ends the connection, recording why on the device when code is
+// not 0. MQTT 3.1.1 has no server DISCONNECT, so the socket just closes.
+func (c *conn) close(code int32, msg string) {
+	c.closeOnce.Do(func() {
+		if code != 0 {
+			c.recordError(c.self, code, msg)
+		}
+		c.b.log.Info("bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
+		c.cl.Stop(errors.New(msg))
+	})
+}
+
+// teardown releases everything the connection holds. It runs once, from
+// OnDisconnect or, failing that, when the listener sees the socket end.
+func (c *conn) teardown(err error) {
+	c.teardownOnce.Do(func() {
+		if errors.Is(c.cl.StopCause(), packets.ErrSessionTakenOver) {
+			c.closeOnce.Do(func() {
+				c.recordError(c.self, codeAlreadyExists, "another active connection with the same device id")
+			})
+		}
+		c.mu.Lock()
+		c.done = true
+		if c.expTimer != nil {
+			c.expTimer.Stop()
+		}
+		devs := c.devs
+		c.devs = map[string]*devState{}
+		for _, d := range devs {
+			if d.cmdStop != nil {
+				d.cmdStop()
+				d.cmdStop = nil
+			}
+		}
+		c.mu.Unlock()
+		for _, d := range devs {
+			c.b.removeHolder(d.ref.NumID, c)
+		}
+		c.b.mu.Lock()
+		if c.b.byCl[c.cl] == c {
+			delete(c.b.byCl, c.cl)
+		}
+		if c.b.byNet[c.nc] == c {
+			delete(c.b.byNet, c.nc)
+		}
+		c.b.mu.Unlock()
+		c.b.log.Debug("bridge: connection ended", append(c.logAttrs(), "err", err)...)
+	})
+}
+
+// allocPIDLocked returns a packet identifier unused by this connection's
+// outgoing QoS 1 messages. The bridge keeps its own identifiers rather
+// than mochi's inflight table: mochi shares that table with the device's
+// own packet identifiers, which MQTT keeps separate.
+func (c *conn) allocPIDLocked() (uint16, bool) {
+	for range 1 << 16 {
+		c.nextPID++
+		if c.nextPID == 0 {
+			continue
+		}
+		if _, used := c.pids[c.nextPID]; used {
+			continue
+		}
+		if _, used := c.cmdInflight[c.nextPID]; used {
+			continue
+		}
+		return c.nextPID, true
+	}
+	return 0, false
+}
+
+// sendConfigLocked sends cfg to d at its subscribed QoS. At QoS 1 it
+// replaces any unacknowledged older version.
+func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
+	if c.done || d.cfgQoS < 0 {
+		return
+	}
+	now := c.b.opts.now()
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cfgQoS)},
+		TopicName:   deviceTopic(d.id, "config"),
+		Payload:     cfg.Data,
+	}
+	if d.cfgQoS == 1 {
+		if d.cfgPending != nil {
+			delete(c.pids, d.cfgPending.pk.PacketID)
+			d.cfgPending = nil
+		}
+		pid, ok := c.allocPIDLocked()
+		if !ok {
+			return
+		}
+		pk.PacketID = pid
+		c.pids[pid] = d
+		d.cfgPending = &pendingCfg{version: cfg.Version, pk: pk, sentAt: now}
+	}
+	d.cfgSent = cfg.Version
+	if err := c.cl.WritePacket(pk); err != nil {
+		return
+	}
+	c.b.fields.touch(d.ref, func(f *fieldDelta) { f.configSend = later(f.configSend, now) })
+}
+
+// deliverConfig sends cfg unless that version (or a newer one) was sent.
+func (c *conn) deliverConfig(d *devState, cfg store.DeviceConfig, force bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !force && cfg.Version <= d.cfgSent {
+		return
+	}
+	c.sendConfigLocked(d, cfg)
+}
+
+// onPuback handles a device's PUBACK for a message the bridge sent.
+func (c *conn) onPuback(pid uint16) {
+	c.mu.Lock()
+	delete(c.cmdInflight, pid)
+	d := c.pids[pid]
+	delete(c.pids, pid)
+	if d == nil || d.cfgPending == nil || d.cfgPending.pk.PacketID != pid {
+		c.mu.Unlock()
+		return
+	}
+	version := d.cfgPending.version
+	d.cfgPending = nil
+	c.mu.Unlock()
+	now := c.b.opts.now()
+	c.b.fields.touch(d.ref, func(f *fieldDelta) {
+		if version >= f.ackVersion {
+			f.ackVersion, f.ackTime = version, now
+		}
+	})
+}
+
+func (c *conn) hasStaleConfig(cutoff time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.devs {
+		if d.cfgPending != nil && !d.cfgPending.sentAt.After(cutoff) {
+			return true
+		}
+	}
+	return false
+}
+
+// resendConfigs sends again the QoS 1 configs unacknowledged since cutoff.
+func (c *conn) resendConfigs(cutoff time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	now := c.b.opts.now()
+	for _, d := range c.devs {
+		p := d.cfgPending
+		if p == nil || p.sentAt.After(cutoff) {
+			continue
+		}
+		p.sentAt = now
+		pk := p.pk
+		pk.FixedHeader.Dup = true // [MQTT-3.3.1-1]
+		if err := c.cl.WritePacket(pk); err != nil {
+			return
+		}
+	}
+}
+
+// sendInitialConfigs sends the latest config to the devices that just
+// subscribed, after their SUBACK.
+func (c *conn) sendInitialConfigs() {
+	c.mu.Lock()
+	list := c.initial
+	c.initial = nil
+	c.mu.Unlock()
+	for _, d := range list {
+		ctx, cancel := c.b.storeCtx()
+		dev, err := c.b.st.GetDevice(ctx, d.ref)
+		cancel()
+		if err != nil {
+			c.b.log.Warn("bridge: reading config", append(c.logAttrs(), "target", d.id, "err", err)...)
+			continue
+		}
+		c.mu.Lock()
+		if d.cfgInitial {
+			d.cfgInitial = false
+			c.sendConfigLocked(d, dev.Config)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// commandHandler delivers the bus's commands for d.
+func (c *conn) commandHandler(d *devState) bus.CommandHandler {
+	return func(ctx context.Context, cmd bus.Command) error {
+		topic := deviceTopic(d.id, "commands")
+		if cmd.SubFolder != "" {
+			topic += "/" + cmd.SubFolder
+		}
+		c.mu.Lock()
+		if c.done || d.cmdQoS < 0 || c.devs[d.id] != d {
+			c.mu.Unlock()
+			return bus.ErrNotConnected
+		}
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cmdQoS)},
+			TopicName:   topic,
+			Payload:     cmd.Data,
+		}
+		if d.cmdQoS == 1 {
+			if len(c.cmdInflight) >= c.b.opts.maxInflight {
+				c.mu.Unlock()
+				return fmt.Errorf("the device has %d commands it did not acknowledge", len(c.cmdInflight))
+			}
+			pid, ok := c.allocPIDLocked()
+			if !ok {
+				c.mu.Unlock()
+				return errors.New("no packet identifier available")
+			}
+			pk.PacketID = pid
+			c.cmdInflight[pid] = struct{}{}
+		}
+		c.mu.Unlock()
+		if err := c.cl.WritePacket(pk); err != nil {
+			return fmt.Errorf("%w: %v", bus.ErrNotConnected, err)
+		}
+		return nil
+	}
+}
+
+// onDeviceAnnouncement re-reads a device this connection serves and acts
+// on what changed: a new config is delivered; a blocked or deleted device,
+// or one whose credential for this connection is gone, is disconnected
+// (or detached from its gateway).
+func (c *conn) onDeviceAnnouncement(kind bus.AnnouncementKind, numID uint64) {
+	c.mu.Lock()
+	var target *devState
+	for _, d := range c.devs {
+		if d.ref.NumID == numID {
+			target = d
+			break
+		}
+	}
+	c.mu.Unlock()
+	if target != nil {
+		c.recheck(target)
+	}
+}
+
+func (c *conn) recheckAll() {
+	c.mu.Lock()
+	list := make([]*devState, 0, len(c.devs))
+	for _, d := range c.devs {
+		list = append(list, d)
+	}
+	c.mu.Unlock()
+	for _, d := range list {
+		c.recheck(d)
+	}
+}
+
+func (c *conn) recheck(d *devState) {
+	ctx, cancel := c.b.storeCtx()
+	dev, err := c.b.st.GetDevice(ctx, d.ref)
+	cancel()
+	reason := ""
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		reason = "the device was deleted"
+	case err != nil:
+		c.b.log.Warn("bridge: re-reading a device", append(c.logAttrs(), "target", d.id, "err", err)...)
+		return
+	case dev.Blocked:
+		reason = "the device is blocked"
+	}
+	self := d == c.self
+	if reason == "" && self && !c.credentialActive(dev) {
+		reason = "the credential that signed the connection's JWT was removed or expired"
+	}
+	if reason != "" {
+		if self {
+			c.close(codePermissionDenied, reason)
+		} else {
+			c.detachForError(d, reason)
+		}
+		return
+	}
+	if self {
+		c.mu.Lock()
+		c.authMethod = dev.GatewayAuthMethod
+		c.mu.Unlock()
+	}
+	c.deliverConfig(d, dev.Config, false)
+}
+
+func (c *conn) credentialActive(dev *store.Device) bool {
+	now := c.b.opts.now()
+	for _, cr := range dev.Credentials {
+		if cr.Format == c.cred.format && cr.Key == c.cred.pem && deviceauth.CredentialActive(cr.ExpirationTime, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// activeKeys parses a device's unexpired credentials (through the cache).
+func (b *Bridge) activeKeys(dev *store.Device, now time.Time) ([]*deviceauth.Key, []credID) {
+	keys := make([]*deviceauth.Key, 0, len(dev.Credentials))
+	ids := make([]credID, 0, len(dev.Credentials))
+	for _, cr := range dev.Credentials {
+		if !deviceauth.CredentialActive(cr.ExpirationTime, now) {
+			continue
+		}
+		k, err := b.keys.Parse(cr.Format, cr.Key)
+		if err != nil {
+			b.log.Warn("bridge: a stored credential does not parse", "device", dev.ID, "err", err)
+			continue
+		}
+		keys = append(keys, k)
+		ids = append(ids, credID{cr.Format, cr.Key})
+	}
+	return keys, ids
+}
+
+func numIDString(n uint64) string { return strconv.FormatUint(n, 10) }

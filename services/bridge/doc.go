@@ -1,0 +1,15 @@
+// Package bridge is Passerelle's Cloud IoT Core MQTT protocol bridge
+// (compat-spec sections 6 and 7), built on github.com/mochi-mqtt/server/v2
+// with Passerelle's hook: device JWT authentication against the store's
+// credentials, per-connection topic rules, telemetry and state forwarding
+// to the bus, config delivery with ack tracking, commands from the bus, and
+// the gateway attach/detach protocol.
+//
+// The bridge reads devices through a small DeviceStore interface and
+// writes server-set fields (lastHeartbeatTime, lastEventTime...) in one
+// batch per second, never once per message.
+//
+// TLS is the caller's: Serve takes net.Listeners, typically made with
+// tls.NewListener (TLS 1.2 or newer), so the same bridge also serves plain
+// MQTT in tests or behind a TLS-terminating proxy.
+package bridge

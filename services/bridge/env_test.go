@@ -1,0 +1,315 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/services/bridge"
+)
+
+const (
+	project     = "p1"
+	eventsTopic = "projects/p1/topics/events"
+	stateTopic  = "projects/p1/topics/state"
+)
+
+var regKey = store.RegistryKey{Project: project, Location: "us-central1", ID: "reg1"}
+
+// ackStore adds AckConfig to a store.Store the simple way (until the store
+// has it): it sets the device's LastConfigAckTime.
+type ackStore struct{ store.Store }
+
+func (s ackStore) AckConfig(ctx context.Context, ref store.DeviceRef, _ int64, at time.Time) error {
+	_, err := s.UpdateDevice(ctx, ref, func(d *store.Device) error {
+		d.LastConfigAckTime = at
+		return nil
+	})
+	return err
+}
+
+func logger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+type env struct {
+	t    *testing.T
+	st   store.Store
+	bus  *bus.Bus
+	addr string
+	tls  *tls.Config // client side
+}
+
+// must panics on err: test setup only.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// newEnv starts SQLite, the embedded bus and the bridge over TLS.
+func newEnv(t *testing.T, opts ...bridge.Option) *env {
+	t.Helper()
+	ctx := context.Background()
+	log := logger(t)
+	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	t.Cleanup(func() { _ = st.Close() })
+	b := must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
+	t.Cleanup(func() { _ = b.Close() })
+	if err := st.CreateRegistry(ctx, &store.Registry{
+		Key:                      regKey,
+		EventNotificationConfigs: []store.EventNotificationConfig{{PubsubTopicName: eventsTopic}},
+		StateNotificationTopic:   stateTopic,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	serverTLS, clientTLS := testTLS(t)
+	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	br := bridge.New(log, ackStore{st}, b, opts...)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- br.Serve(sctx, tls.NewListener(ln, serverTLS)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+	})
+	return &env{t: t, st: st, bus: b, addr: ln.Addr().String(), tls: clientTLS}
+}
+
+// testTLS makes a CA and a server certificate for 127.0.0.1.
+func testTLS(t testing.TB) (server, client *tls.Config) {
+	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER := must(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))
+	ca := must(x509.ParseCertificate(caDER))
+	srvKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bridge"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER := must(x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	server = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
+	}
+	return server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// devKey is a device's private key and its credential.
+type devKey struct {
+	priv   any
+	method jwt.SigningMethod
+	cred   store.Credential
+}
+
+var (
+	keyOnce       sync.Once
+	rsaKey, ecKey devKey
+	otherKey      devKey
+)
+
+func keys(t testing.TB) {
+	keyOnce.Do(func() {
+		r := must(rsa.GenerateKey(rand.Reader, 2048))
+		rsaKey = devKey{r, jwt.SigningMethodRS256, store.Credential{Format: deviceauth.FormatRSAPEM, Key: pubPEM(t, &r.PublicKey)}}
+		e := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+		ecKey = devKey{e, jwt.SigningMethodES256, store.Credential{Format: deviceauth.FormatES256PEM, Key: pubPEM(t, &e.PublicKey)}}
+		o := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+		otherKey = devKey{o, jwt.SigningMethodES256, store.Credential{Format: deviceauth.FormatES256PEM, Key: pubPEM(t, &o.PublicKey)}}
+	})
+}
+
+func pubPEM(t testing.TB, pub any) string {
+	der := must(x509.MarshalPKIXPublicKey(pub))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func (k devKey) token(t testing.TB, aud string, iat, exp time.Time) string {
+	t.Helper()
+	return must(jwt.NewWithClaims(k.method, jwt.MapClaims{"aud": aud, "iat": iat.Unix(), "exp": exp.Unix()}).SignedString(k.priv))
+}
+
+func (k devKey) jwt(t testing.TB) string {
+	return k.token(t, project, time.Now(), time.Now().Add(time.Hour))
+}
+
+func (e *env) createDevice(id string, k devKey, mod func(*store.Device)) *store.Device {
+	e.t.Helper()
+	d := &store.Device{Registry: regKey, ID: id, Credentials: []store.Credential{k.cred}}
+	if mod != nil {
+		mod(d)
+	}
+	return must(e.st.CreateDevice(context.Background(), d, time.Now()))
+}
+
+func clientID(id string) string {
+	return "projects/" + project + "/locations/us-central1/registries/reg1/devices/" + id
+}
+
+// client is a paho client with a record of lost connections.
+type client struct {
+	paho.Client
+	lost chan error
+}
+
+func (e *env) dial(id, password string) (*client, error) {
+	c := &client{lost: make(chan error, 1)}
+	o := paho.NewClientOptions().
+		AddBroker("ssl://" + e.addr).
+		SetClientID(id).
+		SetUsername("unused").
+		SetPassword(password).
+		SetTLSConfig(e.tls).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(10 * time.Second).
+		SetKeepAlive(60 * time.Second).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case c.lost <- err:
+			default:
+			}
+		})
+	c.Client = paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(15 * time.Second) {
+		return nil, errors.New("connect timed out")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	e.t.Cleanup(func() { c.Disconnect(0) })
+	return c, nil
+}
+
+func (e *env) connect(id string, k devKey) *client {
+	e.t.Helper()
+	return must(e.dial(clientID(id), k.jwt(e.t)))
+}
+
+func wait(t testing.TB, tok paho.Token) {
+	t.Helper()
+	if !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("MQTT operation timed out")
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls f until it returns nil.
+func waitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) device(id string) *store.Device {
+	e.t.Helper()
+	return must(e.st.GetDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: id}))
+}
+
+// lastNotification returns the last stream message on a Pub/Sub topic.
+func (e *env) lastNotification(topic string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(e.bus.Conn())
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, "PASSERELLE_PUBSUB")
+	if err != nil {
+		return nil, err
+	}
+	subj, err := bus.TopicSubject(topic)
+	if err != nil {
+		return nil, err
+	}
+	return s.GetLastMsgForSubject(ctx, subj)
+}
+
+// received collects messages of a subscription.
+type received struct {
+	ch chan paho.Message
+}
+
+func newReceived() *received { return &received{ch: make(chan paho.Message, 100)} }
+
+func (r *received) handler(_ paho.Client, m paho.Message) { r.ch <- m }
+
+func (r *received) next(t testing.TB) paho.Message {
+	t.Helper()
+	select {
+	case m := <-r.ch:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10 s")
+		return nil
+	}
+}
+
+func lostWithin(t testing.TB, c *client, d time.Duration) {
+	t.Helper()
+	select {
+	case <-c.lost:
+	case <-time.After(d):
+		t.Fatalf("connection still up after %s", d)
+	}
+}

@@ -1,0 +1,347 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/passerelle-iot/passerelle/pkg/resource"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// mqttDisabled is iotpb.MqttState MQTT_DISABLED.
+const mqttDisabled = 2
+
+// errQoS2 ends a connection that publishes at QoS 2.
+var errQoS2 = errors.New("QoS 2 is not supported")
+
+// hook is the bridge's mochi hook. Everything a device may do goes
+// through it; mochi's own routing is never used (every publish is
+// consumed here and marked ignored), so devices never see each other's
+// messages.
+type hook struct {
+	mqtt.HookBase
+	b *Bridge
+}
+
+func (h *hook) ID() string { return "passerelle-bridge" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
+		mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnWill,
+	}, []byte{b})
+}
+
+// OnConnect enforces MQTT 3.1.1 without sessions or wills, and the idle
+// limit, before mochi sets the keep-alive deadline.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if cl.Properties.ProtocolVersion != 4 {
+		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
+		return packets.ErrUnsupportedProtocolVersion
+	}
+	// No persistent sessions: clean_session=0 is served as clean.
+	cl.Properties.Clean = true
+	// No will messages: a will is dropped, not refused, as devices
+	// written for other brokers often set one.
+	cl.Properties.Will = mqtt.Will{}
+	// mochi closes a connection silent for 1.5 x keep-alive; capping the
+	// keep-alive makes that the idle limit.
+	limit := uint16(min(max(h.b.opts.idleTimeout.Seconds()/1.5, 1), 65535))
+	if cl.State.Keepalive == 0 || cl.State.Keepalive > limit {
+		cl.State.Keepalive = limit
+	}
+	return nil
+}
+
+// OnConnectAuthenticate checks the client id and the JWT. A false answer
+// makes mochi send CONNACK 5 (not authorised) to a 3.1.1 client.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	b := h.b
+	c, reason := b.authenticate(cl, pk)
+	if c == nil {
+		b.log.Info("bridge: connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+		return false
+	}
+	b.mu.Lock()
+	b.byCl[cl] = c
+	b.byNet[c.nc] = c
+	b.mu.Unlock()
+	return true
+}
+
+func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, string) {
+	name, err := resource.ParseDevice("client_id", cl.ID)
+	if err != nil {
+		return nil, "bad client id: " + err.Error()
+	}
+	if _, num := name.NumID(); num {
+		return nil, "the client id must name the device by its id, not its numeric id"
+	}
+	key := store.RegistryKey{Project: name.Project, Location: name.Location, ID: name.Registry.Registry}
+	reg, err := b.registry(key)
+	if err != nil {
+		return nil, "registry: " + err.Error()
+	}
+	if reg.MQTTEnabledState == mqttDisabled {
+		return nil, "MQTT is disabled on the registry"
+	}
+	ctx, cancel := b.storeCtx()
+	dev, err := b.st.GetDevice(ctx, store.DeviceRef{Registry: key, ID: name.Device})
+	cancel()
+	if err != nil {
+		return nil, "device: " + err.Error()
+	}
+	if dev.Blocked {
+		return nil, "the device is blocked"
+	}
+	now := b.opts.now()
+	keys, ids := b.activeKeys(dev, now)
+	claims, err := b.jwt.Verify(string(pk.Connect.Password), keys, key.Project, now)
+	if err != nil {
+		b.recordAuthError(dev, err.Error())
+		return nil, err.Error()
+	}
+	c := &conn{
+		b: b, cl: cl, nc: cl.Net.Conn, registry: key,
+		gateway:     dev.GatewayType == store.GatewayTypeGateway,
+		exp:         claims.ExpiresAt,
+		authMethod:  dev.GatewayAuthMethod,
+		devs:        make(map[string]*devState, 1),
+		pids:        make(map[uint16]*devState),
+		cmdInflight: make(map[uint16]struct{}),
+	}
+	for i, k := range keys {
+		if k == claims.Key {
+			c.cred = ids[i]
+		}
+	}
+	c.self = newDevState(dev.ID, store.DeviceRef{Registry: key, NumID: dev.NumID}, false)
+	c.devs[dev.ID] = c.self
+	return c, ""
+}
+
+func (b *Bridge) recordAuthError(dev *store.Device, msg string) {
+	now := b.opts.now()
+	b.fields.touch(store.DeviceRef{Registry: dev.Registry, NumID: dev.NumID}, func(f *fieldDelta) {
+		f.errTime, f.errStatus = now, &store.Status{Code: codeUnauthenticated, Message: msg}
+	})
+}
+
+// OnSessionEstablished runs after the CONNACK (and after mochi closed an
+// older connection with the same client id): the device is now served
+// here.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return
+	}
+	h.b.addHolder(c.self.ref.NumID, c)
+	now := h.b.opts.now()
+	h.b.fields.touch(c.self.ref, func(f *fieldDelta) { f.heartbeat = later(f.heartbeat, now) })
+	c.mu.Lock()
+	if !c.done {
+		c.expTimer = time.AfterFunc(c.exp.Add(h.b.opts.jwtSkew).Sub(now), func() {
+			c.close(codeUnauthenticated, "the JWT expired")
+		})
+	}
+	c.mu.Unlock()
+	h.b.log.Debug("bridge: connected", append(c.logAttrs(), "gateway", c.gateway)...)
+}
+
+// OnWill drops any will (they are not supported).
+func (h *hook) OnWill(_ *mqtt.Client, _ mqtt.Will) (mqtt.Will, error) {
+	return mqtt.Will{}, errors.New("wills are not supported")
+}
+
+// OnPacketRead sees every packet first: it refreshes the heartbeat,
+// refuses QoS 2 (mochi would downgrade it silently), and takes the
+// device's PUBACKs for the bridge's own messages.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect {
+		return pk, nil
+	}
+	c := h.b.connOf(cl)
+	if c == nil {
+		return pk, nil
+	}
+	now := h.b.opts.now()
+	h.b.fields.touch(c.self.ref, func(f *fieldDelta) { f.heartbeat = later(f.heartbeat, now) })
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.FixedHeader.Qos > 1 {
+			// mochi ignores hook errors here except ErrRejectPacket,
+			// which ends the read loop.
+			c.close(codeInvalidArgument, errQoS2.Error())
+			return pk, packets.ErrRejectPacket
+		}
+	case packets.Puback:
+		c.onPuback(pk.PacketID)
+	}
+	return pk, nil
+}
+
+// OnACLCheck lets every publish through to OnPublish, which applies the
+// topic rules, and decides subscriptions.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	c := h.b.connOf(cl)
+	if c == nil {
+		return false
+	}
+	return c.allowSubscribe(topic)
+}
+
+func (c *conn) allowSubscribe(filter string) bool {
+	t, err := ParseTopic(filter)
+	if err != nil || t.Kind.Publishable() {
+		c.misuse("subscription to " + filter + " is not allowed")
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.Kind == TopicErrors {
+		if !c.gateway || t.DeviceID != c.self.id {
+			c.misuseLocked("subscription to " + filter + " is not allowed")
+			return false
+		}
+		return true
+	}
+	if c.devs[t.DeviceID] == nil {
+		if c.gateway {
+			c.gatewayErrorLocked(gwDeviceNotFound, "the device is not attached to this gateway", t.DeviceID, "SUBSCRIBE", filter, 0)
+			return false
+		}
+		c.misuseLocked("subscription to another device's topic " + filter)
+		return false
+	}
+	return true
+}
+
+// misuse marks the connection to be closed once the current packet is
+// answered (so that a refused SUBSCRIBE still gets its SUBACK 0x80).
+func (c *conn) misuse(msg string) {
+	c.mu.Lock()
+	c.misuseLocked(msg)
+	c.mu.Unlock()
+}
+
+func (c *conn) misuseLocked(msg string) {
+	if !c.closeAfter {
+		c.closeAfter = true
+		c.recordError(c.self, codePermissionDenied, msg)
+	}
+}
+
+// OnSubscribed records the accepted subscriptions, before mochi writes
+// the SUBACK.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue
+		}
+		t, err := ParseTopic(f.Filter)
+		if err != nil {
+			continue
+		}
+		qos := int(codes[i])
+		switch t.Kind {
+		case TopicErrors:
+			c.errorsSub = true
+		case TopicConfig:
+			if d := c.devs[t.DeviceID]; d != nil {
+				d.cfgQoS, d.cfgInitial = qos, true
+				c.initial = append(c.initial, d)
+			}
+		case TopicCommands:
+			d := c.devs[t.DeviceID]
+			if d == nil {
+				continue
+			}
+			d.cmdQoS = qos
+			if d.cmdStop == nil && h.b.bus != nil {
+				stop, err := h.b.bus.HandleCommands(d.ref.NumID, c.commandHandler(d))
+				if err != nil {
+					h.b.log.Warn("bridge: routing commands", append(c.logAttrs(), "target", d.id, "err", err)...)
+					continue
+				}
+				d.cmdStop = stop
+			}
+		}
+	}
+}
+
+// OnUnsubscribed ends config delivery and command routing.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range pk.Filters {
+		t, err := ParseTopic(f.Filter)
+		if err != nil {
+			continue
+		}
+		d := c.devs[t.DeviceID]
+		switch {
+		case t.Kind == TopicErrors:
+			c.errorsSub = false
+		case d == nil:
+		case t.Kind == TopicConfig:
+			c.unsubscribeConfigLocked(d)
+		case t.Kind == TopicCommands:
+			d.cmdQoS = -1
+			if d.cmdStop != nil {
+				d.cmdStop()
+				d.cmdStop = nil
+			}
+		}
+	}
+}
+
+func (c *conn) unsubscribeConfigLocked(d *devState) {
+	d.cfgQoS, d.cfgInitial = -1, false
+	if d.cfgPending != nil {
+		delete(c.pids, d.cfgPending.pk.PacketID)
+		d.cfgPending = nil
+	}
+}
+
+// OnPacketProcessed runs after mochi answered a packet: configs go out
+// after their SUBACK, and misuse closes the connection after the answer.
+func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return
+	}
+	if pk.FixedHeader.Type == packets.Subscribe {
+		c.sendInitialConfigs()
+	}
+	c.mu.Lock()
+	closeNow := c.closeAfter
+	c.mu.Unlock()
+	if closeNow {
+		c.close(0, "topic rules violated") // the error is already recorded
+	}
+}
+
+// OnDisconnect releases the connection's state.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	if c := h.b.connOf(cl); c != nil {
+		c.teardown(err)
+	}
+}

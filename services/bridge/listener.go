@@ -1,0 +1,140 @@
+package bridge
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener adapts a net.Listener to mochi's listeners.Listener. It exists
+// because mochi's own TCP listener stops accepting for good after one
+// Accept error (design.md, "Facts measured"): this one retries with
+// backoff, caps the connections held, and bounds the time to CONNECT.
+type listener struct {
+	id     string
+	ln     net.Listener
+	log    *slog.Logger
+	count  *atomic.Int64 // connections held, shared by every listener of a Bridge
+	max    int64
+	opts   *options
+	onDone func(net.Conn) // called once the connection's handler returned
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
+	wg     sync.WaitGroup // the accept loop and the connection handlers
+	served chan struct{}  // closed when Serve returns
+}
+
+func newListener(id string, ln net.Listener, log *slog.Logger, count *atomic.Int64, o *options, onDone func(net.Conn)) *listener {
+	return &listener{
+		id: id, ln: ln, log: log, count: count, max: int64(o.maxConns), opts: o, onDone: onDone,
+		conns: make(map[*trackedConn]struct{}), served: make(chan struct{}),
+	}
+}
+
+func (l *listener) Init(*slog.Logger) error { return nil }
+func (l *listener) ID() string              { return l.id }
+func (l *listener) Address() string         { return l.ln.Addr().String() }
+func (l *listener) Protocol() string        { return "tcp" }
+
+// Serve accepts until Close. Temporary errors (EMFILE, ECONNABORTED...)
+// are retried after a backoff that doubles up to acceptBackoffMax.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	defer close(l.served)
+	var backoff time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if l.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), l.opts.acceptBackoffMax)
+			l.log.Warn("bridge: accept failed, retrying", "listener", l.id, "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			<-t.C
+			continue
+		}
+		backoff = 0
+		if l.count.Add(1) > l.max {
+			l.count.Add(-1)
+			_ = nc.Close()
+			l.log.Warn("bridge: connection cap reached, closing a new connection", "listener", l.id, "max", l.max)
+			continue
+		}
+		tc := &trackedConn{Conn: nc, count: l.count}
+		// mochi does not bound the wait for CONNECT; after CONNECT it
+		// replaces this deadline with its keep-alive deadline.
+		_ = nc.SetDeadline(time.Now().Add(l.opts.connectTimeout))
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = tc.Close()
+			return
+		}
+		l.conns[tc] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			if err := establish(l.id, tc); err != nil {
+				l.log.Debug("bridge: connection ended", "remote", tc.RemoteAddr().String(), "err", err)
+			}
+			_ = tc.Close()
+			l.mu.Lock()
+			delete(l.conns, tc)
+			l.mu.Unlock()
+			l.onDone(tc)
+		}()
+	}
+}
+
+func (l *listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Close stops accepting, lets mochi disconnect its clients, then closes
+// the connections that had not reached CONNECT yet.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	for tc := range l.conns {
+		_ = tc.Close()
+	}
+	l.mu.Unlock()
+}
+
+// wait returns once the accept loop and every connection handler ended.
+// Only valid after Serve was started.
+func (l *listener) wait() {
+	<-l.served
+	l.wg.Wait()
+}
+
+// trackedConn releases its slot in the connection count once.
+type trackedConn struct {
+	net.Conn
+	count *atomic.Int64
+	once  sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.count.Add(-1) })
+	return err
+}

@@ -1,0 +1,110 @@
+package bridge
+
+import (
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+)
+
+// Option configures a Bridge.
+type Option func(*options)
+
+type options struct {
+	maxConns         int
+	connectTimeout   time.Duration
+	idleTimeout      time.Duration
+	jwtSkew          time.Duration
+	storeTimeout     time.Duration
+	publishTimeout   time.Duration
+	flushInterval    time.Duration
+	configResend     time.Duration
+	registryTTL      time.Duration
+	stateInterval    time.Duration
+	maxAttached      int
+	writesPending    int32
+	bufferSize       int
+	maxInflight      int
+	workers          int
+	acceptBackoffMax time.Duration
+	keyCache         *deviceauth.KeyCache
+	now              func() time.Time
+}
+
+// Defaults, in one place.
+func defaultOptions() options {
+	return options{
+		maxConns:         19000,
+		connectTimeout:   10 * time.Second,
+		idleTimeout:      20 * time.Minute,
+		jwtSkew:          deviceauth.DefaultJWTSkew,
+		storeTimeout:     10 * time.Second,
+		publishTimeout:   10 * time.Second,
+		flushInterval:    time.Second,
+		configResend:     10 * time.Second,
+		registryTTL:      10 * time.Second,
+		stateInterval:    time.Second,
+		maxAttached:      1000,
+		writesPending:    64,
+		bufferSize:       2 << 10,
+		maxInflight:      64,
+		workers:          64,
+		acceptBackoffMax: time.Second,
+		now:              time.Now,
+	}
+}
+
+// WithMaxConnections caps the connections the bridge holds at once, over
+// all listeners; past the cap a new connection is closed as soon as it is
+// accepted. Keep it under the process's open-file limit. Default 19,000.
+func WithMaxConnections(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithConnectTimeout bounds the time from accepting a connection (TLS
+// handshake included) to its CONNECT packet. Default 10 s.
+func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.connectTimeout = d } }
+
+// WithIdleTimeout closes a connection that sent nothing for this long,
+// whatever its keep-alive (compat-spec: 20 minutes). It is enforced
+// through mochi's keep-alive deadline (1.5 x keep-alive), so it has a
+// granularity of 1.5 s. Default 20 minutes.
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
+// WithJWTSkew sets the clock skew allowed on a device JWT's iat and exp;
+// a connection is closed when exp + skew passes. Default 10 minutes.
+func WithJWTSkew(d time.Duration) Option { return func(o *options) { o.jwtSkew = d } }
+
+// WithStoreTimeout bounds each store call. Default 10 s.
+func WithStoreTimeout(d time.Duration) Option { return func(o *options) { o.storeTimeout = d } }
+
+// WithPublishTimeout bounds the wait for the bus to accept a QoS 1 event
+// before the bridge gives up and closes the connection (the device then
+// resends). Default 10 s.
+func WithPublishTimeout(d time.Duration) Option { return func(o *options) { o.publishTimeout = d } }
+
+// WithFlushInterval sets how often server-set device fields are written to
+// the store. Default 1 s.
+func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
+
+// WithConfigResendInterval sets how long a QoS 1 config waits for its
+// PUBACK before it is sent again. Default 10 s.
+func WithConfigResendInterval(d time.Duration) Option {
+	return func(o *options) { o.configResend = d }
+}
+
+// WithRegistryCacheTTL sets how long a registry read from the store is
+// reused (notification topics, MQTT enabled state). Default 10 s.
+func WithRegistryCacheTTL(d time.Duration) Option { return func(o *options) { o.registryTTL = d } }
+
+// WithMaxAttachedDevices caps the devices attached to one gateway
+// connection. Default 1,000.
+func WithMaxAttachedDevices(n int) Option { return func(o *options) { o.maxAttached = n } }
+
+// WithKeyCache shares a parsed-key cache (for example with the HTTP
+// bridge). Default: a cache of deviceauth.DefaultKeyCacheSize keys.
+func WithKeyCache(c *deviceauth.KeyCache) Option { return func(o *options) { o.keyCache = c } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithWorkers bounds the goroutines that deliver configs and react to
+// announcements. Default 64.
+func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }

@@ -1,0 +1,357 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// Gateway error types of compat-spec section 7.
+const (
+	gwAttachmentError = "GATEWAY_ATTACHMENT_ERROR"
+	gwDeviceNotFound  = "GATEWAY_DEVICE_NOT_FOUND"
+	gwDetachmentError = "GATEWAY_DETACHMENT_DEVICE_ERROR"
+)
+
+// Gateway auth methods, numerically iotpb.GatewayAuthMethod.
+const (
+	authAssociationOnly  = 1
+	authDeviceTokenOnly  = 2
+	authAssociationToken = 3
+)
+
+// OnPublish applies the topic rules and forwards the message. Its answer
+// to mochi: CodeSuccessIgnore (PUBACK at QoS 1, never routed to other
+// clients) once the message is accepted; ErrRejectPacket (no PUBACK) when
+// it is refused or the connection is being closed.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		cl.Stop(errors.New("unauthenticated publish"))
+		return pk, packets.ErrRejectPacket
+	}
+	if c.handlePublish(pk) {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// handlePublish reports whether the publish is accepted (to be PUBACKed).
+func (c *conn) handlePublish(pk packets.Packet) bool {
+	t, err := ParseTopic(pk.TopicName)
+	if err != nil || !t.Kind.Publishable() {
+		c.close(codePermissionDenied, "publish to "+pk.TopicName+" is not allowed")
+		return false
+	}
+	if pk.FixedHeader.Retain {
+		c.close(codeInvalidArgument, "retained messages are not supported")
+		return false
+	}
+	c.mu.Lock()
+	d := c.devs[t.DeviceID]
+	c.mu.Unlock()
+	switch t.Kind {
+	case TopicAttach, TopicDetach:
+		if !c.gateway {
+			c.close(codePermissionDenied, "only gateways may attach or detach devices")
+			return false
+		}
+		if t.DeviceID == c.self.id {
+			c.gatewayError(gwAttachmentError, "a gateway cannot attach itself", t.DeviceID, pk)
+			return false
+		}
+		if t.Kind == TopicAttach {
+			return c.attach(t.DeviceID, pk)
+		}
+		c.detach(t.DeviceID)
+		return true
+	}
+	if d == nil {
+		if c.gateway {
+			c.gatewayError(gwDeviceNotFound, "the device is not attached to this gateway", t.DeviceID, pk)
+			return false
+		}
+		c.close(codePermissionDenied, "publish to another device's topic "+pk.TopicName)
+		return false
+	}
+	if d.proxied {
+		now := c.b.opts.now()
+		gw := c.self.id
+		c.b.fields.touch(d.ref, func(f *fieldDelta) { f.gatewayID, f.gatewayTime = gw, later(f.gatewayTime, now) })
+	}
+	if t.Kind == TopicEvents {
+		return c.publishEvent(d, t.SubFolder, pk)
+	}
+	return c.publishState(d, pk)
+}
+
+func (c *conn) attributes(d *devState, subFolder string) bus.Attributes {
+	a := bus.Attributes{
+		DeviceID:               d.id,
+		DeviceNumID:            numIDString(d.ref.NumID),
+		DeviceRegistryID:       c.registry.ID,
+		DeviceRegistryLocation: c.registry.Location,
+		ProjectID:              c.registry.Project,
+		SubFolder:              subFolder,
+	}
+	if d.proxied {
+		a.GatewayID = c.self.id
+	}
+	return a
+}
+
+func eventTopic(reg *store.Registry, subFolder string) string {
+	for _, n := range reg.EventNotificationConfigs {
+		if n.SubfolderMatches == "" || n.SubfolderMatches == subFolder {
+			return n.PubsubTopicName
+		}
+	}
+	return ""
+}
+
+func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bool {
+	if len(pk.Payload) > maxEventBytes {
+		c.close(codeInvalidArgument, "event larger than 256 KB")
+		return false
+	}
+	reg, err := c.b.registry(c.registry)
+	if err != nil {
+		c.close(codeUnavailable, "cannot read the registry")
+		return false
+	}
+	topic := eventTopic(reg, subFolder)
+	if topic == "" || c.b.bus == nil {
+		c.close(codeFailedPrecondition, "the registry has no event notification config for this event")
+		return false
+	}
+	attrs := c.attributes(d, subFolder)
+	if pk.FixedHeader.Qos == 0 {
+		err = c.b.bus.PublishNotificationAsync(c.b.ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+			if err != nil {
+				c.b.log.Warn("bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
+			}
+		})
+	} else {
+		// PUBACK only once the stream holds the event: mochi sends it
+		// when this hook returns.
+		ctx, cancel := context.WithTimeout(c.b.ctx, c.b.opts.publishTimeout)
+		err = c.b.bus.PublishNotification(ctx, topic, bus.KindEvent, pk.Payload, attrs)
+		cancel()
+	}
+	if err != nil {
+		c.b.log.Warn("bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
+		if pk.FixedHeader.Qos > 0 {
+			// Without a PUBACK the device would wait for ever; closing
+			// makes it reconnect and send again.
+			c.close(codeUnavailable, "the event could not be forwarded")
+			return false
+		}
+	}
+	now := c.b.opts.now()
+	c.b.fields.touch(d.ref, func(f *fieldDelta) { f.event = later(f.event, now) })
+	return true
+}
+
+func (c *conn) publishState(d *devState, pk packets.Packet) bool {
+	if len(pk.Payload) > maxStateBytes {
+		c.close(codeInvalidArgument, "state larger than 64 KB")
+		return false
+	}
+	now := c.b.opts.now()
+	c.mu.Lock()
+	tooFast := !d.lastState.IsZero() && now.Sub(d.lastState) < c.b.opts.stateInterval
+	if !tooFast {
+		d.lastState = now
+	}
+	c.mu.Unlock()
+	if tooFast {
+		const msg = "more than one state update per second"
+		if d.proxied {
+			c.detachForError(d, msg)
+		} else {
+			c.close(codeResourceExhausted, msg)
+		}
+		return false
+	}
+	ctx, cancel := c.b.storeCtx()
+	err := c.b.st.AddState(ctx, d.ref, store.DeviceState{UpdateTime: now, Data: pk.Payload})
+	cancel()
+	if err != nil {
+		c.b.log.Warn("bridge: storing a state", append(c.logAttrs(), "target", d.id, "err", err)...)
+		c.close(codeUnavailable, "the state could not be stored")
+		return false
+	}
+	if reg, err := c.b.registry(c.registry); err == nil && reg.StateNotificationTopic != "" && c.b.bus != nil {
+		// The state is stored: its notification need not hold the PUBACK.
+		err := c.b.bus.PublishNotificationAsync(c.b.ctx, reg.StateNotificationTopic, bus.KindState, pk.Payload, c.attributes(d, ""), func(err error) {
+			if err != nil {
+				c.b.log.Warn("bridge: a state notification was lost", append(c.logAttrs(), "err", err)...)
+			}
+		})
+		if err != nil {
+			c.b.log.Warn("bridge: notifying a state", append(c.logAttrs(), "err", err)...)
+		}
+	}
+	return true
+}
+
+// gatewayError publishes an error for the gateway on its errors topic, if
+// it subscribed to it.
+func (c *conn) gatewayError(kind, desc, deviceID string, pk packets.Packet) {
+	c.mu.Lock()
+	c.gatewayErrorLocked(kind, desc, deviceID, "PUBLISH", pk.TopicName, pk.PacketID)
+	c.mu.Unlock()
+}
+
+type gatewayErrorMsg struct {
+	ErrorType   string          `json:"error_type"`
+	Description string          `json:"description"`
+	DeviceID    string          `json:"device_id"`
+	MessageInfo mqttMessageInfo `json:"mqtt_message_info"`
+}
+
+type mqttMessageInfo struct {
+	MessageType string `json:"message_type"`
+	Topic       string `json:"topic"`
+	PacketID    uint16 `json:"packet_id"`
+}
+
+func (c *conn) gatewayErrorLocked(kind, desc, deviceID, msgType, topic string, pid uint16) {
+	c.b.log.Info("bridge: gateway error", append(c.logAttrs(), "error_type", kind, "target", deviceID, "description", desc)...)
+	if !c.errorsSub || c.done {
+		return
+	}
+	data, _ := json.Marshal(gatewayErrorMsg{
+		ErrorType: kind, Description: desc, DeviceID: deviceID,
+		MessageInfo: mqttMessageInfo{MessageType: msgType, Topic: topic, PacketID: pid},
+	})
+	_ = c.cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   deviceTopic(c.self.id, "errors"),
+		Payload:     data,
+	})
+}
+
+// attach checks an attach request against the gateway's auth method and
+// reports whether the device is now attached (to be PUBACKed).
+func (c *conn) attach(deviceID string, pk packets.Packet) bool {
+	refuse := func(desc string) bool {
+		c.gatewayError(gwAttachmentError, desc, deviceID, pk)
+		return false
+	}
+	c.mu.Lock()
+	_, already := c.devs[deviceID]
+	n := len(c.devs) - 1
+	method := c.authMethod
+	c.mu.Unlock()
+	if already {
+		return true
+	}
+	if n >= c.b.opts.maxAttached {
+		return refuse("the gateway connection already has the most attached devices")
+	}
+	var req struct {
+		Authorization string `json:"authorization"`
+	}
+	if len(pk.Payload) > 0 {
+		if err := json.Unmarshal(pk.Payload, &req); err != nil {
+			return refuse("the attach payload is not JSON {\"authorization\": \"<jwt>\"}")
+		}
+	}
+	ctx, cancel := c.b.storeCtx()
+	defer cancel()
+	dev, err := c.b.st.GetDevice(ctx, store.DeviceRef{Registry: c.registry, ID: deviceID})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse("the device does not exist")
+	case err != nil:
+		c.b.log.Warn("bridge: reading a device to attach", append(c.logAttrs(), "target", deviceID, "err", err)...)
+		return refuse("the device could not be read")
+	case dev.Blocked:
+		return refuse("the device is blocked")
+	case dev.GatewayType == store.GatewayTypeGateway:
+		return refuse("a gateway cannot be attached to a gateway")
+	}
+	checkBinding := method == authAssociationOnly || method == authAssociationToken
+	checkToken := method == authDeviceTokenOnly || method == authAssociationToken
+	if !checkBinding && !checkToken {
+		return refuse("the gateway's gatewayAuthMethod is unspecified: no device may use it")
+	}
+	if checkBinding {
+		gw := c.self.ref
+		bound, err := c.b.st.ListDevices(ctx, store.DeviceQuery{
+			Registry: c.registry, NumIDs: []uint64{dev.NumID}, BoundToGateway: &gw, Limit: 1,
+		})
+		if err != nil {
+			return refuse("the binding could not be read")
+		}
+		if len(bound) == 0 {
+			return refuse("the device is not bound to the gateway")
+		}
+	}
+	if checkToken {
+		now := c.b.opts.now()
+		keys, _ := c.b.activeKeys(dev, now)
+		if _, err := c.b.jwt.Verify(req.Authorization, keys, c.registry.Project, now); err != nil {
+			return refuse("the device's token was refused: " + err.Error())
+		}
+	}
+	d := newDevState(dev.ID, store.DeviceRef{Registry: c.registry, NumID: dev.NumID}, true)
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return false
+	}
+	if _, raced := c.devs[deviceID]; raced {
+		c.mu.Unlock()
+		return true
+	}
+	c.devs[deviceID] = d
+	c.mu.Unlock()
+	c.b.addHolder(dev.NumID, c)
+	now := c.b.opts.now()
+	gwID := c.self.id
+	c.b.fields.touch(d.ref, func(f *fieldDelta) {
+		f.gatewayID, f.gatewayTime = gwID, later(f.gatewayTime, now)
+		f.heartbeat = later(f.heartbeat, now)
+	})
+	return true
+}
+
+// detach ends a device's attachment; detaching what is not attached is
+// not an error.
+func (c *conn) detach(deviceID string) *devState {
+	c.mu.Lock()
+	d := c.devs[deviceID]
+	if d == nil || d == c.self {
+		c.mu.Unlock()
+		return nil
+	}
+	delete(c.devs, deviceID)
+	c.unsubscribeConfigLocked(d)
+	if d.cmdStop != nil {
+		d.cmdStop()
+		d.cmdStop = nil
+	}
+	d.cmdQoS = -1
+	c.mu.Unlock()
+	c.b.removeHolder(d.ref.NumID, c)
+	return d
+}
+
+// detachForError detaches a proxied device and tells the gateway why.
+func (c *conn) detachForError(d *devState, reason string) {
+	if c.detach(d.id) == nil {
+		return
+	}
+	c.recordError(d, codeFailedPrecondition, reason)
+	c.mu.Lock()
+	c.gatewayErrorLocked(gwDetachmentError, reason, d.id, "PUBLISH", deviceTopic(d.id, "state"), 0)
+	c.mu.Unlock()
+}

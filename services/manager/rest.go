@@ -1,0 +1,320 @@
+package manager
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+)
+
+// systemParams are Google's system query parameters
+// (https://cloud.google.com/apis/docs/system-parameters): clients add them
+// to any call, and they are not fields of the request message. Each is also
+// accepted with a leading "$".
+var systemParams = map[string]bool{
+	"alt": true, "prettyPrint": true, "pp": true, "key": true, "quotaUser": true,
+	"fields": true, "callback": true, "upload_protocol": true, "uploadType": true,
+	"access_token": true, "oauth_token": true, "userIp": true, ".xgafv": true,
+	"xgafv": true, "trace": true, "userProject": true, "requestReason": true,
+}
+
+func isSystemParam(name string) bool {
+	return systemParams[strings.TrimPrefix(name, "$")]
+}
+
+// restHandler serves REST/JSON v1 through next (the vanguard transcoder):
+// it drops Google's system query parameters, turns an access_token
+// parameter into a bearer token, and rewrites every error into Google's
+// JSON error shape.
+func restHandler(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			r = stripSystemParams(r)
+		}
+		ew := &googleErrorWriter{ResponseWriter: w}
+		next.ServeHTTP(ew, r)
+		ew.finish(logger)
+	})
+}
+
+// stripSystemParams returns r without system parameters in its query. It
+// splits on "&" only and keeps the other pairs byte for byte, so that what
+// the transcoder parses is exactly what the client sent.
+func stripSystemParams(r *http.Request) *http.Request {
+	var kept []string
+	var accessToken string
+	changed := false
+	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(rawKey)
+		if err != nil || !isSystemParam(key) {
+			if pair != "" {
+				kept = append(kept, pair)
+			}
+			continue
+		}
+		changed = true
+		if k := strings.TrimPrefix(key, "$"); k == "access_token" || k == "oauth_token" {
+			if v, err := url.QueryUnescape(rawValue); err == nil {
+				accessToken = v
+			}
+		}
+	}
+	if !changed {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.RawQuery = strings.Join(kept, "&")
+	if accessToken != "" && r2.Header.Get("Authorization") == "" {
+		r2.Header.Set("Authorization", "Bearer "+accessToken)
+	}
+	return r2
+}
+
+// googleHTTPStatus is Google's mapping of gRPC codes to HTTP statuses
+// (google/rpc/code.proto).
+func googleHTTPStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.Canceled:
+		return 499
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	default: // Unknown, Internal, DataLoss
+		return http.StatusInternalServerError
+	}
+}
+
+// codeFromHTTPStatus guesses the code of an error that the transcoder
+// rendered as plain HTTP (bad method, bad content type ...).
+func codeFromHTTPStatus(status int) codes.Code {
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+		http.StatusRequestURITooLong, http.StatusLengthRequired:
+		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return codes.NotFound
+	case http.StatusConflict:
+		return codes.Aborted
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case 499:
+		return codes.Canceled
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return codes.Unimplemented
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	case http.StatusGatewayTimeout:
+		return codes.DeadlineExceeded
+	default:
+		return codes.Internal
+	}
+}
+
+// googleError is the body of every REST error:
+// {"error": {"code": 404, "message": "...", "status": "NOT_FOUND"}}.
+type googleError struct {
+	Error googleErrorBody `json:"error"`
+}
+
+type googleErrorBody struct {
+	Code    int               `json:"code"`
+	Message string            `json:"message"`
+	Status  string            `json:"status"`
+	Details []json.RawMessage `json:"details,omitempty"`
+}
+
+// writeGoogleError writes an error in Google's shape.
+func writeGoogleError(w http.ResponseWriter, code codes.Code, message string, details []json.RawMessage) {
+	status := googleHTTPStatus(code)
+	body, err := json.Marshal(googleError{Error: googleErrorBody{
+		Code:    status,
+		Message: message,
+		Status:  codeName(code),
+		Details: details,
+	}})
+	if err != nil { // cannot happen with these types; keep the client informed anyway
+		body = []byte(`{"error":{"code":500,"message":"internal error","status":"INTERNAL"}}`)
+		status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	for k := range h {
+		// gRPC's own headers from the transcoded call mean nothing to a
+		// REST client.
+		if strings.HasPrefix(k, "Grpc-") {
+			delete(h, k)
+		}
+	}
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "application/json; charset=UTF-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// codeName is the enum name Google puts in "status", e.g. NOT_FOUND.
+func codeName(c codes.Code) string {
+	switch c {
+	case codes.Canceled:
+		return "CANCELLED" // google.rpc.Code spells it with two Ls
+	case codes.DeadlineExceeded:
+		return "DEADLINE_EXCEEDED"
+	case codes.InvalidArgument:
+		return "INVALID_ARGUMENT"
+	case codes.NotFound:
+		return "NOT_FOUND"
+	case codes.AlreadyExists:
+		return "ALREADY_EXISTS"
+	case codes.PermissionDenied:
+		return "PERMISSION_DENIED"
+	case codes.ResourceExhausted:
+		return "RESOURCE_EXHAUSTED"
+	case codes.FailedPrecondition:
+		return "FAILED_PRECONDITION"
+	case codes.Aborted:
+		return "ABORTED"
+	case codes.OutOfRange:
+		return "OUT_OF_RANGE"
+	case codes.Unimplemented:
+		return "UNIMPLEMENTED"
+	case codes.Internal:
+		return "INTERNAL"
+	case codes.Unavailable:
+		return "UNAVAILABLE"
+	case codes.DataLoss:
+		return "DATA_LOSS"
+	case codes.Unauthenticated:
+		return "UNAUTHENTICATED"
+	case codes.OK:
+		return "OK"
+	default:
+		return "UNKNOWN"
+	}
+}
+
+// notFoundHandler answers paths that match no method of the API.
+func notFoundHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeGoogleError(w, codes.NotFound, "The requested URL "+strconv.Quote(r.URL.Path)+" was not found on this server.", nil)
+	})
+}
+
+// googleErrorWriter passes successful responses through and holds back
+// error responses (status >= 400), which finish rewrites from the
+// transcoder's google.rpc.Status JSON (or plain text) into Google's shape.
+type googleErrorWriter struct {
+	http.ResponseWriter
+	wroteHeader bool
+	errStatus   int // non-zero when holding an error back
+	body        bytes.Buffer
+}
+
+func (w *googleErrorWriter) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	if status >= 400 {
+		w.errStatus = status
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *googleErrorWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.errStatus != 0 {
+		// An error body is small; cap it anyway so a runaway writer
+		// cannot grow memory without bound.
+		if w.body.Len() < 1<<20 {
+			w.body.Write(p)
+		}
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush implements http.Flusher, which the transcoder requires.
+func (w *googleErrorWriter) Flush() {
+	if w.errStatus != 0 {
+		return
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *googleErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// finish writes the held-back error, if any, in Google's shape.
+func (w *googleErrorWriter) finish(logger *slog.Logger) {
+	if w.errStatus == 0 {
+		return
+	}
+	// Already in Google's shape (our own not-found handler): keep it.
+	var ge googleError
+	if err := json.Unmarshal(w.body.Bytes(), &ge); err == nil && ge.Error.Status != "" {
+		w.ResponseWriter.WriteHeader(w.errStatus)
+		_, _ = w.ResponseWriter.Write(w.body.Bytes())
+		return
+	}
+	var st struct {
+		Code    *int              `json:"code"`
+		Message string            `json:"message"`
+		Details []json.RawMessage `json:"details"`
+	}
+	code := codeFromHTTPStatus(w.errStatus)
+	message := strings.TrimSpace(w.body.String())
+	var details []json.RawMessage
+	if err := json.Unmarshal(w.body.Bytes(), &st); err == nil && st.Code != nil && *st.Code > 0 && *st.Code <= 16 {
+		code, message, details = codes.Code(*st.Code), st.Message, st.Details
+	} else if err == nil && st.Message != "" {
+		message = st.Message
+	}
+	if message == "" {
+		message = http.StatusText(w.errStatus)
+	}
+	if code == codes.Unknown {
+		// The DeviceManager never answers UNKNOWN (the error interceptor
+		// turns unexpected errors into INTERNAL), so UNKNOWN comes from the
+		// transcoder failing to read the request: bad JSON, a query
+		// parameter that is no field. Google answers those with 400.
+		code = codes.InvalidArgument
+		message = "Invalid request: " + message
+	}
+	logger.Debug("REST error", "status", codeName(code), "message", message)
+	writeGoogleError(w.ResponseWriter, code, message, details)
+}
+
+// ensure the wrapper keeps the interfaces the transcoder checks for.
+var _ http.Flusher = (*googleErrorWriter)(nil)

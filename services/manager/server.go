@@ -1,0 +1,333 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/iot/apiv1/iotpb"
+	"connectrpc.com/vanguard"
+	"connectrpc.com/vanguard/vanguardgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// deviceManagerService is the full name of Cloud IoT Core's admin service,
+// also the name its health status is reported under.
+const deviceManagerService = "google.cloud.iot.v1.DeviceManager"
+
+// Defaults of the options.
+const (
+	defaultShutdownTimeout = 10 * time.Second
+	// sniffTimeout bounds how long a new plaintext connection may take to
+	// send the bytes that tell gRPC from HTTP/1.1.
+	sniffTimeout = 5 * time.Second
+	// maxRESTMessageBytes bounds a REST request or response body held in
+	// memory by the transcoder (device configs are at most 64 KB).
+	maxRESTMessageBytes = 8 << 20
+)
+
+// Server serves the DeviceManager API over gRPC and REST/JSON v1 on one
+// port, with gRPC health and server reflection.
+type Server struct {
+	logger   *slog.Logger
+	opts     options
+	grpc     *grpc.Server
+	health   *health.Server
+	rest     http.Handler // REST/JSON (and Connect, gRPC-Web) through the transcoder
+	buildErr error
+}
+
+type options struct {
+	tokens          *adminauth.Tokens
+	insecureNoAuth  bool
+	tlsConfig       *tls.Config
+	tracerProvider  trace.TracerProvider
+	meterProvider   metric.MeterProvider
+	shutdownTimeout time.Duration
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+// WithTokens sets the admin tokens callers must present as
+// "authorization: Bearer <token>". Without it (and without
+// WithInsecureNoAuth) every call but health and reflection fails with
+// UNAUTHENTICATED.
+func WithTokens(t *adminauth.Tokens) Option {
+	return func(o *options) { o.tokens = t }
+}
+
+// WithInsecureNoAuth turns authentication off: every caller is admin. For
+// local experiments only; New logs a warning. Default: off.
+func WithInsecureNoAuth() Option {
+	return func(o *options) { o.insecureNoAuth = true }
+}
+
+// WithTLS serves gRPC and REST over TLS with cfg (ALPN h2 and http/1.1 are
+// added). Default: plaintext.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.tlsConfig = cfg }
+}
+
+// WithTracerProvider sets where RPC spans go. Default: the otel global.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider sets where RPC metrics go. Default: the otel global.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// WithShutdownTimeout bounds how long Serve waits for in-flight calls once
+// its context is done, before closing connections. Default: 10 s.
+func WithShutdownTimeout(d time.Duration) Option {
+	return func(o *options) { o.shutdownTimeout = d }
+}
+
+// New builds the manager on st.
+func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
+	o := options{shutdownTimeout: defaultShutdownTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{logger: logger, opts: o}
+
+	var unaryAuth grpc.UnaryServerInterceptor
+	var streamAuth grpc.StreamServerInterceptor
+	switch {
+	case o.insecureNoAuth:
+		logger.Warn("ADMIN API AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this port can change or delete every registry and device")
+		unaryAuth, streamAuth = unaryAuthInterceptor(logger, nil), streamAuthInterceptor(logger, nil)
+	case o.tokens == nil:
+		// Fail closed: a manager built without tokens refuses every call
+		// rather than serving everyone.
+		logger.Error("no admin tokens configured: every admin call will fail with UNAUTHENTICATED")
+		unaryAuth, streamAuth = denyUnary, denyStream
+	default:
+		unaryAuth, streamAuth = unaryAuthInterceptor(logger, o.tokens), streamAuthInterceptor(logger, o.tokens)
+	}
+
+	var otelOpts []otelgrpc.Option
+	if o.tracerProvider != nil {
+		otelOpts = append(otelOpts, otelgrpc.WithTracerProvider(o.tracerProvider))
+	}
+	if o.meterProvider != nil {
+		otelOpts = append(otelOpts, otelgrpc.WithMeterProvider(o.meterProvider))
+	}
+	s.grpc = grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
+		grpc.ChainUnaryInterceptor(unaryAuth, unaryErrorInterceptor(logger)),
+		grpc.ChainStreamInterceptor(streamAuth),
+	)
+	iotpb.RegisterDeviceManagerServer(s.grpc, newDeviceManager(logger, st, time.Now))
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(deviceManagerService, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc) // v1 and v1alpha
+
+	transcoder, err := vanguardgrpc.NewTranscoder(s.grpc,
+		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
+			// Like Google's servers: camelCase names, default values left
+			// out, unknown fields from newer clients ignored.
+			return &vanguard.JSONCodec{
+				MarshalOptions:   protojson.MarshalOptions{Resolver: res},
+				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
+			}
+		}),
+		vanguard.WithUnknownHandler(notFoundHandler()),
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRESTMessageBytes)),
+	)
+	if err != nil {
+		// Only a programming error gets here (the descriptors are compiled
+		// in); Serve reports it.
+		s.buildErr = fmt.Errorf("manager: build REST transcoder: %w", err)
+		return s
+	}
+	s.rest = restHandler(logger, transcoder)
+	return s
+}
+
+const denyMessage = "this Passerelle manager has no admin tokens configured: restart it with a tokens file (or --insecure-no-auth for local experiments)"
+
+func denyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if publicMethod(info.FullMethod) {
+		return handler(ctx, req)
+	}
+	return nil, status.Error(codes.Unauthenticated, denyMessage)
+}
+
+func denyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if publicMethod(info.FullMethod) {
+		return handler(srv, ss)
+	}
+	return status.Error(codes.Unauthenticated, denyMessage)
+}
+
+// Serve serves on lis until ctx is done, then stops gracefully: health
+// turns NOT_SERVING, in-flight calls get the shutdown timeout to finish,
+// and what remains is closed. It returns nil after a clean shutdown, and
+// an error when lis fails. lis is closed when Serve returns.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if s.buildErr != nil {
+		lis.Close()
+		return s.buildErr
+	}
+	if s.opts.tlsConfig != nil {
+		return s.serveTLS(ctx, lis)
+	}
+	return s.servePlain(ctx, lis)
+}
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          log.New(httpErrorLog{s.logger}, "", 0),
+	}
+}
+
+// servePlain serves gRPC (HTTP/2 prior knowledge) natively and REST over
+// HTTP/1.1, telling them apart by each connection's first bytes.
+func (s *Server) servePlain(ctx context.Context, lis net.Listener) error {
+	split := newSplitListener(s.logger, lis, sniffTimeout)
+	httpSrv := s.newHTTPServer(s.rest)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	split.start()
+	go func() {
+		defer wg.Done()
+		if err := s.grpc.Serve(split.grpc); err != nil {
+			errc <- fmt.Errorf("gRPC server: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := httpSrv.Serve(split.http); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	}()
+	s.logger.Info("manager serving gRPC and REST", "addr", lis.Addr().String(), "tls", false)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.shutdown(httpSrv, split.Close)
+	go func() { wg.Wait(); close(errc) }()
+	// Drain: errors after shutdown began are the servers noticing their
+	// listeners closing, not failures.
+	for range errc {
+	}
+	return serveErr
+}
+
+// serveTLS serves both protocols from one TLS http.Server: gRPC over h2
+// goes to the gRPC server's http.Handler, the rest to REST.
+func (s *Server) serveTLS(ctx context.Context, lis net.Listener) error {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		s.rest.ServeHTTP(w, r)
+	})
+	httpSrv := s.newHTTPServer(handler)
+	cfg := s.opts.tlsConfig.Clone()
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	httpSrv.TLSConfig = cfg // ServeTLS adds "h2" to NextProtos
+
+	errc := make(chan error, 1)
+	go func() {
+		err := httpSrv.ServeTLS(lis, "", "")
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	s.logger.Info("manager serving gRPC and REST", "addr", lis.Addr().String(), "tls", true)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		if serveErr != nil {
+			serveErr = fmt.Errorf("HTTPS server: %w", serveErr)
+		}
+	}
+	s.shutdown(httpSrv, func() error { return nil })
+	if serveErr == nil {
+		<-errc
+	}
+	return serveErr
+}
+
+// shutdown stops both servers: no new connections, in-flight calls get the
+// shutdown timeout, then everything is closed. HTTP goes first because a
+// REST call in flight still needs the gRPC server: the transcoder hands it
+// to the gRPC server only once its body has arrived, and a stopping gRPC
+// server refuses new calls.
+func (s *Server) shutdown(httpSrv *http.Server, closeListener func() error) {
+	s.health.Shutdown() // NOT_SERVING, so load balancers stop sending
+	s.logger.Info("manager shutting down", "timeout", s.opts.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.shutdownTimeout)
+	defer cancel()
+
+	_ = closeListener() // no new connections
+	if err := httpSrv.Shutdown(ctx); err != nil {
+		s.logger.Warn("HTTP calls still running at the shutdown deadline; closing them", "err", err)
+		httpSrv.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.logger.Warn("gRPC calls still running at the shutdown deadline; closing them")
+		s.grpc.Stop()
+		<-stopped
+	}
+}
+
+// httpErrorLog sends net/http's own log lines to slog: handshake failures
+// and client misbehaviour at debug level, panics as errors.
+type httpErrorLog struct{ logger *slog.Logger }
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(msg, "panic"):
+		l.logger.Error("HTTP server", "msg", msg)
+	default:
+		l.logger.Debug("HTTP server", "msg", msg)
+	}
+	return len(p), nil
+}
