@@ -23,7 +23,7 @@ build: ## Build every binary into ./bin.
 
 .PHONY: run
 run: ## Run the manager on embedded defaults (SQLite in ./passerelle-data).
-	$(GO) run ./cmd/manager --insecure-no-auth
+	$(GO) run ./cmd/manager
 
 .PHONY: test
 test: ## Run every test with the race detector.

@@ -2,7 +2,10 @@
 // google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
 // with gRPC health and reflection.
 //
-//	manager --tokens-file tokens.txt [--listen 127.0.0.1:8080] [--database-url ./passerelle-data/passerelle.db]
+//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE]
+//
+// Without --tokens-file the admin API is still closed: the first start makes
+// an admin token in <data-dir>/admin.token (mode 0600) and says where it is.
 //
 // Every flag may also be set by environment, PASSERELLE_<FLAG> (for example
 // PASSERELLE_DATABASE_URL); a flag on the command line wins.
@@ -103,14 +106,26 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Manager) error {
 	}()
 
 	var opts []manager.Option
-	if cfg.InsecureNoAuth {
+	switch {
+	case cfg.InsecureNoAuth:
 		opts = append(opts, manager.WithInsecureNoAuth())
-	} else {
+	case cfg.TokensFile != "":
 		tokens, err := adminauth.LoadTokensFile(cfg.TokensFile)
 		if err != nil {
-			return fmt.Errorf("load the tokens file: %w", err)
+			return fmt.Errorf("load the tokens file: %w (fix the line, or give another --tokens-file)", err)
 		}
 		opts = append(opts, manager.WithTokens(tokens))
+	default:
+		b, err := adminauth.Bootstrap(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("admin tokens in %s: %w (fix or remove that file; a new admin token is made when it is missing)", cfg.DataDir, err)
+		}
+		if b.Created {
+			logger.Info("first start: made an admin token; send it as 'authorization: Bearer <token>'", "token_file", b.AdminTokenFile, "tokens_file", b.TokensFile)
+		} else {
+			logger.Info("admin tokens loaded", "tokens_file", b.TokensFile, "tokens", b.Tokens)
+		}
+		opts = append(opts, manager.WithTokens(b.Tokens))
 	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -130,10 +145,10 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Manager) error {
 		lis.Close()
 		return err
 	}
-	st, err := sqlstore.Open(ctx, logger, cfg.DatabaseURL)
+	st, err := sqlstore.Open(ctx, logger, cfg.Database())
 	if err != nil {
 		lis.Close()
-		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.DatabaseURL), err)
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.Database()), err)
 	}
 	defer st.Close()
 

@@ -14,14 +14,18 @@ import (
 
 func noEnv(string) (string, bool) { return "", false }
 
-func TestNoTokensIsOneClearLine(t *testing.T) {
-	var out bytes.Buffer
-	code := run(t.Context(), nil, &out, noEnv)
-	if code == 0 {
-		t.Fatal("exit 0 without tokens or --insecure-no-auth")
+func TestCorruptTokensFileIsOneClearLine(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("admin root sha256:00\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if lines := strings.Count(strings.TrimSpace(out.String()), "\n") + 1; lines != 1 || !strings.Contains(out.String(), "--tokens-file") {
-		t.Errorf("output %q: want one line naming --tokens-file", out.String())
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--data-dir", dir, "--listen", "127.0.0.1:0"}, &out, noEnv)
+	if code == 0 {
+		t.Fatal("exit 0 with a corrupt tokens file")
+	}
+	if lines := strings.Count(strings.TrimSpace(out.String()), "\n") + 1; lines != 1 || !strings.Contains(out.String(), "tokens:1") {
+		t.Errorf("output %q: want one line naming the file and line", out.String())
 	}
 }
 
@@ -56,7 +60,9 @@ func TestBusyPort(t *testing.T) {
 	}
 }
 
-// The binary's loop: serve, answer, stop on cancel.
+// The binary's loop, closed by default: the first start makes an admin
+// token in the data folder; calls without it are refused, calls with it
+// served; the manager stops on cancel.
 func TestServesUntilCanceled(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,20 +70,32 @@ func TestServesUntilCanceled(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var out syncBuffer
 	go func() {
-		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr,
-			"--database-url", filepath.Join(t.TempDir(), "data", "p.db")}, &out, noEnv)
+		done <- run(ctx, []string{"--listen", addr, "--data-dir", dataDir}, &out, noEnv)
 	}()
+	url := "http://" + addr + "/v1/projects/p/locations/l/registries"
+	get := func(token string) (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/v1/projects/p/locations/l/registries")
+		code, err := get("")
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("list registries: %d", resp.StatusCode)
+			if code != http.StatusUnauthorized {
+				t.Errorf("list registries without a token: %d, want 401", code)
 			}
 			break
 		}
@@ -85,6 +103,16 @@ func TestServesUntilCanceled(t *testing.T) {
 			t.Fatalf("manager never answered: %v\n%s", err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling for start-up
+	}
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatalf("first start left no admin token: %v\n%s", err, out.String())
+	}
+	if code, err := get(strings.TrimSpace(string(token))); err != nil || code != http.StatusOK {
+		t.Errorf("list registries with the admin token: %d %v, want 200", code, err)
+	}
+	if !strings.Contains(out.String(), "admin.token") {
+		t.Errorf("the log does not say where the admin token is:\n%s", out.String())
 	}
 	cancel()
 	select {

@@ -50,9 +50,14 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 type Manager struct {
 	// Listen is the TCP address serving gRPC and REST.
 	Listen string
-	// DatabaseURL is a SQLite file path or a postgres:// URL.
+	// DataDir holds the SQLite database (unless DatabaseURL names another
+	// place) and, without TokensFile, the generated admin token.
+	DataDir string
+	// DatabaseURL is a SQLite file path or a postgres:// URL; empty means
+	// DataDir/passerelle.db.
 	DatabaseURL string
-	// TokensFile holds the admin tokens.
+	// TokensFile holds the admin tokens; empty means DataDir/tokens, made
+	// with an admin token in DataDir/admin.token on first start.
 	TokensFile string
 	// TLSCert and TLSKey are PEM files; both or neither.
 	TLSCert, TLSKey string
@@ -66,15 +71,16 @@ type Manager struct {
 
 // Defaults of Manager.
 const (
-	DefaultListen      = "127.0.0.1:8080"
-	DefaultDatabaseURL = "./passerelle-data/passerelle.db"
+	DefaultListen  = "127.0.0.1:8080"
+	DefaultDataDir = "./passerelle-data"
 )
 
 // AddFlags declares the manager's flags on fs, writing into m.
 func (m *Manager) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&m.Listen, "listen", DefaultListen, "address serving the admin API (gRPC and REST on one port)")
-	fs.StringVar(&m.DatabaseURL, "database-url", DefaultDatabaseURL, "SQLite file path, or postgres://user@host/db URL")
-	fs.StringVar(&m.TokensFile, "tokens-file", "", "file of admin tokens (required unless --insecure-no-auth)")
+	fs.StringVar(&m.DataDir, "data-dir", DefaultDataDir, "folder of the SQLite database and the generated admin token")
+	fs.StringVar(&m.DatabaseURL, "database-url", "", "SQLite file path, or postgres://user@host/db URL (default <data-dir>/passerelle.db)")
+	fs.StringVar(&m.TokensFile, "tokens-file", "", "file of hashed admin tokens (default <data-dir>/tokens, made with <data-dir>/admin.token on first start)")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "PEM certificate chain for TLS (with --tls-key)")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "PEM private key for TLS (with --tls-cert)")
 	fs.BoolVar(&m.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
@@ -89,14 +95,11 @@ func (m *Manager) Validate() error {
 	if m.Listen == "" {
 		errs = append(errs, errors.New("--listen is empty: give an address such as "+DefaultListen))
 	}
-	if m.DatabaseURL == "" {
-		errs = append(errs, errors.New("--database-url is empty: give a SQLite file path or a postgres:// URL"))
+	if m.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is empty: give a folder, such as "+DefaultDataDir))
 	}
 	if (m.TLSCert == "") != (m.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
-	}
-	if m.TokensFile == "" && !m.InsecureNoAuth {
-		errs = append(errs, errors.New("no admin tokens: give --tokens-file (or "+EnvName("tokens-file")+"), or --insecure-no-auth for local experiments"))
 	}
 	if m.TokensFile != "" && m.InsecureNoAuth {
 		errs = append(errs, errors.New("--tokens-file and --insecure-no-auth contradict each other: give one"))
@@ -112,9 +115,19 @@ func (m *Manager) Validate() error {
 	return errors.Join(errs...)
 }
 
-// IsPostgres reports whether DatabaseURL names PostgreSQL.
+// Database returns the database to open: DatabaseURL, or the SQLite file
+// in DataDir.
+func (m *Manager) Database() string {
+	if m.DatabaseURL != "" {
+		return m.DatabaseURL
+	}
+	return filepath.Join(m.DataDir, "passerelle.db")
+}
+
+// IsPostgres reports whether the database is PostgreSQL.
 func (m *Manager) IsPostgres() bool {
-	return strings.HasPrefix(m.DatabaseURL, "postgres://") || strings.HasPrefix(m.DatabaseURL, "postgresql://")
+	db := m.Database()
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // PrepareDataDir creates the folder of a SQLite database (mode 0700: it
@@ -123,7 +136,7 @@ func (m *Manager) PrepareDataDir() error {
 	if m.IsPostgres() {
 		return nil
 	}
-	path := strings.TrimPrefix(strings.TrimPrefix(m.DatabaseURL, "sqlite:"), "file:")
+	path := strings.TrimPrefix(strings.TrimPrefix(m.Database(), "sqlite:"), "file:")
 	path, _, _ = strings.Cut(path, "?")
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -51,7 +51,7 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Listen != config.DefaultListen || m.DatabaseURL != config.DefaultDatabaseURL || m.LogLevel != slog.LevelInfo {
+	if m.Listen != config.DefaultListen || m.DataDir != config.DefaultDataDir || m.Database() != filepath.Join(config.DefaultDataDir, "passerelle.db") || m.LogLevel != slog.LevelInfo {
 		t.Errorf("defaults: %+v", m)
 	}
 }
@@ -74,7 +74,8 @@ func TestValidate(t *testing.T) {
 		args []string
 		want string // "" = valid
 	}{
-		{"no auth choice", nil, "--tokens-file"},
+		{"generated token", nil, ""},
+		{"no data dir", []string{"--data-dir", ""}, "--data-dir"},
 		{"tokens", []string{"--tokens-file", tokens}, ""},
 		{"insecure", []string{"--insecure-no-auth"}, ""},
 		{"both", []string{"--insecure-no-auth", "--tokens-file", tokens}, "contradict"},

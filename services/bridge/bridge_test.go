@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -210,7 +213,10 @@ func TestMisuseClosesTheConnection(t *testing.T) {
 	}{
 		{"subscribe to another device", func(c *client) {
 			tok := c.Subscribe("/devices/dev-2/config", 1, nil)
-			tok.WaitTimeout(5 * time.Second)
+			wait(t, tok)
+			if got := tok.(*paho.SubscribeToken).Result()["/devices/dev-2/config"]; got != 0x80 {
+				t.Errorf("SUBACK code %#x, want 0x80", got)
+			}
 		}},
 		{"publish to another device", func(c *client) { c.Publish("/devices/dev-2/events", 0, false, []byte("x")) }},
 		{"publish outside the topics", func(c *client) { c.Publish("/foo", 0, false, []byte("x")) }},
@@ -228,3 +234,75 @@ func TestMisuseClosesTheConnection(t *testing.T) {
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
 var _ = json.Marshal
+
+func TestBlockingClosesTheConnection(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	dev := e.createDevice("dev-1", ecKey, nil)
+	c := e.connect("dev-1", ecKey)
+	must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
+		d.Blocked = true
+		return nil
+	}))
+	if err := e.bus.Announce(context.Background(), bus.Announcement{Kind: bus.DeviceChanged, NumID: dev.NumID}); err != nil {
+		t.Fatal(err)
+	}
+	lostWithin(t, c, 2*time.Second)
+}
+
+func TestCredentialRemovalClosesTheConnection(t *testing.T) {
+	keys(t)
+	e := newEnv(t)
+	dev := e.createDevice("dev-1", ecKey, func(d *store.Device) { d.Credentials = append(d.Credentials, rsaKey.cred) })
+	c := e.connect("dev-1", ecKey)
+	must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
+		d.Credentials = []store.Credential{rsaKey.cred}
+		return nil
+	}))
+	if err := e.bus.Announce(context.Background(), bus.Announcement{Kind: bus.DeviceChanged, NumID: dev.NumID}); err != nil {
+		t.Fatal(err)
+	}
+	lostWithin(t, c, 2*time.Second)
+}
+
+func TestConnectTimeoutAndCap(t *testing.T) {
+	keys(t)
+	e := newEnv(t, bridge.WithConnectTimeout(300*time.Millisecond), bridge.WithMaxConnections(1))
+	raw, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// The bridge holds raw (no CONNECT yet); a second connection is over
+	// the cap and closed at once.
+	waitFor(t, 5*time.Second, func() error {
+		extra, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			return err
+		}
+		defer extra.Close()
+		_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("connection over the cap not closed: %v", err)
+		}
+		return nil
+	})
+	// raw never sends CONNECT: it is closed after the connect timeout.
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := raw.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("silent connection not closed: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %s", d)
+	}
+	// Once it is gone, a device connects again.
+	e.createDevice("dev-1", ecKey, nil)
+	waitFor(t, 5*time.Second, func() error {
+		c, err := e.dial(clientID("dev-1"), ecKey.jwt(t))
+		if err == nil {
+			c.Disconnect(0)
+		}
+		return err
+	})
+}
