@@ -213,6 +213,11 @@ type Store interface {
 	// ModifyConfig writes the next config version, keeps the newest
 	// KeptConfigVersions, and returns the new version.
 	ModifyConfig(ctx context.Context, ref DeviceRef, u ConfigUpdate) (*DeviceConfig, error)
+	// AckConfig records that the device acknowledged config version at
+	// time at: that version's DeviceAckTime (in the history, and on the
+	// device when it is the latest) and the device's LastConfigAckTime. A
+	// version no longer kept only sets LastConfigAckTime.
+	AckConfig(ctx context.Context, ref DeviceRef, version int64, at time.Time) error
 	// ListConfigs returns up to limit config versions, newest first; limit 0
 	// means all that are kept.
 	ListConfigs(ctx context.Context, ref DeviceRef, limit int) ([]DeviceConfig, error)

@@ -18,9 +18,9 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
-// DeviceStore is what the bridge needs from the registry data. A
-// store.Store provides all of it except AckConfig, which records a
-// device's acknowledgement of a config version: it sets that version's
+// DeviceStore is what the bridge needs from the registry data; a
+// store.Store provides all of it. AckConfig records a device's
+// acknowledgement of a config version: it sets that version's
 // DeviceAckTime and the device's LastConfigAckTime.
 type DeviceStore interface {
 	GetRegistry(ctx context.Context, key store.RegistryKey) (*store.Registry, error)

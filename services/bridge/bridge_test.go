@@ -77,8 +77,16 @@ func TestDirectDevice(t *testing.T) {
 		if d.LastConfigAckTime.IsZero() || d.LastConfigSendTime.IsZero() || d.LastHeartbeatTime.IsZero() || d.LastEventTime.IsZero() {
 			return fmt.Errorf("server-set fields not written: %+v", d)
 		}
+		if string(d.Config.Data) != "v2" || d.Config.DeviceAckTime.IsZero() {
+			return fmt.Errorf("config %d %q: deviceAckTime not set", d.Config.Version, d.Config.Data)
+		}
 		return nil
 	})
+	// The ack is in the config history too.
+	cfgList := must(e.st.ListConfigs(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, 1))
+	if len(cfgList) != 1 || string(cfgList[0].Data) != "v2" || cfgList[0].DeviceAckTime.IsZero() {
+		t.Fatalf("config history %+v: newest version not acknowledged", cfgList)
+	}
 
 	// Commands: not subscribed, then subscribed.
 	if err := e.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: []byte("x")}); !errors.Is(err, bus.ErrNotConnected) {

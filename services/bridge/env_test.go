@@ -38,18 +38,6 @@ const (
 
 var regKey = store.RegistryKey{Project: project, Location: "us-central1", ID: "reg1"}
 
-// ackStore adds AckConfig to a store.Store the simple way (until the store
-// has it): it sets the device's LastConfigAckTime.
-type ackStore struct{ store.Store }
-
-func (s ackStore) AckConfig(ctx context.Context, ref store.DeviceRef, _ int64, at time.Time) error {
-	_, err := s.UpdateDevice(ctx, ref, func(d *store.Device) error {
-		d.LastConfigAckTime = at
-		return nil
-	})
-	return err
-}
-
 func logger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -96,7 +84,7 @@ func newEnv(t *testing.T, opts ...bridge.Option) *env {
 
 	serverTLS, clientTLS := testTLS(t)
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
-	br := bridge.New(log, ackStore{st}, b, opts...)
+	br := bridge.New(log, st, b, opts...)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- br.Serve(sctx, tls.NewListener(ln, serverTLS)) }()

@@ -3,6 +3,9 @@ package bridge
 import (
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 )
 
@@ -28,7 +31,21 @@ type options struct {
 	acceptBackoffMax time.Duration
 	keyCache         *deviceauth.KeyCache
 	now              func() time.Time
+	msgRate          float64
+	msgBurst         int
+	byteRate         int64
+	tracerProvider   trace.TracerProvider
+	meterProvider    metric.MeterProvider
 }
+
+// Rate limits of compat-spec section 6.
+const (
+	// DefaultMessageRate is the incoming messages per second allowed on
+	// one connection.
+	DefaultMessageRate = 100
+	// DefaultByteRate is the bytes per second allowed per device, each way.
+	DefaultByteRate = 512 << 10
+)
 
 // Defaults, in one place.
 func defaultOptions() options {
@@ -50,6 +67,8 @@ func defaultOptions() options {
 		workers:          64,
 		acceptBackoffMax: time.Second,
 		now:              time.Now,
+		msgRate:          DefaultMessageRate,
+		byteRate:         DefaultByteRate,
 	}
 }
 
@@ -108,3 +127,41 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithWorkers bounds the goroutines that deliver configs and react to
 // announcements. Default 64.
 func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithMessageRate limits the MQTT packets a connection may send: perSecond
+// on average, with bursts of up to burst packets (burst 0: one second's
+// worth). Every packet from the device counts except PUBACK (which answers
+// the bridge's own messages) and DISCONNECT. Past the limit the connection
+// is closed and the device's lastErrorStatus is RESOURCE_EXHAUSTED ("more
+// than N messages per second on one connection"). perSecond 0 removes the
+// limit. Default DefaultMessageRate (100, compat-spec section 6) with a
+// burst of 100.
+func WithMessageRate(perSecond float64, burst int) Option {
+	return func(o *options) { o.msgRate, o.msgBurst = perSecond, burst }
+}
+
+// WithByteRate limits the bytes per second of each device, each way, with
+// bursts of one second's worth (at least the largest event, 256 KB plus
+// its topic). Incoming: the topic and payload of the device's publishes
+// (through a gateway, per attached device); past the limit a direct
+// device is disconnected, a proxied device detached with
+// GATEWAY_DETACHMENT_DEVICE_ERROR, and lastErrorStatus is
+// RESOURCE_EXHAUSTED. Outgoing: configs always go out (they are at most
+// one per second and 64 KB) but count against the limit; a command that
+// would pass it is refused (SendCommand fails with bus.ErrCommandFailed).
+// 0 removes the limit. Default DefaultByteRate (512 KiB/s).
+func WithByteRate(bytesPerSecond int64) Option {
+	return func(o *options) { o.byteRate = bytesPerSecond }
+}
+
+// WithTracerProvider sets where the bridge's spans go (connect, attach,
+// detach, and each message hop). Default: the otel global.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider sets where the bridge's metrics go. Default: the otel
+// global.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}

@@ -107,7 +107,7 @@ func postgresURL(tb testing.TB) string {
 	return u.String()
 }
 
-func newAPIEnv(tb testing.TB, databaseURL string) *apiEnv {
+func newAPIEnv(tb testing.TB, databaseURL string, opts ...manager.Option) *apiEnv {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -124,7 +124,7 @@ func newAPIEnv(tb testing.TB, databaseURL string) *apiEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := manager.New(logger, st, manager.WithTokens(tokens))
+	srv := manager.New(logger, st, append([]manager.Option{manager.WithTokens(tokens)}, opts...)...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
 	env := &apiEnv{addr: lis.Addr().String(), token: token, store: st}

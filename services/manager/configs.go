@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+
 	"context"
 	"time"
 
@@ -33,6 +35,13 @@ func (m *deviceManager) ModifyCloudToDeviceConfig(ctx context.Context, req *iotp
 	})
 	if err != nil {
 		return nil, err
+	}
+	if m.bus != nil {
+		// The bridges address devices by numId, which a name by id does
+		// not carry.
+		if d, err := m.store.GetDevice(ctx, ref); err == nil {
+			m.announce(ctx, bus.ConfigChanged, d)
+		}
 	}
 	return configProto(*c), nil
 }

@@ -31,6 +31,8 @@ type deviceManager struct {
 	// commands routes SendCommandToDevice; nil means no device is reachable
 	// and every command fails with FAILED_PRECONDITION.
 	commands commandRouter
+	// bus, when set, hears of config and device changes, for the bridges.
+	bus Bus
 
 	// tokenKey signs page tokens so that a caller cannot forge a position or
 	// reuse a token with other filters. It is random per process: a token
@@ -39,8 +41,11 @@ type deviceManager struct {
 	tokenKey [32]byte
 }
 
-func newDeviceManager(logger *slog.Logger, st store.Store, now func() time.Time) *deviceManager {
-	m := &deviceManager{logger: logger, store: st, now: now}
+func newDeviceManager(logger *slog.Logger, st store.Store, now func() time.Time, b Bus) *deviceManager {
+	m := &deviceManager{logger: logger, store: st, now: now, bus: b}
+	if b != nil {
+		m.commands = busCommands{bus: b}
+	}
 	// crypto/rand.Read never fails on supported platforms (Go 1.24+).
 	_, _ = rand.Read(m.tokenKey[:])
 	return m

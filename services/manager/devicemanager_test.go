@@ -62,7 +62,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	env := &testEnv{store: st}
 	env.dm = newDeviceManager(logger, st, func() time.Time {
 		return time.Now().Add(time.Duration(env.offset.Load()))
-	})
+	}, nil)
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unaryErrorInterceptor(logger)))
 	iotpb.RegisterDeviceManagerServer(srv, env.dm)

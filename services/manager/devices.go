@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -223,6 +225,7 @@ func (m *deviceManager) UpdateDevice(ctx context.Context, req *iotpb.UpdateDevic
 	if err != nil {
 		return nil, err
 	}
+	m.announce(ctx, bus.DeviceChanged, d)
 	return deviceProto(d), nil
 }
 
@@ -232,9 +235,18 @@ func (m *deviceManager) DeleteDevice(ctx context.Context, req *iotpb.DeleteDevic
 	if err != nil {
 		return nil, err
 	}
+	var gone *store.Device
+	if m.bus != nil {
+		// Read first: after the delete nothing tells the numId that the
+		// bridges know the device by.
+		if gone, err = m.store.GetDevice(ctx, ref); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.store.DeleteDevice(ctx, ref); err != nil {
 		return nil, err
 	}
+	m.announce(ctx, bus.DeviceDeleted, gone)
 	return &emptypb.Empty{}, nil
 }
 

@@ -64,6 +64,7 @@ type options struct {
 	tracerProvider  trace.TracerProvider
 	meterProvider   metric.MeterProvider
 	shutdownTimeout time.Duration
+	bus             Bus
 }
 
 // Option configures a Server.
@@ -97,6 +98,14 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // WithMeterProvider sets where RPC metrics go. Default: the otel global.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) { o.meterProvider = mp }
+}
+
+// WithBus connects the manager to the bridges: config and device changes
+// are announced on b, and SendCommandToDevice goes through it to the bridge
+// holding the device. Default: none, and every command fails with
+// FAILED_PRECONDITION (no device can be connected).
+func WithBus(b Bus) Option {
+	return func(o *options) { o.bus = b }
 }
 
 // WithShutdownTimeout bounds how long Serve waits for in-flight calls once
@@ -140,7 +149,7 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		grpc.ChainUnaryInterceptor(unaryAuth, unaryErrorInterceptor(logger)),
 		grpc.ChainStreamInterceptor(streamAuth),
 	)
-	iotpb.RegisterDeviceManagerServer(s.grpc, newDeviceManager(logger, st, time.Now))
+	iotpb.RegisterDeviceManagerServer(s.grpc, newDeviceManager(logger, st, time.Now, o.bus))
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(deviceManagerService, healthpb.HealthCheckResponse_SERVING)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
@@ -50,6 +51,29 @@ func (s *Store) ModifyConfig(ctx context.Context, ref store.DeviceRef, u store.C
 		return nil, s.fail(ctx, err)
 	}
 	return out, nil
+}
+
+// AckConfig records a device's acknowledgement of a config version.
+func (s *Store) AckConfig(ctx context.Context, ref store.DeviceRef, version int64, at time.Time) error {
+	err := s.write(ctx, func(x q) error {
+		var num int64
+		err := x.row(`SELECT d.num_id`+deviceFrom+refCond(ref)+s.lockUpdate("d"), refArgs(ref)...).Scan(&num)
+		if errors.Is(err, sql.ErrNoRows) {
+			return deviceNotFound(ref)
+		}
+		if err != nil {
+			return err
+		}
+		t := ns(at)
+		if _, err := x.exec(`UPDATE devices SET last_config_ack_time = ?,
+			config_ack_time = CASE WHEN config_version = ? THEN ? ELSE config_ack_time END
+			WHERE num_id = ?`, t, version, t, num); err != nil {
+			return err
+		}
+		_, err = x.exec(`UPDATE configs SET device_ack_time = ? WHERE device_num = ? AND version = ?`, t, num, version)
+		return err
+	})
+	return s.fail(ctx, err)
 }
 
 // ListConfigs returns config versions, newest first.

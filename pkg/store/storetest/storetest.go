@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BindingLimits", testBindingLimits},
 		{"GatewayLimit", testGatewayLimit},
 		{"Configs", testConfigs},
+		{"AckConfig", testAckConfig},
 		{"States", testStates},
 		{"ContextCanceled", testContextCanceled},
 		{"ConcurrentBind", testConcurrentBind},
@@ -709,6 +710,33 @@ func testConfigs(t *testing.T, s store.Store) {
 	if len(cs) != 3 || cs[0].Version != 25 || cs[2].Version != 23 {
 		t.Errorf("ListConfigs limit 3 = %+v", cs)
 	}
+}
+
+func testAckConfig(t *testing.T, s store.Store) {
+	mustRegistry(t, s, reg)
+	d := mustDevice(t, s, reg, "d", 0)
+	now := t0.Add(time.Second)
+	_, err := s.ModifyConfig(ctx(t), byID("d"), store.ConfigUpdate{Data: []byte("v2"), Now: now})
+	must(t, err)
+	// An ack of the older version marks that version only.
+	ack1 := now.Add(time.Second)
+	must(t, s.AckConfig(ctx(t), byNum(d.NumID), 1, ack1))
+	got := mustGet(t, s, byID("d"))
+	if !got.LastConfigAckTime.Equal(ack1) || !got.Config.DeviceAckTime.IsZero() {
+		t.Errorf("after acking version 1: lastConfigAckTime %v, latest config ack %v", got.LastConfigAckTime, got.Config.DeviceAckTime)
+	}
+	ack2 := ack1.Add(time.Second)
+	must(t, s.AckConfig(ctx(t), byID("d"), 2, ack2))
+	got = mustGet(t, s, byID("d"))
+	if !got.LastConfigAckTime.Equal(ack2) || !got.Config.DeviceAckTime.Equal(ack2) {
+		t.Errorf("after acking version 2: lastConfigAckTime %v, config ack %v, want %v", got.LastConfigAckTime, got.Config.DeviceAckTime, ack2)
+	}
+	cs, err := s.ListConfigs(ctx(t), byID("d"), 0)
+	must(t, err)
+	if len(cs) != 2 || !cs[0].DeviceAckTime.Equal(ack2) || !cs[1].DeviceAckTime.Equal(ack1) {
+		t.Errorf("configs after acks = %+v", cs)
+	}
+	wantErr(t, s.AckConfig(ctx(t), byID("nope"), 1, ack2), store.ErrNotFound)
 }
 
 func testStates(t *testing.T, s store.Store) {

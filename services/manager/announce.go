@@ -1,0 +1,62 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+)
+
+// Bus is what the manager needs of the bus (pkg/bus): telling bridges that a
+// device changed, and handing a command to the bridge that holds a device.
+type Bus interface {
+	Announce(ctx context.Context, a bus.Announcement) error
+	SendCommand(ctx context.Context, numID uint64, cmd bus.Command) error
+}
+
+// announceTimeout bounds an announcement made after a write succeeded: the
+// write stands whatever happens to the announcement (bridges re-read the
+// store when they miss one), so the caller must not wait long for it.
+const announceTimeout = 2 * time.Second
+
+// announce tells bridges that d changed. The write it follows has
+// succeeded, so a failure is logged, not returned.
+func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind, d *store.Device) {
+	if m.bus == nil || d == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	a := bus.Announcement{
+		Kind:          kind,
+		Project:       d.Registry.Project,
+		Location:      d.Registry.Location,
+		Registry:      d.Registry.ID,
+		DeviceID:      d.ID,
+		NumID:         d.NumID,
+		ConfigVersion: d.Config.Version,
+	}
+	if err := m.bus.Announce(ctx, a); err != nil {
+		m.logger.Warn("announce a device change to the bridges", "kind", kind, "device", d.ID, "num_id", d.NumID, "err", err)
+	}
+}
+
+// busCommands routes commands through the bus to the bridge holding the
+// device.
+type busCommands struct{ bus Bus }
+
+func (c busCommands) SendCommand(ctx context.Context, dev *store.Device, data []byte, subfolder string) error {
+	err := c.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: data, SubFolder: subfolder})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bus.ErrNotConnected):
+		return store.Errorf(store.ErrFailedPrecondition,
+			"Device '%s' is not connected, or not subscribed to /devices/%s/commands/#", dev.ID, dev.ID)
+	case errors.Is(err, bus.ErrCommandFailed):
+		return store.Errorf(store.ErrFailedPrecondition, "The command could not be delivered to device '%s': %v", dev.ID, err)
+	}
+	return err
+}

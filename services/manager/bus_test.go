@@ -1,0 +1,97 @@
+package manager_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/iot/apiv1/iotpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/services/manager"
+)
+
+// TestBusWiring checks what the manager tells the bridges: config changes,
+// device changes and deletions are announced, and commands reach the
+// handler a bridge registered for the device, or fail with
+// FAILED_PRECONDITION when none did.
+func TestBusWiring(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	heard := make(chan bus.Announcement, 16)
+	stop, err := b.SubscribeAnnouncements(func(a bus.Announcement) { heard <- a })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	expect := func(kind bus.AnnouncementKind, numID uint64, version int64) {
+		t.Helper()
+		select {
+		case a := <-heard:
+			if a.Kind != kind || a.NumID != numID || (version != 0 && a.ConfigVersion != version) {
+				t.Fatalf("heard %+v, want %s for %d (version %d)", a, kind, numID, version)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s announcement for %d", kind, numID)
+		}
+	}
+
+	env := newAPIEnv(t, filepath.Join(t.TempDir(), "passerelle.db"), manager.WithBus(b))
+	ctx := context.Background()
+	reg := env.createRegistry(t, "bus-reg")
+	dev, err := env.grpc.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg, Device: &iotpb.Device{Id: "dev-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A config change by id is announced under the numId.
+	if _, err := env.grpc.ModifyCloudToDeviceConfig(ctx, &iotpb.ModifyCloudToDeviceConfigRequest{
+		Name: reg + "/devices/dev-1", BinaryData: []byte("on"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expect(bus.ConfigChanged, dev.GetNumId(), 2)
+
+	// Commands: refused while no bridge holds the device, delivered once one does.
+	_, err = env.grpc.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{Name: dev.GetName(), BinaryData: []byte("reboot")})
+	wantCode(t, err, codes.FailedPrecondition, "not connected")
+	got := make(chan bus.Command, 1)
+	stopCmd, err := b.HandleCommands(dev.GetNumId(), func(_ context.Context, cmd bus.Command) error {
+		got <- cmd
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.rest.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{
+		Name: dev.GetName(), BinaryData: []byte("reboot"), Subfolder: "power/now",
+	}); err != nil {
+		t.Fatalf("SendCommandToDevice with a bridge holding the device: %v", err)
+	}
+	if cmd := <-got; string(cmd.Data) != "reboot" || cmd.SubFolder != "power/now" {
+		t.Fatalf("bridge got %+v", cmd)
+	}
+	stopCmd()
+
+	// Blocking is announced; so is a deletion.
+	if _, err := env.grpc.UpdateDevice(ctx, &iotpb.UpdateDeviceRequest{
+		Device:     &iotpb.Device{Name: dev.GetName(), Blocked: true},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"blocked"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expect(bus.DeviceChanged, dev.GetNumId(), 0)
+	if err := env.grpc.DeleteDevice(ctx, &iotpb.DeleteDeviceRequest{Name: dev.GetName()}); err != nil {
+		t.Fatal(err)
+	}
+	expect(bus.DeviceDeleted, dev.GetNumId(), 0)
+}
