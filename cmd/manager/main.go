@@ -2,7 +2,11 @@
 // google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
 // with gRPC health and reflection.
 //
-//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE]
+//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE] [--nats-url nats://...]
+//
+// With --nats-url the manager announces config, device and command changes
+// on that NATS server (the bridges' bus); without it, it runs with no bus,
+// and bridges learn of changes only when they re-read the store.
 //
 // Without --tokens-file the admin API is still closed: the first start makes
 // an admin token in <data-dir>/admin.token (mode 0600) and says where it is.
@@ -30,6 +34,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
@@ -67,13 +72,22 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	return 0
 }
 
+// managerConfig is config.Manager plus the flags only this binary has.
+type managerConfig struct {
+	config.Manager
+	// NATSURL is the NATS server the manager announces changes on; empty
+	// means no bus.
+	NATSURL string
+}
+
 // loadConfig reads flags, then the environment for flags not given, and
 // validates the result.
-func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (config.Manager, error) {
-	var cfg config.Manager
+func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (managerConfig, error) {
+	var cfg managerConfig
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port).\n"+
 			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
@@ -92,7 +106,7 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 }
 
 // serve runs the manager until ctx is done.
-func serve(ctx context.Context, logger *slog.Logger, cfg config.Manager) error {
+func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-manager")
 	if err != nil {
 		return err
@@ -151,6 +165,15 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Manager) error {
 		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.Database()), err)
 	}
 	defer st.Close()
+	if cfg.NATSURL != "" {
+		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager"})
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("cannot connect to NATS at %s: %w (check --nats-url)", redactURL(cfg.NATSURL), err)
+		}
+		defer b.Close()
+		opts = append(opts, manager.WithBus(b))
+	}
 
 	srv := manager.New(logger, st, opts...)
 	g, gctx := errgroup.WithContext(ctx)

@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/resource"
+
 	"context"
 	"errors"
 	"fmt"
@@ -101,7 +103,7 @@ func topicSubject(prefix, topic string) (string, error) {
 	if !ok || !validProject(project) {
 		return "", fmt.Errorf("%w: %q is not projects/{project}/topics/{topic}", ErrInvalidTopic, topic)
 	}
-	if !validTopicID(id) {
+	if !resource.ValidID(id) {
 		return "", fmt.Errorf("%w: the topic id in %q must be 3 to 255 characters of [a-zA-Z0-9-._~%%+], start with a letter and not start with 'goog'", ErrInvalidTopic, topic)
 	}
 	return prefix + "." + escapeToken(project) + "." + escapeToken(id), nil
@@ -115,25 +117,6 @@ func validProject(p string) bool {
 	}
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c <= ' ' || c >= 0x7f || c == '/' {
-			return false
-		}
-	}
-	return true
-}
-
-// validTopicID follows Pub/Sub's rule for topic ids.
-func validTopicID(id string) bool {
-	if len(id) < 3 || len(id) > 255 || strings.HasPrefix(id, "goog") {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case i == 0:
-			return false
-		case c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~', c == '%', c == '+':
-		default:
 			return false
 		}
 	}

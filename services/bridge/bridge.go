@@ -12,6 +12,8 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
@@ -57,6 +59,12 @@ type Bridge struct {
 	regMu sync.Mutex
 	regs  map[store.RegistryKey]regEntry
 
+	lim            limits
+	tel            *instruments
+	msgRateMsg     string // lastErrorStatus messages of the rate limits
+	byteRateMsg    string
+	errByteRateOut error
+
 	fields *fields
 	sem    chan struct{}  // bounds background work
 	wg     sync.WaitGroup // background work and loops
@@ -87,6 +95,17 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 		fields:  newFields(),
 		sem:     make(chan struct{}, max(o.workers, 1)),
 	}
+	br.lim = newLimits(&o)
+	br.msgRateMsg = fmt.Sprintf("more than %g messages per second on one connection", o.msgRate)
+	br.byteRateMsg = fmt.Sprintf("more than %d bytes per second from the device", o.byteRate)
+	br.errByteRateOut = fmt.Errorf("the device's outgoing limit of %d bytes per second is reached: retry later", o.byteRate)
+	tel, err := newInstruments(o.tracerProvider, o.meterProvider)
+	if err != nil {
+		// Only a bad instrument name fails; the bridge works without.
+		logger.Warn("bridge: metrics off", "err", err)
+		tel, _ = newInstruments(tracenoop.NewTracerProvider(), metricnoop.NewMeterProvider())
+	}
+	br.tel = tel
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	return br
 }

@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
@@ -39,6 +40,8 @@ type devState struct {
 	cmdStop func()
 
 	lastState time.Time
+	in        bucket // incoming bytes; the connection's reader only
+	out       bucket // outgoing bytes; under conn.mu
 }
 
 type pendingCfg struct {
@@ -75,7 +78,10 @@ type conn struct {
 	cmdInflight map[uint16]struct{}
 	nextPID     uint16
 	done        bool
+	established bool // counted in passerelle.bridge.connections
 	expTimer    *time.Timer
+
+	msgs bucket // incoming packets; the connection's reader only
 
 	closeOnce    sync.Once
 	teardownOnce sync.Once
@@ -120,12 +126,18 @@ func (c *conn) teardown(err error) {
 		}
 		c.mu.Lock()
 		c.done = true
+		if c.established {
+			c.b.tel.connections(-1)
+		}
 		if c.expTimer != nil {
 			c.expTimer.Stop()
 		}
 		devs := c.devs
 		c.devs = map[string]*devState{}
 		for _, d := range devs {
+			if d.proxied {
+				c.b.tel.attachedDevices(-1)
+			}
 			if d.cmdStop != nil {
 				d.cmdStop()
 				d.cmdStop = nil
@@ -194,9 +206,21 @@ func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
 		d.cfgPending = &pendingCfg{version: cfg.Version, pk: pk, sentAt: now}
 	}
 	d.cfgSent = cfg.Version
-	if err := c.cl.WritePacket(pk); err != nil {
+	_, span := c.b.tel.start(c.b.ctx, spanConfig, trace.SpanKindProducer)
+	if span.IsRecording() {
+		c.deviceAttrs(span, d)
+		span.SetAttributes(attrVersion.Int64(cfg.Version), attrQoS.Int(d.cfgQoS), attrBytes.Int(len(cfg.Data)))
+	}
+	// Configs go out whatever the byte rate (the manager allows one per
+	// second, at most 64 KB) but count against it, so commands cannot
+	// add to them past the limit.
+	d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload)))
+	err := c.cl.WritePacket(pk)
+	endSpan(span, err)
+	if err != nil {
 		return
 	}
+	c.b.tel.msgOut(kindConfig)
 	c.b.fields.touch(d.ref, func(f *fieldDelta) { f.configSend = later(f.configSend, now) })
 }
 
@@ -258,6 +282,7 @@ func (c *conn) resendConfigs(cutoff time.Time) {
 		p.sentAt = now
 		pk := p.pk
 		pk.FixedHeader.Dup = true // [MQTT-3.3.1-1]
+		d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload)))
 		if err := c.cl.WritePacket(pk); err != nil {
 			return
 		}
@@ -290,7 +315,13 @@ func (c *conn) sendInitialConfigs() {
 
 // commandHandler delivers the bus's commands for d.
 func (c *conn) commandHandler(d *devState) bus.CommandHandler {
-	return func(ctx context.Context, cmd bus.Command) error {
+	return func(ctx context.Context, cmd bus.Command) (err error) {
+		_, span := c.b.tel.start(ctx, spanCommand, trace.SpanKindConsumer)
+		if span.IsRecording() {
+			c.deviceAttrs(span, d)
+			span.SetAttributes(attrBytes.Int(len(cmd.Data)))
+		}
+		defer func() { endSpan(span, err) }()
 		topic := deviceTopic(d.id, "commands")
 		if cmd.SubFolder != "" {
 			topic += "/" + cmd.SubFolder
@@ -304,6 +335,11 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cmdQoS)},
 			TopicName:   topic,
 			Payload:     cmd.Data,
+		}
+		if !d.out.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(topic)+len(cmd.Data))) {
+			c.mu.Unlock()
+			c.b.tel.rateLimited(kindBytesOut)
+			return c.b.errByteRateOut
 		}
 		if d.cmdQoS == 1 {
 			if len(c.cmdInflight) >= c.b.opts.maxInflight {
@@ -322,6 +358,7 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 		if err := c.cl.WritePacket(pk); err != nil {
 			return fmt.Errorf("%w: %v", bus.ErrNotConnected, err)
 		}
+		c.b.tel.msgOut(kindCommand)
 		return nil
 	}
 }
@@ -379,7 +416,7 @@ func (c *conn) recheck(d *devState) {
 		if self {
 			c.close(codePermissionDenied, reason)
 		} else {
-			c.detachForError(d, reason)
+			c.detachForError(d, codeFailedPrecondition, reason)
 		}
 		return
 	}

@@ -7,6 +7,9 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
@@ -41,6 +44,7 @@ func (h *hook) Provides(b byte) bool {
 // limit, before mochi sets the keep-alive deadline.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Properties.ProtocolVersion != 4 {
+		h.b.tel.refuse(refusedProtocol)
 		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
 		return packets.ErrUnsupportedProtocolVersion
 	}
@@ -62,11 +66,23 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // makes mochi send CONNACK 5 (not authorised) to a 3.1.1 client.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b := h.b
-	c, reason := b.authenticate(cl, pk)
+	_, span := b.tel.start(b.ctx, spanConnect, trace.SpanKindServer)
+	c, why, reason := b.authenticate(cl, pk)
 	if c == nil {
+		b.tel.refuse(why)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("mqtt.client_id", cl.ID), attrResult.String(refuseReasonNames[why]))
+			span.SetStatus(codes.Error, reason)
+		}
+		span.End()
 		b.log.Info("bridge: connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "reason", reason)
 		return false
 	}
+	if span.IsRecording() {
+		span.SetAttributes(attrDevice.String(c.self.id), attrRegistry.String(c.registry.ID),
+			attribute.Bool("passerelle.is_gateway", c.gateway), attrResult.String("ok"))
+	}
+	span.End()
 	b.mu.Lock()
 	b.byCl[cl] = c
 	b.byNet[c.nc] = c
@@ -74,37 +90,37 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, string) {
+func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuseReason, string) {
 	name, err := resource.ParseDevice("client_id", cl.ID)
 	if err != nil {
-		return nil, "bad client id: " + err.Error()
+		return nil, refusedClientID, "bad client id: " + err.Error()
 	}
 	if _, num := name.NumID(); num {
-		return nil, "the client id must name the device by its id, not its numeric id"
+		return nil, refusedClientID, "the client id must name the device by its id, not its numeric id"
 	}
 	key := store.RegistryKey{Project: name.Project, Location: name.Location, ID: name.Registry.Registry}
 	reg, err := b.registry(key)
 	if err != nil {
-		return nil, "registry: " + err.Error()
+		return nil, refusedRegistry, "registry: " + err.Error()
 	}
 	if reg.MQTTEnabledState == mqttDisabled {
-		return nil, "MQTT is disabled on the registry"
+		return nil, refusedMQTTDisabled, "MQTT is disabled on the registry"
 	}
 	ctx, cancel := b.storeCtx()
 	dev, err := b.st.GetDevice(ctx, store.DeviceRef{Registry: key, ID: name.Device})
 	cancel()
 	if err != nil {
-		return nil, "device: " + err.Error()
+		return nil, refusedDevice, "device: " + err.Error()
 	}
 	if dev.Blocked {
-		return nil, "the device is blocked"
+		return nil, refusedBlocked, "the device is blocked"
 	}
 	now := b.opts.now()
 	keys, ids := b.activeKeys(dev, now)
 	claims, err := b.jwt.Verify(string(pk.Connect.Password), keys, key.Project, now)
 	if err != nil {
 		b.recordAuthError(dev, err.Error())
-		return nil, err.Error()
+		return nil, refusedJWT, err.Error()
 	}
 	c := &conn{
 		b: b, cl: cl, nc: cl.Net.Conn, registry: key,
@@ -122,7 +138,7 @@ func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, string
 	}
 	c.self = newDevState(dev.ID, store.DeviceRef{Registry: key, NumID: dev.NumID}, false)
 	c.devs[dev.ID] = c.self
-	return c, ""
+	return c, 0, ""
 }
 
 func (b *Bridge) recordAuthError(dev *store.Device, msg string) {
@@ -145,6 +161,8 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.fields.touch(c.self.ref, func(f *fieldDelta) { f.heartbeat = later(f.heartbeat, now) })
 	c.mu.Lock()
 	if !c.done {
+		c.established = true
+		h.b.tel.connections(1)
 		c.expTimer = time.AfterFunc(c.exp.Add(h.b.opts.jwtSkew).Sub(now), func() {
 			c.close(codeUnauthenticated, "the JWT expired")
 		})
@@ -171,6 +189,14 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	now := h.b.opts.now()
 	h.b.fields.touch(c.self.ref, func(f *fieldDelta) { f.heartbeat = later(f.heartbeat, now) })
+	if t := pk.FixedHeader.Type; t != packets.Puback && t != packets.Disconnect {
+		// Only this goroutine (the connection's reader) uses c.msgs.
+		if !c.msgs.take(now, h.b.lim.msgRate, h.b.lim.msgBurst, 1) {
+			h.b.tel.rateLimited(kindMessages)
+			c.close(codeResourceExhausted, h.b.msgRateMsg)
+			return pk, packets.ErrRejectPacket
+		}
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if pk.FixedHeader.Qos > 1 {

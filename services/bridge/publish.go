@@ -7,6 +7,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
@@ -67,9 +69,16 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 			return false
 		}
 		if t.Kind == TopicAttach {
-			return c.attach(t.DeviceID, pk)
+			c.b.tel.msgIn(kindAttach)
+			return c.attachTraced(t.DeviceID, pk)
+		}
+		c.b.tel.msgIn(kindDetach)
+		_, span := c.b.tel.start(c.b.ctx, spanDetach, trace.SpanKindServer)
+		if span.IsRecording() {
+			span.SetAttributes(attrDevice.String(t.DeviceID), attrRegistry.String(c.registry.ID), attrGateway.String(c.self.id))
 		}
 		c.detach(t.DeviceID)
+		span.End()
 		return true
 	}
 	if d == nil {
@@ -80,14 +89,26 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 		c.close(codePermissionDenied, "publish to another device's topic "+pk.TopicName)
 		return false
 	}
+	// Only this goroutine (the connection's reader) uses d.in.
+	if !d.in.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload))) {
+		c.b.tel.rateLimited(kindBytesIn)
+		if d.proxied {
+			c.detachForError(d, codeResourceExhausted, c.b.byteRateMsg)
+			return false
+		}
+		c.close(codeResourceExhausted, c.b.byteRateMsg)
+		return false
+	}
 	if d.proxied {
 		now := c.b.opts.now()
 		gw := c.self.id
 		c.b.fields.touch(d.ref, func(f *fieldDelta) { f.gatewayID, f.gatewayTime = gw, later(f.gatewayTime, now) })
 	}
 	if t.Kind == TopicEvents {
+		c.b.tel.msgIn(kindEvent)
 		return c.publishEvent(d, t.SubFolder, pk)
 	}
+	c.b.tel.msgIn(kindState)
 	return c.publishState(d, pk)
 }
 
@@ -131,18 +152,29 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bo
 		return false
 	}
 	attrs := c.attributes(d, subFolder)
+	ctx, span := c.b.tel.start(c.b.ctx, spanEvent, trace.SpanKindProducer)
+	if span.IsRecording() {
+		c.deviceAttrs(span, d)
+		span.SetAttributes(attrQoS.Int(int(pk.FixedHeader.Qos)), attrBytes.Int(len(pk.Payload)))
+	}
 	if pk.FixedHeader.Qos == 0 {
-		err = c.b.bus.PublishNotificationAsync(c.b.ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+		// The span ends with the stream's acknowledgement.
+		err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+			endSpan(span, err)
 			if err != nil {
 				c.b.log.Warn("bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
 			}
 		})
+		if err != nil {
+			endSpan(span, err)
+		}
 	} else {
 		// PUBACK only once the stream holds the event: mochi sends it
 		// when this hook returns.
-		ctx, cancel := context.WithTimeout(c.b.ctx, c.b.opts.publishTimeout)
-		err = c.b.bus.PublishNotification(ctx, topic, bus.KindEvent, pk.Payload, attrs)
+		pctx, cancel := context.WithTimeout(ctx, c.b.opts.publishTimeout)
+		err = c.b.bus.PublishNotification(pctx, topic, bus.KindEvent, pk.Payload, attrs)
 		cancel()
+		endSpan(span, err)
 	}
 	if err != nil {
 		c.b.log.Warn("bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
@@ -173,15 +205,21 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 	if tooFast {
 		const msg = "more than one state update per second"
 		if d.proxied {
-			c.detachForError(d, msg)
+			c.detachForError(d, codeResourceExhausted, msg)
 		} else {
 			c.close(codeResourceExhausted, msg)
 		}
 		return false
 	}
-	ctx, cancel := c.b.storeCtx()
+	sctx, span := c.b.tel.start(c.b.ctx, spanState, trace.SpanKindInternal)
+	if span.IsRecording() {
+		c.deviceAttrs(span, d)
+		span.SetAttributes(attrBytes.Int(len(pk.Payload)))
+	}
+	ctx, cancel := context.WithTimeout(sctx, c.b.opts.storeTimeout)
 	err := c.b.st.AddState(ctx, d.ref, store.DeviceState{UpdateTime: now, Data: pk.Payload})
 	cancel()
+	endSpan(span, err)
 	if err != nil {
 		c.b.log.Warn("bridge: storing a state", append(c.logAttrs(), "target", d.id, "err", err)...)
 		c.close(codeUnavailable, "the state could not be stored")
@@ -231,11 +269,30 @@ func (c *conn) gatewayErrorLocked(kind, desc, deviceID, msgType, topic string, p
 		ErrorType: kind, Description: desc, DeviceID: deviceID,
 		MessageInfo: mqttMessageInfo{MessageType: msgType, Topic: topic, PacketID: pid},
 	})
-	_ = c.cl.WritePacket(packets.Packet{
+	if c.cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   deviceTopic(c.self.id, "errors"),
 		Payload:     data,
-	})
+	}) == nil {
+		c.b.tel.msgOut(kindGatewayError)
+	}
+}
+
+// attachTraced is attach in a span.
+func (c *conn) attachTraced(deviceID string, pk packets.Packet) bool {
+	_, span := c.b.tel.start(c.b.ctx, spanAttach, trace.SpanKindServer)
+	ok := c.attach(deviceID, pk)
+	if span.IsRecording() {
+		result := "attached"
+		if !ok {
+			result = "refused"
+			span.SetStatus(codes.Error, "attach refused")
+		}
+		span.SetAttributes(attrDevice.String(deviceID), attrRegistry.String(c.registry.ID),
+			attrGateway.String(c.self.id), attrResult.String(result))
+	}
+	span.End()
+	return ok
 }
 
 // attach checks an attach request against the gateway's auth method and
@@ -314,6 +371,7 @@ func (c *conn) attach(deviceID string, pk packets.Packet) bool {
 	}
 	c.devs[deviceID] = d
 	c.mu.Unlock()
+	c.b.tel.attachedDevices(1)
 	c.b.addHolder(dev.NumID, c)
 	now := c.b.opts.now()
 	gwID := c.self.id
@@ -334,6 +392,7 @@ func (c *conn) detach(deviceID string) *devState {
 		return nil
 	}
 	delete(c.devs, deviceID)
+	c.b.tel.attachedDevices(-1)
 	c.unsubscribeConfigLocked(d)
 	if d.cmdStop != nil {
 		d.cmdStop()
@@ -346,11 +405,11 @@ func (c *conn) detach(deviceID string) *devState {
 }
 
 // detachForError detaches a proxied device and tells the gateway why.
-func (c *conn) detachForError(d *devState, reason string) {
+func (c *conn) detachForError(d *devState, code int32, reason string) {
 	if c.detach(d.id) == nil {
 		return
 	}
-	c.recordError(d, codeFailedPrecondition, reason)
+	c.recordError(d, code, reason)
 	c.mu.Lock()
 	c.gatewayErrorLocked(gwDetachmentError, reason, d.id, "PUBLISH", deviceTopic(d.id, "state"), 0)
 	c.mu.Unlock()

@@ -3,20 +3,15 @@ package manager_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	iot "cloud.google.com/go/iot/apiv1"
 	"cloud.google.com/go/iot/apiv1/iotpb"
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -26,6 +21,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/store/storetest"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
 
@@ -62,49 +58,8 @@ func forEachBackend[T testing.TB](tb T, fn func(T, *apiEnv)) {
 		fn(tb, newAPIEnv(tb, filepath.Join(tb.TempDir(), "passerelle.db")))
 	})
 	r.Run("postgres", func(tb T) {
-		fn(tb, newAPIEnv(tb, postgresURL(tb)))
+		fn(tb, newAPIEnv(tb, storetest.PostgresURL(tb)))
 	})
-}
-
-// postgresURL returns a URL to a fresh schema of the test PostgreSQL server,
-// dropped when the test ends; it skips when no server is configured (and
-// fails under CI, where one must be).
-func postgresURL(tb testing.TB) string {
-	base := os.Getenv("PASSERELLE_TEST_POSTGRES_URL")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("PASSERELLE_TEST_POSTGRES_URL is not set under CI")
-		}
-		tb.Skip("PASSERELLE_TEST_POSTGRES_URL is not set")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		tb.Fatalf("connect to %s: %v", base, err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "mgr_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func newAPIEnv(tb testing.TB, databaseURL string, opts ...manager.Option) *apiEnv {

@@ -413,7 +413,7 @@ func TestErrors(t *testing.T) {
 	ca := newTestCA(t)
 	regName := testLocation + "/registries/reg"
 	caRegName := testLocation + "/registries/careg"
-	topic := []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/t"}}
+	topic := []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/telemetry"}}
 
 	mustOK := func(_ any, err error) {
 		t.Helper()
@@ -458,7 +458,7 @@ func TestErrors(t *testing.T) {
 	for i := range 9 {
 		bigTotal[fmt.Sprintf("k%d", i)] = strings.Repeat("x", 30*1024)
 	}
-	tooManyConfigs := slices.Repeat([]*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/t", SubfolderMatches: "a"}}, 11)
+	tooManyConfigs := slices.Repeat([]*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/telemetry", SubfolderMatches: "a"}}, 11)
 	bind := func(gw, dev string) error {
 		_, err := raw.BindDeviceToGateway(ctx, &iotpb.BindDeviceToGatewayRequest{Parent: regName, GatewayId: gw, DeviceId: dev})
 		return err
@@ -506,10 +506,10 @@ func TestErrors(t *testing.T) {
 			return newRegistry(&iotpb.DeviceRegistry{Id: "r11", EventNotificationConfigs: tooManyConfigs})
 		}, codes.InvalidArgument, "at most 10"},
 		{"registry catch-all not last", func() error {
-			return newRegistry(&iotpb.DeviceRegistry{Id: "rxx", EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/t"}, {PubsubTopicName: "projects/p1/topics/t", SubfolderMatches: "a"}}})
+			return newRegistry(&iotpb.DeviceRegistry{Id: "rxx", EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/telemetry"}, {PubsubTopicName: "projects/p1/topics/telemetry", SubfolderMatches: "a"}}})
 		}, codes.InvalidArgument, "last"},
 		{"registry bad subfolder", func() error {
-			return newRegistry(&iotpb.DeviceRegistry{Id: "rxx", EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/t", SubfolderMatches: "a b"}}})
+			return newRegistry(&iotpb.DeviceRegistry{Id: "rxx", EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/telemetry", SubfolderMatches: "a b"}}})
 		}, codes.InvalidArgument, "subfolder_matches"},
 		{"registry bad topic", func() error {
 			return newRegistry(&iotpb.DeviceRegistry{Id: "rxx", EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "topics/t"}}})
@@ -742,7 +742,7 @@ func TestUpdates(t *testing.T) {
 	}
 	reg, err := raw.UpdateDeviceRegistry(ctx, &iotpb.UpdateDeviceRegistryRequest{
 		DeviceRegistry: &iotpb.DeviceRegistry{Name: regName, LogLevel: iotpb.LogLevel_DEBUG, HttpConfig: &iotpb.HttpConfig{HttpEnabledState: iotpb.HttpState_HTTP_DISABLED},
-			EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/a", SubfolderMatches: "x/y"}, {PubsubTopicName: "projects/p1/topics/b"}}},
+			EventNotificationConfigs: []*iotpb.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events-a", SubfolderMatches: "x/y"}, {PubsubTopicName: "projects/p1/topics/events-b"}}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"logLevel", "http_config", "eventNotificationConfigs"}},
 	})
 	if err != nil {

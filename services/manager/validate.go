@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+
 	"strconv"
 	"strings"
 
@@ -81,24 +83,12 @@ func parseDeviceIDOrNum(reg store.RegistryKey, field, v string) (store.DeviceRef
 	return store.DeviceRef{Registry: reg, ID: v}, nil
 }
 
-// checkTopic checks a Pub/Sub topic name projects/{p}/topics/{t}; Passerelle
-// maps it to a bus subject, so both parts keep to a safe character set.
+// checkTopic checks a Pub/Sub topic name projects/{p}/topics/{t} by the
+// bus's rule, so that every topic the manager accepts is one the bridges can
+// publish to.
 func checkTopic(field, name string) error {
-	parts := strings.Split(name, "/")
-	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" || parts[1] == "" || parts[3] == "" {
-		return invalidf("'%s' must have the form projects/{project}/topics/{topic}, got %q", field, name)
-	}
-	if len(parts[1]) > 100 || strings.ContainsAny(parts[1], " \t*>") {
-		return invalidf("The project in '%s' is invalid: %q", field, parts[1])
-	}
-	t := parts[3]
-	if len(t) > 255 || !isLetter(t[0]) {
-		return invalidf("The topic in '%s' is invalid: topics are 1 to 255 characters of [a-zA-Z0-9-._+~%%] starting with a letter, got %q", field, t)
-	}
-	for i := 0; i < len(t); i++ {
-		if !isIDChar(t[i]) {
-			return invalidf("The topic in '%s' is invalid: topics are 1 to 255 characters of [a-zA-Z0-9-._+~%%] starting with a letter, got %q", field, t)
-		}
+	if _, err := bus.TopicSubject(name); err != nil {
+		return invalidf("'%s' must be projects/{project}/topics/{topic} with a topic id of 3 to 255 characters of [a-zA-Z0-9-._~%%+] that starts with a letter and not with 'goog', got %q", field, name)
 	}
 	return nil
 }

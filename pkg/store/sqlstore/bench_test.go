@@ -20,7 +20,7 @@ func backends(b *testing.B, fn func(b *testing.B, s store.Store)) {
 		fn(b, s)
 	})
 	b.Run("postgres", func(b *testing.B) {
-		s := openPostgres(b, postgresURL(b))
+		s := openPostgres(b)
 		defer s.Close()
 		fn(b, s)
 	})

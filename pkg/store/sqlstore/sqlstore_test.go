@@ -2,14 +2,9 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -29,68 +24,13 @@ func openSQLite(tb testing.TB) *sqlstore.Store {
 	return s
 }
 
-// postgresURL returns the test database, skipping the test without one
-// (failing it in CI).
-func postgresURL(tb testing.TB) string {
+func openPostgres(tb testing.TB) *sqlstore.Store {
 	tb.Helper()
-	u := os.Getenv("PASSERELLE_TEST_POSTGRES_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("PASSERELLE_TEST_POSTGRES_URL is not set")
-		}
-		tb.Skip("PASSERELLE_TEST_POSTGRES_URL is not set")
-	}
-	return u
-}
-
-// freshSchema creates an empty schema in the test database, dropped at
-// cleanup, and returns a URL whose connections use it, so that tests and
-// packages running in parallel never see each other.
-func freshSchema(tb testing.TB, base string) string {
-	tb.Helper()
-	schema := "t_" + randomHex()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			tb.Error(err)
-			return
-		}
-		defer admin.Close()
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			tb.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func openPostgres(tb testing.TB, base string) *sqlstore.Store {
-	tb.Helper()
-	s, err := sqlstore.OpenPostgres(context.Background(), discard(), freshSchema(tb, base))
+	s, err := sqlstore.OpenPostgres(context.Background(), discard(), storetest.PostgresURL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return s
-}
-
-func randomHex() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func TestSQLite(t *testing.T) {
@@ -100,8 +40,8 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	t.Parallel()
-	base := postgresURL(t)
-	storetest.Run(t, func(t *testing.T) store.Store { return openPostgres(t, base) })
+	storetest.PostgresURL(t) // skips without a server
+	storetest.Run(t, func(t *testing.T) store.Store { return openPostgres(t) })
 }
 
 func TestOpenDispatch(t *testing.T) {
@@ -141,7 +81,7 @@ func TestOpenDispatch(t *testing.T) {
 // store works.
 func TestPostgresConcurrentOpen(t *testing.T) {
 	t.Parallel()
-	u := freshSchema(t, postgresURL(t))
+	u := storetest.PostgresURL(t)
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+)
+
+// --nats-url (here through its environment variable) makes the manager
+// announce config changes on that NATS server, where a bridge listens.
+func TestAnnouncesOnNATS(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.Open(t.Context(), logger, bus.Options{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make(chan bus.Announcement, 16)
+	stopSub, err := b.SubscribeAnnouncements(func(a bus.Announcement) { got <- a })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopSub()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	env := func(k string) (string, bool) {
+		if k == "PASSERELLE_NATS_URL" {
+			return b.Server().ClientURL(), true
+		}
+		return "", false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out syncBuffer
+	go func() {
+		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr,
+			"--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, env)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d\n%s", code, out.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("manager did not stop after cancel")
+		}
+	}()
+
+	base := "http://" + addr + "/v1/projects/p/locations/l/registries"
+	post := func(url, body string) (int, error) {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(resp.Body)
+			t.Logf("POST %s: %s", url, msg)
+		}
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, err := post(base, `{"id":"reg"}`)
+		if err == nil {
+			if code != http.StatusOK {
+				t.Fatalf("create registry: %d", code)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("manager never answered: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling for start-up
+	}
+	if code, err := post(base+"/reg/devices", `{"id":"dev"}`); err != nil || code != http.StatusOK {
+		t.Fatalf("create device: %d %v", code, err)
+	}
+	if code, err := post(base+"/reg/devices/dev:modifyCloudToDeviceConfig", `{"binaryData":"aGk="}`); err != nil || code != http.StatusOK {
+		t.Fatalf("modify config: %d %v", code, err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case a := <-got:
+			if a.Kind == bus.ConfigChanged && a.DeviceID == "dev" {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no configChanged announcement on the bus\n%s", out.String())
+		}
+	}
+}
+
+func TestUnreachableNATS(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	var out syncBuffer
+	code := run(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0",
+		"--database-url", filepath.Join(t.TempDir(), "p.db"), "--nats-url", "nats://" + natsAddr}, &out, noEnv)
+	if code != 1 || !strings.Contains(out.String(), "--nats-url") {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}

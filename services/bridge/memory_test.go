@@ -1,0 +1,170 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/services/bridge"
+)
+
+// envIdleMemory asks TestIdleMemory to run, with that many connections
+// (for example PASSERELLE_IDLE_MEMORY_N=5000). It is off by default: it
+// takes seconds and its figure means nothing under -race.
+const envIdleMemory = "PASSERELLE_IDLE_MEMORY_N"
+
+// maxIdleBytesPerConn is the target of the issue: 16 KiB per idle client.
+const maxIdleBytesPerConn = 16 << 10
+
+// TestIdleMemory connects N authenticated devices over plain TCP (real
+// JWTs, a raw client that writes CONNECT, reads CONNACK and then stays
+// silent, so the client side costs one socket each) and reports the
+// bridge's memory per idle connection: the growth of the Go heap in use
+// plus goroutine stacks, after garbage collection, divided by N. The
+// figure includes the client sockets of this same process (about 0.3 KiB
+// each), so it slightly overstates the bridge's cost.
+//
+//	PASSERELLE_IDLE_MEMORY_N=5000 go test -run TestIdleMemory -v ./services/bridge/
+func TestIdleMemory(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv(envIdleMemory))
+	if n <= 0 {
+		t.Skipf("set %s=N to measure the memory of N idle connections", envIdleMemory)
+	}
+	keys(t)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // quiet even with -v
+	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	t.Cleanup(func() { _ = st.Close() })
+	must(0, st.CreateRegistry(ctx, &store.Registry{Key: regKey}))
+	for i := range n {
+		must(st.CreateDevice(ctx, &store.Device{Registry: regKey, ID: fmt.Sprintf("idle-%d", i),
+			Credentials: []store.Credential{ecKey.cred}}, time.Now()))
+	}
+	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10))
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- br.Serve(sctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	token := ecKey.jwt(t) // the same key signs for every device
+
+	// Warm up (one connection, closed) so that lazily built shared state
+	// is not counted per connection.
+	c0, err := rawConnect(ln.Addr().String(), clientID("idle-0"), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c0.Close()
+	waitFor(t, 5*time.Second, func() error {
+		if got := br.Connections(); got != 0 {
+			return fmt.Errorf("%d connections", got)
+		}
+		return nil
+	})
+	before := settledMem()
+
+	conns := make([]net.Conn, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := rawConnect(ln.Addr().String(), clientID(fmt.Sprintf("idle-%d", i)), token)
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	if got := br.Connections(); got != n {
+		t.Fatalf("bridge holds %d connections, want %d", got, n)
+	}
+	after := settledMem()
+	heap := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(n)
+	stack := float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n)
+	per := heap + stack
+	t.Logf("%d idle connections: %.0f B each (heap %.0f B + stacks %.0f B); goroutines %d",
+		n, per, heap, stack, runtime.NumGoroutine())
+	if per > maxIdleBytesPerConn {
+		t.Errorf("%.1f KiB per idle connection, want at most %d KiB", per/1024, maxIdleBytesPerConn>>10)
+	}
+}
+
+// settledMem collects garbage until goroutine stacks stop shrinking (the
+// collector halves an underused stack at most once per cycle).
+func settledMem() runtime.MemStats {
+	var m runtime.MemStats
+	for range 5 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&m)
+	return m
+}
+
+// rawConnect sends an MQTT 3.1.1 CONNECT and waits for a CONNACK 0.
+func rawConnect(addr, clientID, password string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
+	body := str(nil, "MQTT")
+	body = append(body, 4, 0xC2, 0, 60) // level 4; username, password, clean session; keep-alive 60 s
+	body = str(body, clientID)
+	body = str(body, "unused")
+	body = str(body, password)
+	pkt := []byte{0x10}
+	for l := len(body); ; {
+		b := byte(l % 128)
+		l /= 128
+		if l > 0 {
+			b |= 0x80
+		}
+		pkt = append(pkt, b)
+		if l == 0 {
+			break
+		}
+	}
+	pkt = append(pkt, body...)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(pkt); err != nil {
+		c.Close()
+		return nil, err
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("reading CONNACK: %w", err)
+	}
+	if ack[0] != 0x20 || ack[3] != 0 {
+		c.Close()
+		return nil, fmt.Errorf("CONNACK % x", ack)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
