@@ -9,6 +9,10 @@ BIN       ?= bin
 GOBIN     ?= $(CURDIR)/.tools/bin
 # Tools, pinned.
 GRPCURL_VERSION ?= v1.9.3
+BUF_VERSION ?= v1.75.0
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
+BUF       ?= $(GOBIN)/buf
 # Benchmarks: how long each one runs (go test -benchtime).
 BENCHTIME ?= 3s
 
@@ -40,9 +44,21 @@ lint: ## Check formatting and vet the code.
 	$(GO) mod verify
 
 .PHONY: tools
-tools: ## Install the pinned tools used by tests (grpcurl) into .tools/bin.
+tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .tools/bin.
 	mkdir -p $(GOBIN)
 	GOBIN=$(GOBIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	GOBIN=$(GOBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(GOBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+.PHONY: generate
+generate: ## Lint the protos and regenerate gen/ (run make tools first).
+	$(BUF) lint
+	$(BUF) generate
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when gen/ or proto/ differ from what is committed.
+	@out="$$(git status --porcelain gen proto)"; if [[ -n "$$out" ]]; then echo "generated code is out of date (run make generate and commit):"; echo "$$out"; exit 1; fi
 
 .PHONY: clean
 clean: ## Remove build outputs.

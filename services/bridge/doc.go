@@ -9,6 +9,11 @@
 // writes server-set fields (lastHeartbeatTime, lastEventTime...) in one
 // batch per second, never once per message.
 //
+// Rate limits (compat-spec section 6, see WithMessageRate and
+// WithByteRate) cost no goroutine or timer: token buckets refilled from
+// the clock. Spans and metrics go to OpenTelemetry (WithTracerProvider,
+// WithMeterProvider; the otel globals by default).
+//
 // TLS is the caller's: Serve takes net.Listeners, typically made with
 // tls.NewListener (TLS 1.2 or newer), so the same bridge also serves plain
 // MQTT in tests or behind a TLS-terminating proxy.

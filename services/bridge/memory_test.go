@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -24,6 +25,14 @@ import (
 const envIdleMemory = "PASSERELLE_IDLE_MEMORY_N"
 
 // maxIdleBytesPerConn is the target of the issue: 16 KiB per idle client.
+// Measured on mochi v2.7.9 (2 cores, Go 1.26): about 33.5 KiB, of which
+// ~23 KiB are the stacks of mochi's two goroutines per client (its read
+// loop stays at 16 KiB: idle, it still uses over 4 KiB of stack, as
+// 800-byte packets.Packet values travel by value through its frames, so
+// the collector cannot halve it) and ~10.5 KiB heap (1 KiB read buffer,
+// mochi's Client and queues, the bridge's conn). Reaching 16 KiB needs
+// changes inside mochi (one goroutine per client, packets by pointer);
+// until then this test fails when asked to run.
 const maxIdleBytesPerConn = 16 << 10
 
 // TestIdleMemory connects N authenticated devices over plain TCP (real
@@ -105,6 +114,11 @@ func TestIdleMemory(t *testing.T) {
 		t.Fatalf("bridge holds %d connections, want %d", got, n)
 	}
 	after := settledMem()
+	if path := os.Getenv("PASSERELLE_IDLE_MEMORY_PROFILE"); path != "" {
+		f := must(os.Create(path))
+		must(0, pprof.WriteHeapProfile(f))
+		must(0, f.Close())
+	}
 	heap := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(n)
 	stack := float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n)
 	per := heap + stack
@@ -119,7 +133,7 @@ func TestIdleMemory(t *testing.T) {
 // collector halves an underused stack at most once per cycle).
 func settledMem() runtime.MemStats {
 	var m runtime.MemStats
-	for range 5 {
+	for range 20 {
 		runtime.GC()
 	}
 	runtime.ReadMemStats(&m)

@@ -62,7 +62,7 @@ func defaultOptions() options {
 		stateInterval:    time.Second,
 		maxAttached:      1000,
 		writesPending:    64,
-		bufferSize:       2 << 10,
+		bufferSize:       1 << 10,
 		maxInflight:      64,
 		workers:          64,
 		acceptBackoffMax: time.Second,

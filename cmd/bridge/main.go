@@ -1,0 +1,189 @@
+// Command bridge serves Passerelle's MQTT protocol bridge alone: devices
+// and gateways connect with Cloud IoT Core's MQTT protocol (compat-spec
+// sections 6 and 7), over TLS 1.2+ and, when asked, plain TCP.
+//
+//	bridge --tls-cert cert.pem --tls-key key.pem [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR]
+//	       [--data-dir ./passerelle-data] [--database-url postgres://...] [--nats-url nats://...]
+//
+// The bridge reads devices from the same database as the manager and meets
+// it on the NATS bus. Without --nats-url it runs an embedded NATS server,
+// which lives in this process: a manager in another process can only share
+// it when the bridge serves it on a port (--nats-listen 127.0.0.1:4222,
+// and --nats-url nats://127.0.0.1:4222 on the manager). Otherwise give both
+// the same external NATS server (nats-server -js).
+//
+// Every flag may also be set by environment, PASSERELLE_<FLAG> (for example
+// PASSERELLE_TLS_CERT); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/telemetry"
+	"github.com/passerelle-iot/passerelle/services/bridge"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// oneLine joins a multi-line error (errors.Join, drivers) into one line.
+func oneLine(err error) string {
+	return strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	cfg, err := loadConfig(args, stderr, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bridge: %s\n", oneLine(err))
+		return 2
+	}
+	if cfg.CheckConfig {
+		fmt.Fprintln(stderr, "bridge: configuration OK")
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, logger, cfg); err != nil {
+		fmt.Fprintf(stderr, "bridge: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads flags, then the environment for flags not given, and
+// validates the result.
+func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (config.Bridge, error) {
+	var cfg config.Bridge
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.AddFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bridge [flags]\n\nServes Passerelle's MQTT bridge (Cloud IoT Core's MQTT protocol for devices and gateways).\n"+
+			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q: the bridge takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// serve runs the bridge until ctx is done.
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
+	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-bridge")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(sctx); err != nil {
+			logger.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	var tlsCfg *tls.Config
+	if cfg.MQTTAddr != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	// Listen before opening the database and the bus: a busy port is the
+	// likelier mistake, and it is cheaper to find.
+	var lis []net.Listener
+	closeAll := func() {
+		for _, l := range lis {
+			_ = l.Close()
+		}
+	}
+	for _, l := range []struct{ flag, addr string }{{"--mqtt-addr", cfg.MQTTAddr}, {"--mqtt-plain-addr", cfg.MQTTPlainAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot listen on %s: %w (is another bridge running? choose another %s)", l.addr, err, l.flag)
+		}
+		if l.flag == "--mqtt-addr" {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		lis = append(lis, ln)
+	}
+
+	if err := cfg.PrepareDataDir(); err != nil {
+		closeAll()
+		return err
+	}
+	st, err := sqlstore.Open(ctx, logger, cfg.Database())
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.Database()), err)
+	}
+	defer st.Close()
+
+	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle-bridge"}
+	if cfg.NATSURL == "" {
+		busOpts.DataDir = cfg.NATSDir()
+	}
+	b, err := bus.Open(ctx, logger, busOpts)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("cannot open the bus: %w", err)
+	}
+	defer b.Close()
+	if srv := b.Server(); srv != nil && cfg.NATSListen != "" {
+		logger.Info("embedded NATS serving TCP clients", "url", srv.ClientURL())
+	}
+
+	br := bridge.New(logger, st, b,
+		bridge.WithMessageRate(cfg.MessageRate, cfg.MessageBurst),
+		bridge.WithByteRate(cfg.ByteRate),
+		bridge.WithMaxConnections(cfg.MaxConnections),
+	)
+	// Serve returns once ctx ends and every device connection is closed.
+	err = br.Serve(ctx, lis...)
+	logger.Info("bridge stopped")
+	return err
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

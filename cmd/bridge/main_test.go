@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func lineCount(s string) int { return strings.Count(strings.TrimSpace(s), "\n") + 1 }
+
+// errorLines counts the lines of the binary's own errors (the log may
+// have said something before).
+func errorLines(s string) int {
+	return strings.Count(s, "bridge: ") - strings.Count(s, "msg=\"bridge: ")
+}
+
+func TestMissingTLSFilesIsOneClearLine(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--data-dir", t.TempDir()}, &out, noEnv)
+	if code != 2 || lineCount(out.String()) != 1 || !strings.Contains(out.String(), "--tls-cert") || !strings.Contains(out.String(), "--mqtt-plain-addr") {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}
+
+func TestCheckConfigOpensNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var out bytes.Buffer
+	env := func(k string) (string, bool) {
+		switch k {
+		case "PASSERELLE_MQTT_ADDR":
+			return "", true
+		case "PASSERELLE_MQTT_PLAIN_ADDR":
+			return "127.0.0.1:1883", true
+		case "PASSERELLE_DATA_DIR":
+			return dir, true
+		}
+		return "", false
+	}
+	if code := run(t.Context(), []string{"--check-config"}, &out, env); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("--check-config created %s", dir)
+	}
+	// Flags win over the environment.
+	out.Reset()
+	if code := run(t.Context(), []string{"--check-config", "--mqtt-addr", "127.0.0.1:8883"}, &out, env); code != 2 {
+		t.Errorf("--mqtt-addr without TLS files: exit %d, %s", code, out.String())
+	}
+}
+
+func TestBusyPort(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", lis.Addr().String(),
+		"--data-dir", t.TempDir()}, &out, noEnv)
+	if code != 1 || !strings.Contains(out.String(), "cannot listen") || lineCount(out.String()) != 1 {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}
+
+func TestBadDatabaseURL(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0",
+		"--database-url", "postgres://postgres:secret@127.0.0.1:1/nothing?connect_timeout=2"}, &out, noEnv)
+	if code != 1 || !strings.Contains(out.String(), "cannot open the database") || strings.Contains(out.String(), "secret") {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}
+
+func TestUnreachableNATS(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--nats-url", "nats://" + freeAddr(t)}, &out, noEnv)
+	if code != 1 || !strings.Contains(out.String(), "NATS") || errorLines(out.String()) != 1 {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}
+
+// The binary's loop: a device made in the same SQLite file connects over
+// plain MQTT with its JWT and publishes an event, PUBACKed once the
+// embedded stream holds it; the bridge stops on cancel.
+func TestServesPlainMQTT(t *testing.T) {
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, slogDiscard(), filepath.Join(dataDir, "passerelle.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := store.RegistryKey{Project: "p1", Location: "us-central1", ID: "reg1"}
+	if err := st.CreateRegistry(ctx, &store.Registry{Key: reg,
+		EventNotificationConfigs: []store.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}}}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	cred := store.Credential{Format: deviceauth.FormatES256PEM, Key: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
+	if _, err := st.CreateDevice(ctx, &store.Device{Registry: reg, ID: "dev-1", Credentials: []store.Credential{cred}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	addr := freeAddr(t)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan int, 1)
+	var out syncBuffer
+	go func() {
+		done <- run(rctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", addr, "--data-dir", dataDir}, &out, noEnv)
+	}()
+
+	token, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"aud": "p1", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
+		SetClientID("projects/p1/locations/us-central1/registries/reg1/devices/dev-1").
+		SetUsername("unused").SetPassword(token).SetProtocolVersion(4).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	var c paho.Client
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c = paho.NewClient(opts)
+		tok := c.Connect()
+		tok.WaitTimeout(10 * time.Second)
+		if tok.Error() == nil && c.IsConnected() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device never connected: %v\n%s", tok.Error(), out.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling for start-up
+	}
+	tok := c.Publish("/devices/dev-1/events", 1, false, []byte("hello"))
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v\n%s", tok.Error(), out.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d\n%s", code, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("bridge did not stop after cancel")
+	}
+	// Graceful shutdown closed the device's connection.
+	if c.IsConnectionOpen() {
+		waitClosed := time.Now().Add(5 * time.Second)
+		for c.IsConnectionOpen() && time.Now().Before(waitClosed) {
+			time.Sleep(20 * time.Millisecond) // polling for paho to notice
+		}
+		if c.IsConnectionOpen() {
+			t.Error("the device's connection is still open after shutdown")
+		}
+	}
+	c.Disconnect(0)
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+// Bridge is the configuration of the MQTT bridge (cmd/bridge, and the
+// bridge inside cmd/passerelle).
+type Bridge struct {
+	// MQTTAddr is the TCP address of MQTT over TLS; empty turns it off.
+	MQTTAddr string
+	// MQTTPlainAddr is the TCP address of plain MQTT; empty (the default)
+	// turns it off.
+	MQTTPlainAddr string
+	// TLSCert and TLSKey are PEM files, required with MQTTAddr.
+	TLSCert, TLSKey string
+	// DataDir holds the SQLite database (unless DatabaseURL names another
+	// place) and the embedded NATS server's storage.
+	DataDir string
+	// DatabaseURL is a SQLite file path or a postgres:// URL; empty means
+	// DataDir/passerelle.db.
+	DatabaseURL string
+	// NATSURL names an external NATS server or cluster (with JetStream);
+	// empty runs an embedded one storing in DataDir/nats.
+	NATSURL string
+	// NATSListen makes the embedded NATS server accept TCP clients (a
+	// manager in another process) on this address; empty: in-process only.
+	NATSListen string
+	// MessageRate and MessageBurst limit the packets per second of each
+	// connection; ByteRate the bytes per second of each device, each way.
+	// 0 removes a limit (MessageBurst 0: one second's worth).
+	MessageRate  float64
+	MessageBurst int
+	ByteRate     int64
+	// MaxConnections caps the connections held at once.
+	MaxConnections int
+	// LogLevel is the least level logged.
+	LogLevel slog.Level
+	// CheckConfig asks to validate the configuration and exit.
+	CheckConfig bool
+}
+
+// Defaults of Bridge.
+const (
+	DefaultMQTTAddr       = "127.0.0.1:8883"
+	DefaultMessageRate    = 100
+	DefaultByteRate       = 512 << 10
+	DefaultMaxConnections = 19000
+)
+
+// AddFlags declares the bridge's flags on fs, writing into b.
+func (b *Bridge) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&b.MQTTAddr, "mqtt-addr", DefaultMQTTAddr, `address of MQTT over TLS 1.2+ (needs --tls-cert and --tls-key); "" turns it off`)
+	fs.StringVar(&b.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT, without TLS (off unless given; tests, or behind a TLS-terminating proxy)")
+	fs.StringVar(&b.TLSCert, "tls-cert", "", "PEM certificate chain of the TLS listener (with --tls-key)")
+	fs.StringVar(&b.TLSKey, "tls-key", "", "PEM private key of the TLS listener (with --tls-cert)")
+	fs.StringVar(&b.DataDir, "data-dir", DefaultDataDir, "folder of the SQLite database and the embedded NATS server's storage")
+	fs.StringVar(&b.DatabaseURL, "database-url", "", "SQLite file path, or postgres://user@host/db URL (default <data-dir>/passerelle.db)")
+	fs.StringVar(&b.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream, e.g. nats://127.0.0.1:4222 (default: an embedded server storing in <data-dir>/nats)")
+	fs.StringVar(&b.NATSListen, "nats-listen", "", "also serve the embedded NATS server on this TCP address (off by default): an embedded server is in-process, "+
+		"so a manager in another process can only share it through this port (give the manager --nats-url nats://<this address>)")
+	fs.Float64Var(&b.MessageRate, "message-rate", DefaultMessageRate, "incoming MQTT packets per second allowed on one connection; past it the connection is closed (0: no limit)")
+	fs.IntVar(&b.MessageBurst, "message-burst", 0, "packets a connection may send at once above --message-rate (0: one second's worth)")
+	fs.Int64Var(&b.ByteRate, "byte-rate", DefaultByteRate, "bytes per second allowed per device, each way (0: no limit)")
+	fs.IntVar(&b.MaxConnections, "max-connections", DefaultMaxConnections, "connections held at once; keep it under the open-file limit")
+	fs.TextVar(&b.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
+	fs.BoolVar(&b.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
+}
+
+// ErrTLSFilesMissing is returned by Validate when the TLS listener is on
+// without its certificate and key.
+var ErrTLSFilesMissing = errors.New(`the TLS listener (--mqtt-addr) needs --tls-cert and --tls-key: give them, or serve only plain MQTT with --mqtt-plain-addr ADDR --mqtt-addr ""`)
+
+// Validate checks what can be checked without opening anything. Its
+// errors say what to do.
+func (b *Bridge) Validate() error {
+	if b.MQTTAddr != "" && (b.TLSCert == "" || b.TLSKey == "") {
+		// One error alone: it is the mistake of every first start.
+		return ErrTLSFilesMissing
+	}
+	var errs []error
+	if b.MQTTAddr == "" && b.MQTTPlainAddr == "" {
+		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr (TLS) or --mqtt-plain-addr"))
+	}
+	if b.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is empty: give a folder, such as "+DefaultDataDir))
+	}
+	if b.NATSURL != "" && b.NATSListen != "" {
+		errs = append(errs, errors.New("--nats-listen serves the embedded NATS server, which --nats-url replaces: give one"))
+	}
+	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
+		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
+	}
+	if b.MaxConnections <= 0 {
+		errs = append(errs, errors.New("--max-connections must be positive"))
+	}
+	if b.MQTTAddr != "" {
+		for _, f := range []struct{ flag, path string }{{"--tls-cert", b.TLSCert}, {"--tls-key", b.TLSKey}} {
+			if _, err := os.Stat(f.path); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// store returns the database settings as a Manager, whose methods know
+// how to read them.
+func (b *Bridge) store() *Manager { return &Manager{DataDir: b.DataDir, DatabaseURL: b.DatabaseURL} }
+
+// Database returns the database to open: DatabaseURL, or the SQLite file
+// in DataDir.
+func (b *Bridge) Database() string { return b.store().Database() }
+
+// PrepareDataDir creates the folder of a SQLite database (mode 0700); it
+// does nothing for PostgreSQL.
+func (b *Bridge) PrepareDataDir() error { return b.store().PrepareDataDir() }
+
+// NATSDir is the embedded NATS server's storage folder.
+func (b *Bridge) NATSDir() string { return filepath.Join(b.DataDir, "nats") }

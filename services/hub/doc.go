@@ -1,0 +1,18 @@
+// Package hub is Passerelle's hub: a gRPC service (passerelle.hub.v1.Hub)
+// through which backend services speak for devices, and the gateway
+// connection pool behind it.
+//
+// The pool holds one MQTT connection per gateway to a Cloud IoT
+// Core-compatible bridge (compat-spec section 7), opened on first use,
+// shared by every call for that gateway and closed after an idle period.
+// It signs the gateway's JWTs from keys in a gateways file or in the hub's
+// key store, reconnects before a JWT expires and after a lost connection
+// (exponential backoff with jitter), and after every reconnect attaches
+// again every device held, subscribes again every topic held, and sends
+// again every QoS 1 publish not yet acknowledged: callers see no loss.
+//
+// Flow control: config subscribers keep only the newest version they have
+// not read; command subscribers have a bounded buffer and a slow one is
+// ended (ErrSlowConsumer); the MQTT message handler never blocks on a
+// caller.
+package hub
