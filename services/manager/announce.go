@@ -13,6 +13,7 @@ import (
 // device changed, and handing a command to the bridge that holds a device.
 type Bus interface {
 	Announce(ctx context.Context, a bus.Announcement) error
+	SubscribeAnnouncements(handler func(bus.Announcement)) (stop func(), err error)
 	SendCommand(ctx context.Context, numID uint64, cmd bus.Command) error
 }
 
@@ -41,6 +42,17 @@ func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind,
 	if err := m.bus.Announce(ctx, a); err != nil {
 		m.logger.Warn("announce a device change to the bridges", "kind", kind, "device", d.ID, "num_id", d.NumID, "err", err)
 	}
+}
+
+// forgetAnnounced drops from the cache a device another manager instance
+// changed (and this one's own, already dropped).
+func (m *deviceManager) forgetAnnounced(a bus.Announcement) {
+	if a.Kind == bus.Resync {
+		m.cache.invalidateAll()
+		return
+	}
+	reg := store.RegistryKey{Project: a.Project, Location: a.Location, ID: a.Registry}
+	m.cache.invalidate(reg, a.DeviceID, a.NumID)
 }
 
 // busCommands routes commands through the bus to the bridge holding the

@@ -95,3 +95,58 @@ func TestBusWiring(t *testing.T) {
 	}
 	expect(bus.DeviceDeleted, dev.GetNumId(), 0)
 }
+
+// TestCacheAcrossInstances runs two managers on one database and one bus,
+// the second with a cache that never expires by itself: a device blocked
+// through the first is seen blocked through the second as soon as the
+// announcement arrives.
+func TestCacheAcrossInstances(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	db := filepath.Join(t.TempDir(), "passerelle.db")
+	first := newAPIEnv(t, db, manager.WithBus(b))
+	second := newAPIEnv(t, db, manager.WithBus(b), manager.WithDeviceCacheTTL(time.Hour))
+	ctx := context.Background()
+
+	reg := first.createRegistry(t, "cache-reg")
+	dev, err := first.grpc.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg, Device: &iotpb.Device{Id: "dev-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := second.grpc.GetDevice(ctx, &iotpb.GetDeviceRequest{Name: dev.GetName()}); err != nil || d.GetBlocked() {
+		t.Fatalf("GetDevice through the second manager: %v %v", d, err)
+	}
+	if _, err := first.grpc.UpdateDevice(ctx, &iotpb.UpdateDeviceRequest{
+		Device:     &iotpb.Device{Name: dev.GetName(), Blocked: true},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"blocked"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := second.grpc.GetDevice(ctx, &iotpb.GetDeviceRequest{Name: reg + "/devices/dev-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.GetBlocked() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second manager still serves the device unblocked 5 s after the change")
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the announcement
+	}
+	// Its own writes it sees at once.
+	if _, err := second.grpc.ModifyCloudToDeviceConfig(ctx, &iotpb.ModifyCloudToDeviceConfigRequest{
+		Name: dev.GetName(), BinaryData: []byte("x"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := second.grpc.GetDevice(ctx, &iotpb.GetDeviceRequest{Name: dev.GetName()}); err != nil || d.GetConfig().GetVersion() != 2 {
+		t.Fatalf("GetDevice after its own config change: version %d, %v", d.GetConfig().GetVersion(), err)
+	}
+}

@@ -27,6 +27,7 @@ func (m *deviceManager) ModifyCloudToDeviceConfig(ctx context.Context, req *iotp
 	if v := req.GetVersionToUpdate(); v < 0 {
 		return nil, invalidf("'version_to_update' must not be negative, got %d", v)
 	}
+	defer m.cache.invalidateRef(ref)
 	c, err := m.store.ModifyConfig(ctx, ref, store.ConfigUpdate{
 		VersionToUpdate: req.GetVersionToUpdate(),
 		Data:            req.GetBinaryData(),

@@ -33,6 +33,8 @@ type deviceManager struct {
 	commands commandRouter
 	// bus, when set, hears of config and device changes, for the bridges.
 	bus Bus
+	// cache, when set, serves GetDevice for devices read shortly before.
+	cache *deviceCache
 
 	// tokenKey signs page tokens so that a caller cannot forge a position or
 	// reuse a token with other filters. It is random per process: a token

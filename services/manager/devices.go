@@ -145,9 +145,12 @@ func (m *deviceManager) GetDevice(ctx context.Context, req *iotpb.GetDeviceReque
 	if err != nil {
 		return nil, err
 	}
-	d, err := m.store.GetDevice(ctx, ref)
-	if err != nil {
-		return nil, err
+	d, gen := m.cache.get(ref)
+	if d == nil {
+		if d, err = m.store.GetDevice(ctx, ref); err != nil {
+			return nil, err
+		}
+		m.cache.put(gen, d)
 	}
 	full := deviceProto(d)
 	if len(fds) == 0 {
@@ -204,6 +207,7 @@ func (m *deviceManager) UpdateDevice(ctx context.Context, req *iotpb.UpdateDevic
 			return nil, err
 		}
 	}
+	defer m.cache.invalidateRef(ref)
 	d, err := m.store.UpdateDevice(ctx, ref, func(d *store.Device) error {
 		if set["credentials"] {
 			d.Credentials = creds
@@ -243,6 +247,7 @@ func (m *deviceManager) DeleteDevice(ctx context.Context, req *iotpb.DeleteDevic
 			return nil, err
 		}
 	}
+	defer m.cache.invalidateRef(ref)
 	if err := m.store.DeleteDevice(ctx, ref); err != nil {
 		return nil, err
 	}

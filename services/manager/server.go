@@ -38,6 +38,11 @@ const deviceManagerService = "google.cloud.iot.v1.DeviceManager"
 // Defaults of the options.
 const (
 	defaultShutdownTimeout = 10 * time.Second
+	// defaultDeviceCacheTTL is how long GetDevice may serve a device it read
+	// before (see deviceCache for what that can make stale).
+	defaultDeviceCacheTTL = time.Second
+	// deviceCacheEntries bounds the device cache (two entries a device).
+	deviceCacheEntries = 200_000
 	// sniffTimeout bounds how long a new plaintext connection may take to
 	// send the bytes that tell gRPC from HTTP/1.1.
 	sniffTimeout = 5 * time.Second
@@ -54,6 +59,7 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	rest     http.Handler // REST/JSON (and Connect, gRPC-Web) through the transcoder
+	dm       *deviceManager
 	buildErr error
 }
 
@@ -65,6 +71,7 @@ type options struct {
 	meterProvider   metric.MeterProvider
 	shutdownTimeout time.Duration
 	bus             Bus
+	deviceCacheTTL  time.Duration
 }
 
 // Option configures a Server.
@@ -108,6 +115,14 @@ func WithBus(b Bus) Option {
 	return func(o *options) { o.bus = b }
 }
 
+// WithDeviceCacheTTL sets how long GetDevice may answer from devices it read
+// before: changes made through this manager (or announced on the bus by
+// another one) are seen at once, the fields the bridges keep (last*Time,
+// state) up to ttl late. 0 turns the cache off. Default: 1 s.
+func WithDeviceCacheTTL(ttl time.Duration) Option {
+	return func(o *options) { o.deviceCacheTTL = ttl }
+}
+
 // WithShutdownTimeout bounds how long Serve waits for in-flight calls once
 // its context is done, before closing connections. Default: 10 s.
 func WithShutdownTimeout(d time.Duration) Option {
@@ -116,7 +131,7 @@ func WithShutdownTimeout(d time.Duration) Option {
 
 // New builds the manager on st.
 func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
-	o := options{shutdownTimeout: defaultShutdownTimeout}
+	o := options{shutdownTimeout: defaultShutdownTimeout, deviceCacheTTL: defaultDeviceCacheTTL}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -149,7 +164,11 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		grpc.ChainUnaryInterceptor(unaryAuth, unaryErrorInterceptor(logger)),
 		grpc.ChainStreamInterceptor(streamAuth),
 	)
-	iotpb.RegisterDeviceManagerServer(s.grpc, newDeviceManager(logger, st, time.Now, o.bus))
+	s.dm = newDeviceManager(logger, st, time.Now, o.bus)
+	if o.deviceCacheTTL > 0 {
+		s.dm.cache = newDeviceCache(o.deviceCacheTTL, deviceCacheEntries, time.Now)
+	}
+	iotpb.RegisterDeviceManagerServer(s.grpc, s.dm)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(deviceManagerService, healthpb.HealthCheckResponse_SERVING)
@@ -202,6 +221,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if s.buildErr != nil {
 		lis.Close()
 		return s.buildErr
+	}
+	if s.opts.bus != nil && s.dm.cache != nil {
+		// Other manager instances announce their changes: forget what
+		// they changed.
+		stop, err := s.opts.bus.SubscribeAnnouncements(s.dm.forgetAnnounced)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("manager: subscribe to device announcements: %w", err)
+		}
+		defer stop()
 	}
 	if s.opts.tlsConfig != nil {
 		return s.serveTLS(ctx, lis)
