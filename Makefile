@@ -26,8 +26,8 @@ build: ## Build every binary into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 .PHONY: run
-run: ## Run the manager on embedded defaults (SQLite in ./passerelle-data).
-	$(GO) run ./cmd/manager
+run: ## Run Passerelle on embedded defaults (data in ./passerelle-data).
+	$(GO) run ./cmd/passerelle serve
 
 .PHONY: test
 test: ## Run every test with the race detector.
@@ -36,6 +36,10 @@ test: ## Run every test with the race detector.
 .PHONY: bench
 bench: ## Run the benchmarks (PostgreSQL ones need PASSERELLE_TEST_POSTGRES_URL).
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem ./...
+
+.PHONY: bench-bridge
+bench-bridge: ## Load-test the MQTT bridge against a local Mosquitto (scripts/bench-bridge.sh).
+	scripts/bench-bridge.sh
 
 .PHONY: lint
 lint: ## Check formatting and vet the code.

@@ -1,0 +1,306 @@
+// Command passerelle runs Passerelle in one process on embedded defaults:
+// the manager (Cloud IoT Core's admin API, gRPC and REST), the MQTT bridge,
+// a SQLite database and an in-process NATS server with JetStream, all in
+// one data folder. The same services scale out as separate processes
+// (cmd/manager, cmd/bridge) on PostgreSQL and a NATS cluster.
+//
+//	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
+//	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR]
+//	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
+//
+// On first start it makes, in the data folder, a development CA (ca.pem,
+// the file devices trust) and the bridge's certificate for localhost and
+// 127.0.0.1, and an admin token (admin.token, mode 0600). Every flag may
+// also be set as PASSERELLE_<FLAG>; a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/devca"
+	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/telemetry"
+	"github.com/passerelle-iot/passerelle/services/bridge"
+	"github.com/passerelle-iot/passerelle/services/manager"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `Usage: passerelle <command> [flags]
+
+Commands:
+  serve    run the manager and the MQTT bridge on embedded defaults
+  help     show this help
+
+Run 'passerelle serve --help' for the flags of serve.
+`
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] != "serve" {
+		fmt.Fprintf(stderr, "passerelle: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	cfg, err := loadServeConfig(args[1:], stderr, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		return 2
+	}
+	if cfg.CheckConfig {
+		fmt.Fprintln(stderr, "passerelle: configuration OK")
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, logger, stderr, cfg); err != nil {
+		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// serveConfig is the configuration of passerelle serve.
+type serveConfig struct {
+	DataDir        string
+	AdminAddr      string
+	MQTTAddr       string
+	MQTTPlainAddr  string
+	DatabaseURL    string
+	NATSURL        string
+	InsecureNoAuth bool
+	LogLevel       slog.Level
+	CheckConfig    bool
+}
+
+func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("passerelle serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.DataDir, "data-dir", config.DefaultDataDir, "folder of the database, the embedded NATS, the certificates and the admin token")
+	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (gRPC and REST on one port)")
+	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `address of MQTT over TLS, with the data folder's certificate; "" turns it off`)
+	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT without TLS (off unless given)")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: passerelle serve [flags]\n\nRuns the manager and the MQTT bridge in one process.\n"+
+			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: serve takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		return c, err
+	}
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is empty: give a folder, such as "+config.DefaultDataDir))
+	}
+	if c.AdminAddr == "" {
+		errs = append(errs, errors.New("--admin-addr is empty: give an address, such as "+config.DefaultListen))
+	}
+	if c.MQTTAddr == "" && c.MQTTPlainAddr == "" {
+		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr or --mqtt-plain-addr"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func (c serveConfig) database() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return filepath.Join(c.DataDir, "passerelle.db")
+}
+
+// serve runs everything until ctx is done.
+func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serveConfig) error {
+	start := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cannot use the data folder %s: %w (choose another --data-dir)", cfg.DataDir, err)
+	}
+	if err := checkWritable(cfg.DataDir); err != nil {
+		return err
+	}
+	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(sctx); err != nil {
+			logger.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	// Files of the data folder: the admin token and the certificates.
+	var mopts []manager.Option
+	tokenNote := "admin API open to anyone (--insecure-no-auth)"
+	if cfg.InsecureNoAuth {
+		mopts = append(mopts, manager.WithInsecureNoAuth())
+	} else {
+		b, err := adminauth.Bootstrap(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("admin tokens in %s: %w (fix or remove that file; a new admin token is made when it is missing)", cfg.DataDir, err)
+		}
+		mopts = append(mopts, manager.WithTokens(b.Tokens))
+		tokenNote = "admin token:  " + b.AdminTokenFile + "  (send 'authorization: Bearer <token>')"
+	}
+	certs, err := devca.Ensure(cfg.DataDir, nil)
+	if err != nil {
+		return err
+	}
+
+	// Listen before opening the database and the bus: a busy port is the
+	// likelier mistake, and it is cheaper to find.
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}
+	listen := func(flag, addr string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("cannot listen on %s: %w (is Passerelle already running? choose another %s)", addr, err, flag)
+		}
+		listeners = append(listeners, l)
+		return l, nil
+	}
+	adminLis, err := listen("--admin-addr", cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	var mqttLis []net.Listener
+	if cfg.MQTTAddr != "" {
+		pair, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("load the bridge certificate: %w", err)
+		}
+		l, err := listen("--mqtt-addr", cfg.MQTTAddr)
+		if err != nil {
+			return err
+		}
+		mqttLis = append(mqttLis, tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+	}
+	if cfg.MQTTPlainAddr != "" {
+		l, err := listen("--mqtt-plain-addr", cfg.MQTTPlainAddr)
+		if err != nil {
+			return err
+		}
+		mqttLis = append(mqttLis, l)
+	}
+
+	st, err := sqlstore.Open(ctx, logger, cfg.database())
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.database()), err)
+	}
+	defer st.Close()
+	busOpts := bus.Options{URL: cfg.NATSURL, Name: "passerelle"}
+	if cfg.NATSURL == "" {
+		busOpts.DataDir = filepath.Join(cfg.DataDir, "nats")
+	}
+	b, err := bus.Open(ctx, logger, busOpts)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("cannot open the bus: %w", err)
+	}
+	defer b.Close()
+
+	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
+	br := bridge.New(logger, st, b)
+
+	mqtt := make([]string, 0, 2)
+	if cfg.MQTTAddr != "" {
+		mqtt = append(mqtt, "mqtts://"+mqttLis[0].Addr().String()+" (TLS, trust "+certs.CA+")")
+	}
+	if cfg.MQTTPlainAddr != "" {
+		mqtt = append(mqtt, "mqtt://"+mqttLis[len(mqttLis)-1].Addr().String()+" (plain)")
+	}
+	store := "SQLite " + cfg.database()
+	if cfg.DatabaseURL != "" && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
+		store = "PostgreSQL " + redactURL(cfg.DatabaseURL)
+	}
+	nats := "embedded, JetStream in " + busOpts.DataDir
+	if cfg.NATSURL != "" {
+		nats = redactURL(cfg.NATSURL)
+	}
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqtt, ", "), store, nats)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
+	g.Go(func() error { return br.Serve(gctx, mqttLis...) })
+	err = g.Wait()
+	logger.Info("passerelle stopped")
+	return err
+}
+
+// checkWritable fails early, with the folder's name, when the data folder
+// cannot be written.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in the data folder %s: %w (fix its permissions or choose another --data-dir)", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// oneLine joins a multi-line error into one line.
+func oneLine(err error) string {
+	return strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
+}
+
+// redactURL hides a password in a URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	iot "cloud.google.com/go/iot/apiv1"
+	"cloud.google.com/go/iot/apiv1/iotpb"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+// syncBuffer is a bytes.Buffer safe for the server's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// TestServe starts passerelle serve on free ports in a fresh data folder,
+// drives it as a new user would (admin API with the generated token, a
+// device over MQTT with TLS trusting ca.pem), stops it, and starts it again
+// on the same folder.
+func TestServe(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	adminAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &out, noEnv) }()
+	waitFor(t, &out, "Passerelle is ready")
+	for _, f := range []string{"ca.pem", "bridge.pem", "admin.token", "tokens", "passerelle.db"} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err != nil {
+			t.Errorf("data folder: %v", err)
+		}
+	}
+	if !strings.Contains(out.String(), "admin.token") || !strings.Contains(out.String(), "ca.pem") {
+		t.Errorf("the banner does not name the token and the CA:\n%s", out.String())
+	}
+
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := iot.NewDeviceManagerClient(context.Background(),
+		option.WithEndpoint(adminAddr),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithGRPCDialOption(grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(token))))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key, pubPEM := es256Key(t)
+	reg, err := c.CreateDeviceRegistry(ctx, &iotpb.CreateDeviceRegistryRequest{
+		Parent: "projects/p1/locations/us-central1",
+		DeviceRegistry: &iotpb.DeviceRegistry{Id: "serve-reg", EventNotificationConfigs: []*iotpb.EventNotificationConfig{
+			{PubsubTopicName: "projects/p1/topics/serve-events"},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := c.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg.GetName(), Device: &iotpb.Device{
+		Id: "dev-1",
+		Credentials: []*iotpb.DeviceCredential{{Credential: &iotpb.DeviceCredential_PublicKey{
+			PublicKey: &iotpb.PublicKeyCredential{Format: iotpb.PublicKeyFormat_ES256_PEM, Key: pubPEM},
+		}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The device connects over TLS trusting ca.pem, like a Cloud IoT
+	// device trusting roots.pem.
+	caPEM, err := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	configs := make(chan string, 4)
+	now := time.Now()
+	password, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.RegisteredClaims{
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), Audience: jwt.ClaimStrings{"p1"},
+	}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := paho.NewClientOptions().
+		AddBroker("tls://localhost:"+strings.Split(mqttAddr, ":")[1]).
+		SetClientID(reg.GetName()+"/devices/dev-1").
+		SetUsername("unused").SetPassword(password).
+		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost"}).
+		SetProtocolVersion(4).SetAutoReconnect(false)
+	mc := paho.NewClient(opts)
+	if tok := mc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT connect: %v\n%s", tok.Error(), out.String())
+	}
+	if tok := mc.Subscribe("/devices/dev-1/config", 1, func(_ paho.Client, m paho.Message) {
+		configs <- string(m.Payload())
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if got := <-configs; got != "" {
+		t.Fatalf("first config = %q, want the empty version 1", got)
+	}
+	if _, err := c.ModifyCloudToDeviceConfig(ctx, &iotpb.ModifyCloudToDeviceConfigRequest{Name: dev.GetName(), BinaryData: []byte("fan=on")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-configs:
+		if got != "fan=on" {
+			t.Fatalf("config = %q, want fan=on", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the new config never reached the device")
+	}
+	if tok := mc.Publish("/devices/dev-1/events", 1, false, []byte("hello")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	mc.Disconnect(100)
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop 20 s after its context ended")
+	}
+
+	// A second start reuses the folder: same token, same CA, same data.
+	ca1, _ := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	var out2 syncBuffer
+	done2 := make(chan int, 1)
+	go func() { done2 <- run(ctx2, args, &out2, noEnv) }()
+	waitFor(t, &out2, "Passerelle is ready")
+	ca2, _ := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
+	if !bytes.Equal(ca1, ca2) {
+		t.Error("the second start made a new CA")
+	}
+	if _, err := c.GetDevice(context.Background(), &iotpb.GetDeviceRequest{Name: dev.GetName()}); err != nil {
+		t.Errorf("GetDevice after a restart with the first token: %v", err)
+	}
+	cancel2()
+	if code := <-done2; code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, out2.String())
+	}
+}
+
+func TestServeBadInput(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "Usage"},
+		{"unknown command", []string{"serf"}, 2, "unknown command"},
+		{"busy port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
+		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+			"--database-url", "postgres://postgres:secret@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
+		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
+		{"no listener", []string{"serve", "--mqtt-addr", ""}, 2, "no MQTT listener"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(t.Context(), tc.args, &out, noEnv)
+			if code != tc.code || !strings.Contains(out.String(), tc.want) {
+				t.Fatalf("exit %d, output %q; want exit %d saying %q", code, out.String(), tc.code, tc.want)
+			}
+			if strings.Contains(out.String(), "secret") {
+				t.Fatalf("a password reached the output: %q", out.String())
+			}
+			if tc.code == 1 && strings.Count(strings.TrimSpace(lastLines(out.String())), "\n") != 0 {
+				t.Fatalf("the error is not one line: %q", out.String())
+			}
+		})
+	}
+}
+
+// lastLines drops log lines, keeping what run printed itself.
+func lastLines(s string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.HasPrefix(l, "passerelle:") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func waitFor(t *testing.T, out *syncBuffer, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q after 20 s:\n%s", what, out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling for start-up
+	}
+}
+
+func es256Key(t *testing.T) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
