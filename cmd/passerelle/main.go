@@ -100,6 +100,7 @@ type serveConfig struct {
 	MQTTPlainAddr  string
 	DatabaseURL    string
 	NATSURL        string
+	NATSListen     string
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
@@ -115,6 +116,7 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT without TLS (off unless given)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
@@ -141,6 +143,9 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	}
 	if c.MQTTAddr == "" && c.MQTTPlainAddr == "" {
 		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr or --mqtt-plain-addr"))
+	}
+	if c.NATSURL != "" && c.NATSListen != "" {
+		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -239,7 +244,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.database()), err)
 	}
 	defer st.Close()
-	busOpts := bus.Options{URL: cfg.NATSURL, Name: "passerelle"}
+	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle"}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = filepath.Join(cfg.DataDir, "nats")
 	}
@@ -265,6 +270,9 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		store = "PostgreSQL " + redactURL(cfg.DatabaseURL)
 	}
 	nats := "embedded, JetStream in " + busOpts.DataDir
+	if srv := b.Server(); srv != nil && cfg.NATSListen != "" {
+		nats += ", clients at " + srv.ClientURL()
+	}
 	if cfg.NATSURL != "" {
 		nats = redactURL(cfg.NATSURL)
 	}
