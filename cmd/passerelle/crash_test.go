@@ -114,8 +114,8 @@ func TestCrashSafety(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mc := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+mqttAddr).
-			SetClientID(reg.GetName()+"/devices/dev-1").SetUsername("unused").SetPassword(password).
+		mc := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).
+			SetClientID(reg.GetName() + "/devices/dev-1").SetUsername("unused").SetPassword(password).
 			SetProtocolVersion(4).SetAutoReconnect(false))
 		if tok := mc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("MQTT connect: %v", tok.Error())

@@ -138,8 +138,8 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := paho.NewClientOptions().
-		AddBroker("tls://localhost:"+strings.Split(mqttAddr, ":")[1]).
-		SetClientID(reg.GetName()+"/devices/dev-1").
+		AddBroker("tls://localhost:" + strings.Split(mqttAddr, ":")[1]).
+		SetClientID(reg.GetName() + "/devices/dev-1").
 		SetUsername("unused").SetPassword(password).
 		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost"}).
 		SetProtocolVersion(4).SetAutoReconnect(false)

@@ -25,10 +25,10 @@ import (
 
 // File names in the data folder.
 const (
-	CAFile         = "ca.pem"         // the CA certificate devices trust
-	CAKeyFile      = "ca.key"         // its private key, mode 0600
-	ServerCertFile = "bridge.pem"     // the bridge's certificate chain
-	ServerKeyFile  = "bridge.key"     // its private key, mode 0600
+	CAFile         = "ca.pem"     // the CA certificate devices trust
+	CAKeyFile      = "ca.key"     // its private key, mode 0600
+	ServerCertFile = "bridge.pem" // the bridge's certificate chain
+	ServerKeyFile  = "bridge.key" // its private key, mode 0600
 	validity       = 10 * 365 * 24 * time.Hour
 	serverValidity = 2 * 365 * 24 * time.Hour
 )

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
@@ -71,12 +69,11 @@ type Event struct {
 // Holder keeps a gateway connection open and, for a device, the device
 // attached. Release it when done.
 type Holder struct {
-	g       *gw
-	d       *device // nil: the gateway itself
-	events  chan Event
-	release sync.Once
-	// Created and Bound are set by callers that provisioned the device.
-	deviceID string
+	g        *gw
+	d        *device // nil: the gateway itself
+	events   chan Event
+	release  sync.Once
+	deviceID string // "" for the gateway itself
 }
 
 // Hold opens (or shares) the connection of gateway and, when deviceID is
@@ -265,6 +262,3 @@ func (p *Pool) Close(ctx context.Context) error {
 
 // errConnLost: the connection ended under a call; it waits for the next.
 var errConnLost = errors.New("connection lost")
-
-// publishOK reports whether a paho token finished without error.
-func tokenErr(t paho.Token) error { return t.Error() }
