@@ -1,0 +1,241 @@
+// Command hub serves Passerelle's hub, passerelle.hub.v1.Hub: backend
+// services speak for devices through gateways over gRPC, and the hub holds
+// one MQTT connection per gateway to the bridge.
+//
+//	hub [--listen 127.0.0.1:8090] [--bridge 127.0.0.1:8883 --bridge-ca ca.pem | --bridge-plain]
+//	    [--gateways-file gateways.json] [--data-dir ./passerelle-data]
+//	    [--manager-url http://127.0.0.1:8080] [--manager-token-file FILE]
+//	    [--tokens-file FILE | --insecure-no-auth] [--tls-cert FILE --tls-key FILE]
+//
+// Every flag may also be set by environment, PASSERELLE_<FLAG>; a flag on
+// the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/cloudiot/v1"
+	"google.golang.org/api/option"
+
+	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/telemetry"
+	"github.com/passerelle-iot/passerelle/services/hub"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// hubConfig is the hub's configuration.
+type hubConfig struct {
+	Listen           string
+	Bridge           string
+	BridgeCA         string
+	BridgePlain      bool
+	GatewaysFile     string
+	DataDir          string
+	ManagerURL       string
+	ManagerTokenFile string
+	TokensFile       string
+	TLSCert, TLSKey  string
+	InsecureNoAuth   bool
+	LogLevel         slog.Level
+	CheckConfig      bool
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	cfg, err := loadConfig(args, stderr, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hub: %v\n", err)
+		return 2
+	}
+	if cfg.CheckConfig {
+		fmt.Fprintln(stderr, "hub: configuration OK")
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, logger, cfg); err != nil {
+		fmt.Fprintf(stderr, "hub: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (hubConfig, error) {
+	var cfg hubConfig
+	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "TCP address of the hub's gRPC API")
+	fs.StringVar(&cfg.Bridge, "bridge", "127.0.0.1:8883", "host:port of the MQTT bridge (any Cloud IoT Core-compatible one)")
+	fs.StringVar(&cfg.BridgeCA, "bridge-ca", "", "CA file the bridge's TLS certificate is checked against (default: the system roots)")
+	fs.BoolVar(&cfg.BridgePlain, "bridge-plain", false, "connect to the bridge in plain MQTT, without TLS")
+	fs.StringVar(&cfg.GatewaysFile, "gateways-file", "", `JSON file naming existing gateways and their keys: [{"name": "projects/.../devices/gw", "algorithm": "RS256", "private_key_file": "gw.pem"}]`)
+	fs.StringVar(&cfg.DataDir, "data-dir", "./passerelle-data", "data folder; the hub's key store is <data-dir>/hub-keys")
+	fs.StringVar(&cfg.ManagerURL, "manager-url", "http://127.0.0.1:8080", "admin REST API used to create gateways and to create and bind devices")
+	fs.StringVar(&cfg.ManagerTokenFile, "manager-token-file", "", "file holding the bearer token for the admin API (default: <data-dir>/admin.token when it exists)")
+	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "tokens file authenticating the hub's callers (the manager's format; default: <data-dir>/tokens)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate for the hub's API")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key for the hub's API")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let every call through unauthenticated (local development only)")
+	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub).\n"+
+			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q: the hub takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		return cfg, err
+	}
+	if _, _, err := net.SplitHostPort(cfg.Bridge); err != nil {
+		return cfg, fmt.Errorf("--bridge %q: want host:port", cfg.Bridge)
+	}
+	if cfg.BridgePlain && cfg.BridgeCA != "" {
+		return cfg, errors.New("--bridge-plain and --bridge-ca exclude each other")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.ManagerURL != "" {
+		if u, err := url.Parse(cfg.ManagerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, fmt.Errorf("--manager-url %q: want http(s)://host:port", cfg.ManagerURL)
+		}
+	}
+	return cfg, nil
+}
+
+func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
+	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-hub")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(sctx); err != nil {
+			logger.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+	keys, err := hub.NewKeys(cfg.GatewaysFile, filepath.Join(cfg.DataDir, "hub-keys"))
+	if err != nil {
+		return err
+	}
+	var poolOpts []hub.PoolOption
+	if !cfg.BridgePlain {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.BridgeCA != "" {
+			pem, err := os.ReadFile(cfg.BridgeCA)
+			if err != nil {
+				return fmt.Errorf("--bridge-ca: %w", err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--bridge-ca %s: no PEM certificate", cfg.BridgeCA)
+			}
+			tc.RootCAs = roots
+		}
+		poolOpts = append(poolOpts, hub.WithBridgeTLS(tc))
+	}
+	pool := hub.NewPool(logger, cfg.Bridge, keys, poolOpts...)
+
+	var prov hub.Provisioner
+	if cfg.ManagerURL != "" {
+		copts := []option.ClientOption{option.WithEndpoint(strings.TrimSuffix(cfg.ManagerURL, "/") + "/")}
+		tokFile := cfg.ManagerTokenFile
+		if tokFile == "" {
+			if p := filepath.Join(cfg.DataDir, "admin.token"); fileExists(p) {
+				tokFile = p
+			}
+		}
+		if tokFile != "" {
+			b, err := os.ReadFile(tokFile)
+			if err != nil {
+				return fmt.Errorf("--manager-token-file: %w", err)
+			}
+			copts = append(copts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: strings.TrimSpace(string(b)), TokenType: "Bearer"})))
+		} else {
+			copts = append(copts, option.WithoutAuthentication())
+		}
+		svc, err := cloudiot.NewService(ctx, copts...)
+		if err != nil {
+			return fmt.Errorf("admin API client: %w", err)
+		}
+		prov = hub.NewManagerProvisioner(svc)
+	}
+
+	var sopts []hub.ServerOption
+	switch {
+	case cfg.InsecureNoAuth:
+		logger.Warn("the hub API is open to anyone (--insecure-no-auth)")
+		sopts = append(sopts, hub.WithInsecureNoAuth())
+	default:
+		tf := cfg.TokensFile
+		if tf == "" {
+			tf = filepath.Join(cfg.DataDir, "tokens")
+		}
+		tokens, err := adminauth.LoadTokensFile(tf)
+		if err != nil {
+			return fmt.Errorf("load the tokens file: %w (give --tokens-file, or --insecure-no-auth for local development)", err)
+		}
+		sopts = append(sopts, hub.WithTokens(tokens))
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
+		}
+		sopts = append(sopts, hub.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	srv := hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), sopts...)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("hub serving", "listen", lis.Addr().String(), "bridge", cfg.Bridge, "gateways", len(keys.List()))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error {
+		<-gctx.Done()
+		// Detach every device and close the gateway connections; open
+		// streams end with UNAVAILABLE.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return pool.Close(cctx)
+	})
+	return g.Wait()
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,185 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+)
+
+// ServerOption configures a Server.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	tokens          *adminauth.Tokens
+	noAuth          bool
+	tls             *tls.Config
+	tracerProvider  trace.TracerProvider
+	meterProvider   metric.MeterProvider
+	shutdownTimeout time.Duration
+}
+
+// WithTokens authenticates calls with bearer tokens from a tokens file
+// (the manager's format). Without it or WithInsecureNoAuth every call is
+// refused.
+func WithTokens(t *adminauth.Tokens) ServerOption { return func(o *serverOptions) { o.tokens = t } }
+
+// WithInsecureNoAuth lets every call through unauthenticated, for tests
+// and local development.
+func WithInsecureNoAuth() ServerOption { return func(o *serverOptions) { o.noAuth = true } }
+
+// WithTLS serves gRPC over TLS. Default: plaintext.
+func WithTLS(cfg *tls.Config) ServerOption { return func(o *serverOptions) { o.tls = cfg } }
+
+// WithTracerProvider sets where RPC spans go. Default: the otel global.
+func WithTracerProvider(tp trace.TracerProvider) ServerOption {
+	return func(o *serverOptions) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider sets where RPC metrics go. Default: the otel global.
+func WithMeterProvider(mp metric.MeterProvider) ServerOption {
+	return func(o *serverOptions) { o.meterProvider = mp }
+}
+
+// WithShutdownTimeout bounds the graceful stop before open streams are
+// cut. Default 5 s.
+func WithShutdownTimeout(d time.Duration) ServerOption {
+	return func(o *serverOptions) { o.shutdownTimeout = d }
+}
+
+// Server serves the Hub service with health, reflection, auth and tracing.
+type Server struct {
+	log  *slog.Logger
+	o    serverOptions
+	grpc *grpc.Server
+}
+
+const hubPrefix = "/passerelle.hub.v1.Hub/"
+
+// methodRoles is the role each Hub method needs. A method missing from it
+// needs admin: a method added later is closed until someone decides.
+var methodRoles = map[string]adminauth.Role{
+	hubPrefix + "Attach":            adminauth.RoleDeviceController,
+	hubPrefix + "SubscribeConfig":   adminauth.RoleDeviceController,
+	hubPrefix + "PublishState":      adminauth.RoleDeviceController,
+	hubPrefix + "PublishEvent":      adminauth.RoleDeviceController,
+	hubPrefix + "SubscribeCommands": adminauth.RoleDeviceController,
+	hubPrefix + "CreateGateway":     adminauth.RoleProvisioner,
+	hubPrefix + "ListGateways":      adminauth.RoleViewer,
+	hubPrefix + "GetPool":           adminauth.RoleViewer,
+}
+
+// NewServer returns a gRPC server for svc.
+func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *Server {
+	o := serverOptions{shutdownTimeout: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{log: logger, o: o}
+	var otelOpts []otelgrpc.Option
+	if o.tracerProvider != nil {
+		otelOpts = append(otelOpts, otelgrpc.WithTracerProvider(o.tracerProvider))
+	}
+	if o.meterProvider != nil {
+		otelOpts = append(otelOpts, otelgrpc.WithMeterProvider(o.meterProvider))
+	}
+	gopts := []grpc.ServerOption{
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if err := s.authorize(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return handler(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return handler(srv, ss)
+		}),
+	}
+	if o.tls != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))
+	}
+	s.grpc = grpc.NewServer(gopts...)
+	hubv1.RegisterHubServer(s.grpc, svc)
+	hs := health.NewServer()
+	hs.SetServingStatus("passerelle.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, hs)
+	reflection.Register(s.grpc)
+	return s
+}
+
+// authorize checks the call's bearer token against the method's role.
+func (s *Server) authorize(ctx context.Context, method string) error {
+	if s.o.noAuth || strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.") {
+		return nil
+	}
+	if s.o.tokens == nil {
+		return status.Error(codes.Unauthenticated, "the hub has no tokens configured")
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var tok string
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			tok = strings.TrimSpace(t)
+		}
+	}
+	if tok == "" {
+		return status.Error(codes.Unauthenticated, "missing 'authorization: Bearer <token>'")
+	}
+	name, role, ok := s.o.tokens.Authenticate(tok)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "unknown token")
+	}
+	need, known := methodRoles[method]
+	if !known {
+		need = adminauth.RoleAdmin
+	}
+	if !role.Includes(need) {
+		s.log.Info("hub: permission denied", "caller", name, "method", method)
+		return status.Errorf(codes.PermissionDenied, "token %q has role %s; %s needs %s", name, role, method, need)
+	}
+	return nil
+}
+
+// Serve serves on lis until ctx is done, then stops gracefully (open
+// streams are cut after the shutdown timeout).
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	t := time.NewTimer(s.o.shutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		s.grpc.Stop()
+		<-stopped
+	}
+	<-errc
+	return nil
+}
