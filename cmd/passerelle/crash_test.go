@@ -36,11 +36,11 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	adminAddr, mqttAddr, natsAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--admin-addr", adminAddr,
-			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr)
+			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -1,11 +1,12 @@
 // Command passerelle runs Passerelle in one process on embedded defaults:
 // the manager (Cloud IoT Core's admin API, gRPC and REST), the MQTT bridge,
-// a SQLite database and an in-process NATS server with JetStream, all in
-// one data folder. The same services scale out as separate processes
-// (cmd/manager, cmd/bridge) on PostgreSQL and a NATS cluster.
+// the hub (gateways as a gRPC service), a SQLite database and an in-process
+// NATS server with JetStream, all in one data folder. The same services
+// scale out as separate processes (cmd/manager, cmd/bridge, cmd/hub) on
+// PostgreSQL and a NATS cluster.
 //
 //	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
-//	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR]
+//	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090]
 //	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
 //
 // On first start it makes, in the data folder, a development CA (ca.pem,
@@ -17,6 +18,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +33,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/cloudiot/v1"
+	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -40,6 +45,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/bridge"
+	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
 
@@ -53,7 +59,7 @@ func main() {
 const usage = `Usage: passerelle <command> [flags]
 
 Commands:
-  serve    run the manager and the MQTT bridge on embedded defaults
+  serve    run the manager, the MQTT bridge and the hub on embedded defaults
   help     show this help
 
 Run 'passerelle serve --help' for the flags of serve.
@@ -98,6 +104,8 @@ type serveConfig struct {
 	AdminAddr      string
 	MQTTAddr       string
 	MQTTPlainAddr  string
+	HubAddr        string
+	GatewaysFile   string
 	DatabaseURL    string
 	NATSURL        string
 	NATSListen     string
@@ -114,6 +122,8 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (gRPC and REST on one port)")
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `address of MQTT over TLS, with the data folder's certificate; "" turns it off`)
 	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT without TLS (off unless given)")
+	fs.StringVar(&c.HubAddr, "hub-addr", "127.0.0.1:8090", `address of the hub API (passerelle.hub.v1.Hub, gRPC); "" turns the hub off`)
+	fs.StringVar(&c.GatewaysFile, "gateways-file", "", "JSON list of existing gateways and their private key files, for the hub (gateways made with CreateGateway need none)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
@@ -121,7 +131,7 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: passerelle serve [flags]\n\nRuns the manager and the MQTT bridge in one process.\n"+
+		fmt.Fprintf(stderr, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process.\n"+
 			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
 		fs.PrintDefaults()
 	}
@@ -180,16 +190,25 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 
 	// Files of the data folder: the admin token and the certificates.
 	var mopts []manager.Option
+	var hopts []hub.ServerOption
+	var adminToken string // the hub's credential for provisioning through the manager
 	tokenNote := "admin API open to anyone (--insecure-no-auth)"
 	if cfg.InsecureNoAuth {
 		mopts = append(mopts, manager.WithInsecureNoAuth())
+		hopts = append(hopts, hub.WithInsecureNoAuth())
 	} else {
 		b, err := adminauth.Bootstrap(cfg.DataDir)
 		if err != nil {
 			return fmt.Errorf("admin tokens in %s: %w (fix or remove that file; a new admin token is made when it is missing)", cfg.DataDir, err)
 		}
 		mopts = append(mopts, manager.WithTokens(b.Tokens))
+		hopts = append(hopts, hub.WithTokens(b.Tokens))
 		tokenNote = "admin token:  " + b.AdminTokenFile + "  (send 'authorization: Bearer <token>')"
+		raw, err := os.ReadFile(b.AdminTokenFile)
+		if err != nil {
+			return fmt.Errorf("read the admin token: %w", err)
+		}
+		adminToken = strings.TrimSpace(string(raw))
 	}
 	certs, err := devca.Ensure(cfg.DataDir, nil)
 	if err != nil {
@@ -237,6 +256,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		}
 		mqttLis = append(mqttLis, l)
 	}
+	var hubLis net.Listener
+	if cfg.HubAddr != "" {
+		if hubLis, err = listen("--hub-addr", cfg.HubAddr); err != nil {
+			return err
+		}
+	}
 
 	st, err := sqlstore.Open(ctx, logger, cfg.database())
 	if err != nil {
@@ -257,6 +282,17 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
 	br := bridge.New(logger, st, b)
+	var (
+		hubSrv  *hub.Server
+		hubPool *hub.Pool
+	)
+	if hubLis != nil {
+		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, hopts)
+		if err != nil {
+			closeAll()
+			return err
+		}
+	}
 
 	mqtt := make([]string, 0, 2)
 	if cfg.MQTTAddr != "" {
@@ -276,15 +312,75 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if cfg.NATSURL != "" {
 		nats = redactURL(cfg.NATSURL)
 	}
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqtt, ", "), store, nats)
+	hubNote := "off"
+	if hubLis != nil {
+		hubNote = hubLis.Addr().String() + "  (gRPC, passerelle.hub.v1.Hub)"
+	}
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqtt, ", "), hubNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
 	g.Go(func() error { return br.Serve(gctx, mqttLis...) })
+	if hubSrv != nil {
+		g.Go(func() error { return hubSrv.Serve(gctx, hubLis) })
+		g.Go(func() error {
+			<-gctx.Done()
+			// Detach every device and close the gateway connections
+			// while the bridge still serves them.
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hubPool.Close(cctx)
+		})
+	}
 	err = g.Wait()
 	logger.Info("passerelle stopped")
 	return err
+}
+
+// newHub builds the hub on the bridge's first listener and the manager's
+// REST API, both in this process but reached as any client would: MQTT (over
+// TLS trusting the data folder's CA) and HTTP.
+func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs devca.Files, adminAddr, bridgeAddr, adminToken string, opts []hub.ServerOption) (*hub.Server, *hub.Pool, error) {
+	keys, err := hub.NewKeys(cfg.GatewaysFile, filepath.Join(cfg.DataDir, "hub-keys"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var popts []hub.PoolOption
+	if cfg.MQTTAddr != "" {
+		caPEM, err := os.ReadFile(certs.CA)
+		if err != nil {
+			return nil, nil, err
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+		popts = append(popts, hub.WithBridgeTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	}
+	copts := []option.ClientOption{option.WithEndpoint("http://" + dialable(adminAddr) + "/")}
+	if adminToken != "" {
+		copts = append(copts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: adminToken, TokenType: "Bearer"})))
+	} else {
+		copts = append(copts, option.WithoutAuthentication())
+	}
+	svc, err := cloudiot.NewService(ctx, copts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the hub's admin API client: %w", err)
+	}
+	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, popts...)
+	return hub.NewServer(logger, hub.NewService(logger, pool, keys, hub.NewManagerProvisioner(svc)), opts...), pool, nil
+}
+
+// dialable turns a listening address into one to dial: an unspecified host
+// (0.0.0.0, ::) becomes 127.0.0.1, which the bridge's certificate names.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // checkWritable fails early, with the folder's name, when the data folder

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -70,8 +72,8 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // on the same folder.
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr := freeAddr(t), freeAddr(t)
-	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr}
+	adminAddr, mqttAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
@@ -171,6 +173,17 @@ func TestServe(t *testing.T) {
 	}
 	mc.Disconnect(100)
 
+	// The hub answers with the same admin token.
+	hc, err := grpc.NewClient(hubAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(token)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	if _, err := hubv1.NewHubClient(hc).GetPool(ctx, &hubv1.GetPoolRequest{}); err != nil {
+		t.Fatalf("hub GetPool: %v", err)
+	}
+
 	cancel()
 	select {
 	case code := <-done:
@@ -221,10 +234,12 @@ func TestServeBadInput(t *testing.T) {
 		{"no command", nil, 2, "Usage"},
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
 		{"busy port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"busy hub port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
 		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
-		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:secret@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 		{"no listener", []string{"serve", "--mqtt-addr", ""}, 2, "no MQTT listener"},
 	} {
