@@ -1,0 +1,367 @@
+// Command hubdemo is the gateway demo of the Cloud IoT Core documentation
+// (hub_demo.py), ported to Passerelle: it creates a registry with a Pub/Sub
+// topic, a gateway (through the hub, which keeps its key), and a device to
+// bind; binds them; listens for config messages for the device and the
+// gateway, logging each to a CSV file; publishes 15 state messages on
+// behalf of the bound device; shows where to read them; and cleans up.
+//
+//	hubdemo [--admin-addr 127.0.0.1:8080] [--hub-addr 127.0.0.1:8090] [--data-dir ./passerelle-data]
+//	        [--token TOKEN] [--yes] [--set-config DATA] [--listen 30s]
+//
+// It talks to the manager with google.golang.org/api/cloudiot/v1, the Go
+// twin of the sample's googleapiclient, and to the hub with its gRPC API.
+package main
+
+import (
+	"bufio"
+	"context"
+	b64 "encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/cloudiot/v1"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+type demoConfig struct {
+	AdminAddr  string
+	HubAddr    string
+	DataDir    string
+	Token      string
+	Yes        bool
+	SetConfig  string
+	Listen     time.Duration
+	Project    string
+	Region     string
+	CSV        string
+	States     int
+	StateEvery time.Duration
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	var c demoConfig
+	fs := flag.NewFlagSet("hubdemo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (as passerelle serve --admin-addr)")
+	fs.StringVar(&c.HubAddr, "hub-addr", "127.0.0.1:8090", "address of the hub (as passerelle serve --hub-addr)")
+	fs.StringVar(&c.DataDir, "data-dir", config.DefaultDataDir, "data folder of passerelle serve, where the admin token is")
+	fs.StringVar(&c.Token, "token", "", "admin token (default: the content of <data-dir>/admin.token)")
+	fs.BoolVar(&c.Yes, "yes", false, "run unattended: do not wait for enter where the sample pauses")
+	fs.StringVar(&c.SetConfig, "set-config", "", "set this config on the bound device during the listening window, as a person would with grpcurl")
+	fs.DurationVar(&c.Listen, "listen", 30*time.Second, "how long to listen for config messages")
+	fs.StringVar(&c.Project, "project", "passerelle-demo", "project id of the demo's resources")
+	fs.StringVar(&c.Region, "region", "us-central1", "location of the demo's registry")
+	fs.StringVar(&c.CSV, "csv", "config_log.csv", "file the received config messages are logged to (time,topic,data)")
+	fs.IntVar(&c.States, "states", 15, "state messages to publish")
+	fs.DurationVar(&c.StateEvery, "state-interval", time.Second, "time between two state messages (the bridge takes one per second per device)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		fmt.Fprintf(stderr, "hubdemo: %v\n", err)
+		return 2
+	}
+	if c.Token == "" {
+		raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
+		if err != nil {
+			fmt.Fprintf(stderr, "hubdemo: no admin token: %v (give --token, or --data-dir of the running passerelle serve)\n", err)
+			return 2
+		}
+		c.Token = strings.TrimSpace(string(raw))
+	}
+	d, err := newDemo(ctx, c, stdin, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "hubdemo: %v\n", err)
+		return 1
+	}
+	defer d.close()
+	if err := d.run(ctx); err != nil {
+		fmt.Fprintf(stderr, "hubdemo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
+type demo struct {
+	cfg     demoConfig
+	in      *bufio.Reader
+	out     io.Writer
+	admin   *cloudiot.ProjectsLocationsRegistriesService
+	hubConn *grpc.ClientConn
+	hub     hubv1.HubClient
+}
+
+func newDemo(ctx context.Context, c demoConfig, stdin io.Reader, stdout io.Writer) (*demo, error) {
+	svc, err := cloudiot.NewService(ctx, option.WithEndpoint("http://"+c.AdminAddr+"/"),
+		option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: c.Token, TokenType: "Bearer"})))
+	if err != nil {
+		return nil, fmt.Errorf("admin API client: %w", err)
+	}
+	conn, err := grpc.NewClient(c.HubAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(c.Token)))
+	if err != nil {
+		return nil, fmt.Errorf("hub client: %w", err)
+	}
+	return &demo{cfg: c, in: bufio.NewReader(stdin), out: stdout, admin: svc.Projects.Locations.Registries,
+		hubConn: conn, hub: hubv1.NewHubClient(conn)}, nil
+}
+
+func (d *demo) close() { d.hubConn.Close() }
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) pause() {
+	if d.cfg.Yes {
+		return
+	}
+	d.say("Press enter to continue")
+	_, _ = d.in.ReadString('\n')
+}
+
+func (d *demo) run(ctx context.Context) error {
+	registryID := fmt.Sprintf("test-registry-%d", time.Now().Unix())
+	gatewayID, deviceID := "test-device-RS256", "test-device-noauthbind"
+	parent := fmt.Sprintf("projects/%s/locations/%s", d.cfg.Project, d.cfg.Region)
+	registry := parent + "/registries/" + registryID
+	gateway := registry + "/devices/" + gatewayID
+	device := registry + "/devices/" + deviceID
+
+	d.say("Running demo\n")
+	d.say("Creating registry: %s", registryID)
+	if _, err := d.admin.Create(parent, &cloudiot.DeviceRegistry{
+		Id: registryID,
+		EventNotificationConfigs: []*cloudiot.EventNotificationConfig{
+			{PubsubTopicName: fmt.Sprintf("projects/%s/topics/%s", d.cfg.Project, "gateway-demo")},
+		},
+	}).Context(ctx).Do(); err != nil {
+		return fmt.Errorf("create the registry: %w", err)
+	}
+	d.say("Created registry\n")
+	// Clean up whatever happens next, as the sample's finally would.
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := d.admin.UnbindDeviceFromGateway(registry, &cloudiot.UnbindDeviceFromGatewayRequest{
+			GatewayId: gatewayID, DeviceId: deviceID,
+		}).Context(cctx).Do(); err == nil {
+			d.say("Device unbound: {}")
+		}
+		for _, name := range []string{device, gateway} {
+			if _, err := d.admin.Devices.Delete(name).Context(cctx).Do(); err == nil {
+				d.say("Delete device")
+			}
+		}
+		if _, err := d.admin.Delete(registry).Context(cctx).Do(); err == nil {
+			d.say("Delete registry")
+		} else {
+			d.say("Could not delete registry %s: %v", registryID, err)
+		}
+	}
+	defer cleanup()
+
+	d.say("Creating gateway: %s", gatewayID)
+	if _, err := d.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{
+		Parent: registry, GatewayId: gatewayID, Algorithm: hubv1.Algorithm_ALGORITHM_RS256,
+		GatewayAuthMethod: hubv1.GatewayAuthMethod_GATEWAY_AUTH_METHOD_ASSOCIATION_ONLY,
+	}); err != nil {
+		return fmt.Errorf("create the gateway through the hub: %w", err)
+	}
+	gw, err := d.admin.Devices.Get(gateway).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("read the gateway back: %w", err)
+	}
+	d.say("Created gateway %s", brief(gw))
+	d.say("Creating device to bind: %s", deviceID)
+	dev, err := d.admin.Devices.Create(registry, &cloudiot.Device{
+		Id:            deviceID,
+		GatewayConfig: &cloudiot.GatewayConfig{GatewayType: "NON_GATEWAY", GatewayAuthMethod: "ASSOCIATION_ONLY"},
+	}).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("create the device: %w", err)
+	}
+	d.say("Created Device %s\n", brief(dev))
+
+	d.say("Binding device")
+	if _, err := d.admin.BindDeviceToGateway(registry, &cloudiot.BindDeviceToGatewayRequest{
+		GatewayId: gatewayID, DeviceId: deviceID,
+	}).Context(ctx).Do(); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	d.say("Device Bound!")
+
+	if err := d.listen(ctx, registry, gateway, device, gatewayID, deviceID); err != nil {
+		return err
+	}
+	if err := d.publish(ctx, registryID, gateway, device, gatewayID, deviceID); err != nil {
+		return err
+	}
+	return nil
+}
+
+// listen subscribes to the config of the bound device and of the gateway
+// through the hub, logging each message to the CSV file.
+func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID, deviceID string) error {
+	d.say("Listening for messages for %s", d.cfg.Listen)
+	d.say("Try setting configuration with:")
+	d.say("  grpcurl -plaintext -H \"authorization: Bearer $(cat %s)\" -d '{\"name\": \"%s\", \"binaryData\": \"%s\"}' %s google.cloud.iot.v1.DeviceManager/ModifyCloudToDeviceConfig",
+		filepath.Join(d.cfg.DataDir, "admin.token"), device, "ZGV2aWNlLWNvbmZpZw==", d.cfg.AdminAddr)
+	d.pause()
+
+	f, err := os.Create(d.cfg.CSV)
+	if err != nil {
+		return fmt.Errorf("open the config log: %w", err)
+	}
+	defer f.Close()
+	log := csv.NewWriter(f)
+	defer log.Flush()
+	_ = log.Write([]string{"time", "topic", "data"})
+
+	lctx, cancel := context.WithTimeout(ctx, d.cfg.Listen)
+	defer cancel()
+	d.say("Attaching: /devices/%s/attach", deviceID)
+	d.say("Waiting for device to attach.")
+	type message struct{ topic, data string }
+	msgs := make(chan message, 16)
+	errs := make(chan error, 2)
+	for _, target := range []struct{ id, deviceID string }{{deviceID, deviceID}, {gatewayID, ""}} {
+		stream, err := d.hub.SubscribeConfig(lctx, &hubv1.SubscribeConfigRequest{Gateway: gateway, DeviceId: target.deviceID})
+		if err != nil {
+			return fmt.Errorf("subscribe to the config of %s: %w", target.id, err)
+		}
+		go func() {
+			for {
+				c, err := stream.Recv()
+				if err != nil {
+					errs <- err
+					return
+				}
+				msgs <- message{"/devices/" + target.id + "/config", string(c.GetData())}
+			}
+		}()
+	}
+	setDone := d.cfg.SetConfig == ""
+	for {
+		select {
+		case m := <-msgs:
+			d.say("Received message '%s' on topic '%s' with Qos 1", m.data, m.topic)
+			_ = log.Write([]string{time.Now().UTC().Format(time.RFC3339Nano), m.topic, m.data})
+			log.Flush()
+			if !setDone && m.topic == "/devices/"+deviceID+"/config" {
+				// The current config arrived: the subscription is live, so
+				// a change made now is delivered.
+				setDone = true
+				if _, err := d.admin.Devices.ModifyCloudToDeviceConfig(device, &cloudiot.ModifyCloudToDeviceConfigRequest{
+					BinaryData: base64(d.cfg.SetConfig),
+				}).Context(ctx).Do(); err != nil {
+					return fmt.Errorf("set the config: %w", err)
+				}
+			}
+		case err := <-errs:
+			if lctx.Err() == nil {
+				return fmt.Errorf("config stream: %w", err)
+			}
+			d.say("Detaching: /devices/%s/detach", deviceID)
+			d.say("Finished.\n")
+			return nil
+		}
+	}
+}
+
+// publish sends state messages for the bound device through the hub, each
+// acknowledged once the bridge has PUBACKed it, then reads them back.
+func (d *demo) publish(ctx context.Context, registryID, gateway, device, gatewayID, deviceID string) error {
+	d.say("Publishing messages demo")
+	d.say("Publishing: %d messages", d.cfg.States)
+	d.say("Attaching: /devices/%s/attach", deviceID)
+	d.say("Waiting for device to attach.")
+	stream, err := d.hub.PublishState(ctx)
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= d.cfg.States; i++ {
+		payload := fmt.Sprintf("%s/%s-%s-payload-%d", registryID, gatewayID, deviceID, i)
+		d.say("Publishing message %d/%d: '%s' to /devices/%s/state", i, d.cfg.States, payload, deviceID)
+		if err := stream.Send(&hubv1.PublishStateRequest{Gateway: gateway, DeviceId: deviceID, Data: []byte(payload)}); err != nil {
+			return fmt.Errorf("publish state %d: %w", i, err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			return fmt.Errorf("state %d not acknowledged: %w", i, err)
+		}
+		if i < d.cfg.States {
+			select {
+			case <-time.After(d.cfg.StateEvery):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	_ = stream.CloseSend()
+	_, _ = stream.Recv() // the hub ends the stream once it detached
+	d.say("Detaching: /devices/%s/detach", deviceID)
+	d.say("Finished.\n")
+
+	states, err := d.admin.Devices.States.List(device).Context(ctx).Do()
+	if err != nil {
+		return fmt.Errorf("list the states: %w", err)
+	}
+	d.say("You can read the state messages for your device with:")
+	d.say("    grpcurl -plaintext -H \"authorization: Bearer $(cat %s)\" -d '{\"name\": \"%s\"}' %s google.cloud.iot.v1.DeviceManager/ListDeviceStates",
+		filepath.Join(d.cfg.DataDir, "admin.token"), device, d.cfg.AdminAddr)
+	if n := len(states.DeviceStates); n > 0 {
+		d.say("ListDeviceStates: %d states kept, the newest '%s'\n", n, unbase64(states.DeviceStates[0].BinaryData))
+	}
+	return nil
+}
+
+// brief renders a device as the sample prints it: the JSON of its id,
+// numId, config and gateway config (not its keys).
+func brief(d *cloudiot.Device) string {
+	b, err := json.Marshal(map[string]any{"id": d.Id, "numId": fmt.Sprint(d.NumId), "config": d.Config, "gatewayConfig": d.GatewayConfig})
+	if err != nil {
+		return d.Id
+	}
+	return string(b)
+}
+
+func base64(s string) string { return b64.StdEncoding.EncodeToString([]byte(s)) }
+
+func unbase64(s string) string {
+	b, err := b64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return s
+	}
+	return string(b)
+}
