@@ -60,6 +60,8 @@ const usage = `Usage: passerelle <command> [flags]
 
 Commands:
   serve    run the manager, the MQTT bridge and the hub on embedded defaults
+  init     make a data folder's development CA, bridge certificate and admin
+           token, for services run separately (docker-compose.yml)
   help     show this help
 
 Run 'passerelle serve --help' for the flags of serve.
@@ -74,7 +76,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		}
 		return 0
 	}
-	if args[0] != "serve" {
+	switch args[0] {
+	case "serve":
+	case "init":
+		return runInit(args[1:], stderr)
+	default:
 		fmt.Fprintf(stderr, "passerelle: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
@@ -95,6 +101,35 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
 		return 1
 	}
+	return 0
+}
+
+// runInit makes the files of a data folder that the services read when
+// they run as separate processes: the CA, the bridge's certificate for the
+// given hosts, and the admin token. Files that exist are kept.
+func runInit(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("passerelle init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", config.DefaultDataDir, "folder to write ca.pem, bridge.pem, bridge.key, admin.token and tokens to")
+	hosts := fs.String("hosts", "localhost,127.0.0.1", "comma-separated names and addresses the bridge certificate is valid for")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	certs, err := devca.Ensure(*dataDir, strings.Split(*hosts, ","))
+	if err != nil {
+		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		return 1
+	}
+	tokens, err := adminauth.Bootstrap(*dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		return 1
+	}
+	fmt.Fprintf(stderr, "CA (devices trust it): %s\nbridge certificate:    %s, %s\nadmin token:           %s\ntokens file:           %s\n",
+		certs.CA, certs.ServerCert, certs.ServerKey, tokens.AdminTokenFile, tokens.TokensFile)
 	return 0
 }
 
