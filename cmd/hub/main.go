@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -88,7 +89,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (hubConfig, error) {
 	var cfg hubConfig
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse errors are one line (run prints them); the usage goes out only
+	// for --help, not after every mistyped flag.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "TCP address of the hub's gRPC API")
 	fs.StringVar(&cfg.Bridge, "bridge", "127.0.0.1:8883", "host:port of the MQTT bridge (any Cloud IoT Core-compatible one)")
 	fs.StringVar(&cfg.BridgeCA, "bridge-ca", "", "CA file the bridge's TLS certificate is checked against (default: the system roots)")
@@ -104,11 +108,14 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub).\n"+
+		fmt.Fprintf(&usage, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub).\n"+
 			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = stderr.Write(usage.Bytes())
+		}
 		return cfg, err
 	}
 	if fs.NArg() > 0 {

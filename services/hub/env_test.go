@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
@@ -54,29 +57,56 @@ type env struct {
 	pool      *hub.Pool
 	hubAddr   string
 	clockSkew *atomic.Int64 // added to the bridge's clock, in ns
+	// provHTTP is the hub provisioner's HTTP client: its idle keep-alive
+	// connections (and their goroutines) are closed by closeIdle.
+	provHTTP, adminHTTP *http.Client
+
+	t          *testing.T
+	log        *slog.Logger
+	st         store.Store
+	bus        *bus.Bus
+	bridgeAddr string
+	bridgeTLS  *tls.Config
+	bridgeOpts []bridge.Option
+	stopBridge func()
 }
 
 type envConfig struct {
 	bridgeOpts []bridge.Option
 	poolOpts   []hub.PoolOption
+	serverOpts []hub.ServerOption // replaces WithInsecureNoAuth when set
 }
 
-// serve runs f until the test ends, then cancels it and waits.
-func serve(t *testing.T, f func(ctx context.Context) error) {
+// start runs f until stop (or the test's end), then cancels it and waits.
+func start(t *testing.T, f func(ctx context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("a server did not stop")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("a server did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// serve runs f until the test ends, then cancels it and waits.
+func serve(t *testing.T, f func(ctx context.Context) error) { start(t, f) }
+
+// newHTTPClient is an HTTP client with its own connection pool, so a
+// test can close its idle connections.
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -92,20 +122,25 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	mlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
 	serve(t, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
-	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"), option.WithoutAuthentication()))
+	adminHTTP, provHTTP := newHTTPClient(), newHTTPClient()
+	endpoint := option.WithEndpoint("http://" + mlis.Addr().String() + "/")
+	admin := must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(adminHTTP)))
+	provSvc := must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(provHTTP)))
 
 	// The bridge, over TLS, with a clock tests may move forward (the
 	// bridge takes one state per second per device).
 	skew := &atomic.Int64{}
 	serverTLS, clientTLS := testTLS()
-	blis := must(net.Listen("tcp", "127.0.0.1:0"))
-	bopts := append([]bridge.Option{bridge.WithClock(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })}, cfg.bridgeOpts...)
-	br := bridge.New(log, st, b, bopts...)
-	serve(t, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(blis, serverTLS)) })
+	e := &env{
+		admin: admin, clockSkew: skew, provHTTP: provHTTP, adminHTTP: adminHTTP,
+		t: t, log: log, st: st, bus: b, bridgeTLS: serverTLS,
+		bridgeOpts: append([]bridge.Option{bridge.WithClock(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })}, cfg.bridgeOpts...),
+	}
+	e.startBridge()
 
 	// The hub.
 	keys := must(hub.NewKeys("", t.TempDir()+"/hub-keys"))
-	pool := hub.NewPool(log, blis.Addr().String(), keys, append([]hub.PoolOption{hub.WithBridgeTLS(clientTLS)}, cfg.poolOpts...)...)
+	pool := hub.NewPool(log, e.bridgeAddr, keys, append([]hub.PoolOption{hub.WithBridgeTLS(clientTLS)}, cfg.poolOpts...)...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -113,13 +148,44 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 			t.Errorf("pool.Close: %v", err)
 		}
 	})
-	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(admin))
+	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(provSvc))
 	hlis := must(net.Listen("tcp", "127.0.0.1:0"))
-	hs := hub.NewServer(log, svc, hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
+	sopts := cfg.serverOpts
+	if sopts == nil {
+		sopts = []hub.ServerOption{hub.WithInsecureNoAuth()}
+	}
+	hs := hub.NewServer(log, svc, append(sopts, hub.WithShutdownTimeout(time.Second))...)
 	serve(t, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
 	conn := must(grpc.NewClient(hlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{admin: admin, hub: hubv1.NewHubClient(conn), pool: pool, hubAddr: hlis.Addr().String(), clockSkew: skew}
+	e.hub, e.pool, e.hubAddr = hubv1.NewHubClient(conn), pool, hlis.Addr().String()
+	return e
+}
+
+// startBridge starts a bridge on the env's store and bus, on the port of
+// the previous one when there was one.
+func (e *env) startBridge() {
+	e.t.Helper()
+	addr := e.bridgeAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lis net.Listener
+	// The port was just freed: listening again on it may take a moment.
+	waitFor(e.t, 5*time.Second, func() (err error) {
+		lis, err = net.Listen("tcp", addr)
+		return err
+	})
+	e.bridgeAddr = lis.Addr().String()
+	br := bridge.New(e.log, e.st, e.bus, e.bridgeOpts...)
+	e.stopBridge = start(e.t, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(lis, e.bridgeTLS)) })
+}
+
+// closeIdle closes the idle keep-alive connections of the env's HTTP
+// clients, whose goroutines would otherwise stay for 90 s.
+func (e *env) closeIdle() {
+	e.provHTTP.CloseIdleConnections()
+	e.adminHTTP.CloseIdleConnections()
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.

@@ -65,6 +65,7 @@ type device struct {
 	holders     map[*Holder]struct{}
 	auth        string
 	attachedGen int64         // the connection it is attached on; 0 none
+	counted     bool          // counted in the attached-devices gauge
 	attempt     *attempt      // attach under way
 	detaching   chan struct{} // non-nil while a detach is being sent
 	pubWaiters  map[chan *GatewayError]struct{}
@@ -193,7 +194,7 @@ func (g *gw) run() {
 		g.broadcastLocked()
 		g.mu.Unlock()
 		g.p.tel.connected(g.ctx, -1)
-		cl.Disconnect(100)
+		closeClient(cl, 100)
 		if stopping {
 			return
 		}
@@ -238,7 +239,7 @@ func (g *gw) connect() (paho.Client, <-chan struct{}, error) {
 	cl := paho.NewClient(o)
 	t := cl.Connect()
 	if !g.wait(t, g.p.o.connectTimeout+time.Second) {
-		cl.Disconnect(0)
+		closeClient(cl, 0)
 		return nil, nil, errors.New("connect timed out")
 	}
 	if err := t.Error(); err != nil {
@@ -250,10 +251,24 @@ func (g *gw) connect() (paho.Client, <-chan struct{}, error) {
 	// The errors topic first: an attach refusal is only ever told there.
 	st := cl.Subscribe("/devices/"+g.id+"/errors", 0, nil)
 	if !g.wait(st, g.p.o.connectTimeout) || st.Error() != nil {
-		cl.Disconnect(0)
+		closeClient(cl, 0)
 		return nil, nil, fmt.Errorf("subscribe to the errors topic: %v", st.Error())
 	}
 	return cl, lost, nil
+}
+
+// closeClient disconnects cl, giving in-flight packets quiesce ms, and
+// returns only once paho's goroutines (comms, router, keepalive) have
+// ended, so the run loop that owns the client also owns their end.
+// paho's Disconnect returns after its quiesce time while the disconnection
+// goes on in the background (and after a lost connection, its cleanup is
+// in the background too); a second Disconnect waits for a disconnection
+// under way to complete, and returns at once when there is none.
+func closeClient(cl paho.Client, quiesce uint) {
+	cl.Disconnect(quiesce)
+	// Bounded: paho stops its workers in milliseconds; 5 s covers a
+	// connect attempt that has to time out first.
+	cl.Disconnect(5000)
 }
 
 // wait waits for a token, stop or a timeout.
@@ -364,7 +379,7 @@ func (g *gw) ensureAttached(ctx context.Context, d *device, cl paho.Client, gen 
 		}
 		d.attempt = nil
 		if a.err == nil {
-			d.attachedGen = gen
+			g.setAttachedLocked(d, gen)
 		}
 		close(a.done)
 		g.mu.Unlock()
@@ -384,7 +399,6 @@ func (g *gw) sendAttach(ctx context.Context, cl paho.Client, connDone chan struc
 		if t.Error() != nil {
 			return errConnLost
 		}
-		g.p.tel.attached(g.ctx, 1)
 		return nil
 	case ge := <-w:
 		return &BridgeError{*ge}
@@ -478,10 +492,7 @@ func (g *gw) release(h *Holder) {
 			} else {
 				g.dropDeviceLocked(d)
 			}
-			if d.attachedGen != 0 {
-				g.p.tel.attached(g.ctx, -1)
-			}
-			d.attachedGen = 0
+			g.clearAttachedLocked(d)
 		}
 	}
 	g.holders--
@@ -642,9 +653,31 @@ func (g *gw) endAll(err error) {
 		ts.endLocked(err)
 	}
 	for _, d := range g.devices {
+		g.clearAttachedLocked(d)
 		for h := range d.holders {
 			h.sendLocked(Event{Lost: err})
 		}
+	}
+}
+
+// setAttachedLocked records d attached on connection gen. The gauge of
+// attached devices counts a device once while it is held attached, across
+// reconnects: a re-attach after a reconnect does not count it again.
+func (g *gw) setAttachedLocked(d *device, gen int64) {
+	d.attachedGen = gen
+	if !d.counted {
+		d.counted = true
+		g.p.tel.attached(g.ctx, 1)
+	}
+}
+
+// clearAttachedLocked records d detached (released, or detached by the
+// bridge until it is attached again).
+func (g *gw) clearAttachedLocked(d *device) {
+	d.attachedGen = 0
+	if d.counted {
+		d.counted = false
+		g.p.tel.attached(g.ctx, -1)
 	}
 }
 
@@ -684,6 +717,9 @@ func (g *gw) route(_ paho.Client, m paho.Message) {
 	}
 	id, kind, _ := strings.Cut(rest, "/")
 	g.p.tel.received(g.ctx, kind)
+	// A root span: an MQTT message carries no trace context to join.
+	span := g.p.tel.receive(g.ctx, g.name, id, kind, m.Topic())
+	defer span.End()
 	switch {
 	case kind == "errors" && id == g.id:
 		var ge GatewayError
@@ -738,7 +774,7 @@ func (g *gw) routeError(ge *GatewayError) {
 			}
 		}
 		if d.attachedGen == g.gen && g.connected && len(d.holders) > 0 {
-			d.attachedGen = 0
+			g.clearAttachedLocked(d)
 			for _, ts := range g.topics {
 				if ts.deviceID == d.id {
 					ts.subscribedGen = 0

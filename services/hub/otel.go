@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"strings"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -49,6 +50,29 @@ func (t *poolTel) start(ctx context.Context, name, gateway, device string) (cont
 		span.SetAttributes(attribute.String("gateway", gateway), attribute.String("device", device))
 	}
 	return ctx, span
+}
+
+// receive starts the span of one MQTT message received from the bridge
+// (config, command, gateway error). It is a new root: MQTT 3.1.1 carries
+// no trace context, so the span is joined to nothing but names the
+// gateway, the device and the kind of message.
+func (t *poolTel) receive(ctx context.Context, gateway, device, kind, topic string) trace.Span {
+	_, span := t.tracer.Start(ctx, "hub.receive "+receiveKind(kind),
+		trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gateway", gateway), attribute.String("device", device),
+			attribute.String("kind", receiveKind(kind)), attribute.String("messaging.destination.name", topic))
+	}
+	return span
+}
+
+// receiveKind names a received message by its topic's kind, without the
+// command subfolder (span names stay few).
+func receiveKind(kind string) string {
+	if k, _, ok := strings.Cut(kind, "/"); ok {
+		return k
+	}
+	return kind
 }
 
 func (t *poolTel) connected(ctx context.Context, n int64) {

@@ -361,7 +361,6 @@ var authMethods = map[hubv1.GatewayAuthMethod]string{
 	hubv1.GatewayAuthMethod_GATEWAY_AUTH_METHOD_ASSOCIATION_ONLY:                  "ASSOCIATION_ONLY",
 	hubv1.GatewayAuthMethod_GATEWAY_AUTH_METHOD_DEVICE_AUTH_TOKEN_ONLY:            "DEVICE_AUTH_TOKEN_ONLY",
 	hubv1.GatewayAuthMethod_GATEWAY_AUTH_METHOD_ASSOCIATION_AND_DEVICE_AUTH_TOKEN: "ASSOCIATION_AND_DEVICE_AUTH_TOKEN",
-	hubv1.GatewayAuthMethod_GATEWAY_AUTH_METHOD_ASSOCIATION_OR_DEVICE_AUTH_TOKEN:  "ASSOCIATION_OR_DEVICE_AUTH_TOKEN",
 }
 
 // CreateGateway implements hubv1.HubServer.
