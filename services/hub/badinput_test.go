@@ -202,3 +202,23 @@ func TestNoLeaks(t *testing.T) {
 	})
 	checkNoLeaks(t, e, base)
 }
+
+// TestEventWithoutNotificationConfig: the bridge closes the gateway's
+// connection for an event of a registry without an event notification
+// config (compat-spec 6); the call fails with a message saying so instead
+// of resending until its deadline.
+func TestEventWithoutNotificationConfig(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	regs := e.admin.Projects.Locations.Registries
+	reg := must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg-silent"}).Do())
+	resp, err := e.hub.CreateGateway(context.Background(), &hubv1.CreateGatewayRequest{Parent: reg.Name, GatewayId: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(regs.Devices.Create(reg.Name, &cloudiot.Device{Id: "dev-1"}).Do())
+	must(regs.BindDeviceToGateway(reg.Name, &cloudiot.BindDeviceToGatewayRequest{DeviceId: "dev-1", GatewayId: "gw-1"}).Do())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), DeviceId: "dev-1", Data: []byte("x")})
+	wantCode(t, "event of a registry without notification config", err, codes.FailedPrecondition, "event notification config")
+}

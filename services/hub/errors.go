@@ -20,6 +20,10 @@ var (
 	ErrTooManyDevices = errors.New("too many devices attached to this gateway connection")
 	// ErrSlowConsumer: a command subscriber did not keep up.
 	ErrSlowConsumer = errors.New("the subscriber did not keep up with its messages")
+	// ErrDropped: the bridge closed the gateway connection every time one
+	// message was sent (compat-spec 6 closes it for an event of a
+	// registry without an event notification config, among other misuse).
+	ErrDropped = errors.New("the bridge closed the gateway connection each time this message was sent")
 	// ErrClosed: the pool is shut down.
 	ErrClosed = errors.New("the hub is shutting down")
 )

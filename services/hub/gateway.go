@@ -423,7 +423,12 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 	topic := "/devices/" + id + "/" + suffix
 	ctx, span := g.p.tel.start(ctx, "hub.publish", g.name, id)
 	defer span.End()
-	for {
+	for lost := 0; ; lost++ {
+		if lost == maxLostSends {
+			// A bridge restart costs one send; a message the bridge
+			// answers by closing the connection would loop forever.
+			return fmt.Errorf("%w (%d times, on %s): for an event, check that the registry has an event notification config", ErrDropped, lost, topic)
+		}
 		cl, connDone, err := g.ready(ctx, d)
 		if err != nil {
 			return err
@@ -477,6 +482,10 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 		g.p.tel.resent(g.ctx)
 	}
 }
+
+// maxLostSends is how many times one QoS 1 message may be sent with the
+// connection lost before its PUBACK before the call fails.
+const maxLostSends = 4
 
 // release drops a holder.
 func (g *gw) release(h *Holder) {

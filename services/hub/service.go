@@ -77,6 +77,8 @@ func (s *Service) grpcError(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error()+" (is the gateway in its registry, with this key?)")
 	case errors.Is(err, ErrTooManyDevices), errors.Is(err, ErrSlowConsumer):
 		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrDropped):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.As(err, &pe):
