@@ -25,12 +25,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/config"
@@ -46,11 +43,6 @@ func main() {
 	os.Exit(code)
 }
 
-// oneLine joins a multi-line error (errors.Join, drivers) into one line.
-func oneLine(err error) string {
-	return strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
-}
-
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
 	cfg, err := loadConfig(args, stderr, lookupEnv)
@@ -58,7 +50,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "bridge: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "bridge: %s\n", config.OneLine(err))
 		return 2
 	}
 	if cfg.CheckConfig {
@@ -67,7 +59,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := serve(ctx, logger, cfg); err != nil {
-		fmt.Fprintf(stderr, "bridge: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "bridge: %s\n", config.OneLine(err))
 		return 1
 	}
 	return 0
@@ -99,17 +91,11 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 
 // serve runs the bridge until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
-	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-bridge")
+	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-bridge")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTelemetry(sctx); err != nil {
-			logger.Warn("telemetry shutdown", "err", err)
-		}
-	}()
+	defer stopTelemetry()
 
 	var tlsCfg *tls.Config
 	if cfg.MQTTAddr != "" {
@@ -150,7 +136,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	st, err := sqlstore.Open(ctx, logger, cfg.Database())
 	if err != nil {
 		closeAll()
-		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.Database()), err)
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.Database()), err)
 	}
 	defer st.Close()
 
@@ -177,13 +163,4 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	err = br.Serve(ctx, lis...)
 	logger.Info("bridge stopped")
 	return err
-}
-
-// redactURL hides a password in a database URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

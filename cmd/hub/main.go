@@ -142,17 +142,11 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 }
 
 func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
-	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-hub")
+	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-hub")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTelemetry(sctx); err != nil {
-			logger.Warn("telemetry shutdown", "err", err)
-		}
-	}()
+	defer stopTelemetry()
 	keys, err := hub.NewKeys(cfg.GatewaysFile, filepath.Join(cfg.DataDir, "hub-keys"))
 	if err != nil {
 		return err

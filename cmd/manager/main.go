@@ -24,12 +24,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -64,9 +61,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := serve(ctx, logger, cfg); err != nil {
-		// One line, even when a driver's error spans several.
-		msg := strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
-		fmt.Fprintf(stderr, "manager: %s\n", msg)
+		fmt.Fprintf(stderr, "manager: %s\n", config.OneLine(err))
 		return 1
 	}
 	return 0
@@ -107,17 +102,11 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 
 // serve runs the manager until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
-	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle-manager")
+	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-manager")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTelemetry(sctx); err != nil {
-			logger.Warn("telemetry shutdown", "err", err)
-		}
-	}()
+	defer stopTelemetry()
 
 	var opts []manager.Option
 	switch {
@@ -162,14 +151,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	st, err := sqlstore.Open(ctx, logger, cfg.Database())
 	if err != nil {
 		lis.Close()
-		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.Database()), err)
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.Database()), err)
 	}
 	defer st.Close()
 	if cfg.NATSURL != "" {
 		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager"})
 		if err != nil {
 			lis.Close()
-			return fmt.Errorf("cannot connect to NATS at %s: %w (check --nats-url)", redactURL(cfg.NATSURL), err)
+			return fmt.Errorf("cannot connect to NATS at %s: %w (check --nats-url)", config.RedactURL(cfg.NATSURL), err)
 		}
 		defer b.Close()
 		opts = append(opts, manager.WithBus(b))
@@ -181,13 +170,4 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	err = g.Wait()
 	logger.Info("manager stopped")
 	return err
-}
-
-// redactURL hides a password in a database URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -89,7 +88,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "passerelle: %s\n", config.OneLine(err))
 		return 2
 	}
 	if cfg.CheckConfig {
@@ -98,7 +97,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := serve(ctx, logger, stderr, cfg); err != nil {
-		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "passerelle: %s\n", config.OneLine(err))
 		return 1
 	}
 	return 0
@@ -120,12 +119,12 @@ func runInit(args []string, stderr io.Writer) int {
 	}
 	certs, err := devca.Ensure(*dataDir, strings.Split(*hosts, ","))
 	if err != nil {
-		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "passerelle: %s\n", config.OneLine(err))
 		return 1
 	}
 	tokens, err := adminauth.Bootstrap(*dataDir)
 	if err != nil {
-		fmt.Fprintf(stderr, "passerelle: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "passerelle: %s\n", config.OneLine(err))
 		return 1
 	}
 	fmt.Fprintf(stderr, "CA (devices trust it): %s\nbridge certificate:    %s, %s\nadmin token:           %s\ntokens file:           %s\n",
@@ -211,17 +210,11 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if err := checkWritable(cfg.DataDir); err != nil {
 		return err
 	}
-	shutdownTelemetry, err := telemetry.Setup(ctx, logger, "passerelle")
+	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTelemetry(sctx); err != nil {
-			logger.Warn("telemetry shutdown", "err", err)
-		}
-	}()
+	defer stopTelemetry()
 
 	// Files of the data folder: the admin token and the certificates.
 	var mopts []manager.Option
@@ -301,7 +294,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	st, err := sqlstore.Open(ctx, logger, cfg.database())
 	if err != nil {
 		closeAll()
-		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", redactURL(cfg.database()), err)
+		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.database()), err)
 	}
 	defer st.Close()
 	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle"}
@@ -338,14 +331,14 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	store := "SQLite " + cfg.database()
 	if cfg.DatabaseURL != "" && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
-		store = "PostgreSQL " + redactURL(cfg.DatabaseURL)
+		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
 	}
 	nats := "embedded, JetStream in " + busOpts.DataDir
 	if srv := b.Server(); srv != nil && cfg.NATSListen != "" {
 		nats += ", clients at " + srv.ClientURL()
 	}
 	if cfg.NATSURL != "" {
-		nats = redactURL(cfg.NATSURL)
+		nats = config.RedactURL(cfg.NATSURL)
 	}
 	hubNote := "off"
 	if hubLis != nil {
@@ -428,18 +421,4 @@ func checkWritable(dir string) error {
 	name := f.Name()
 	f.Close()
 	return os.Remove(name)
-}
-
-// oneLine joins a multi-line error into one line.
-func oneLine(err error) string {
-	return strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(err.Error())
-}
-
-// redactURL hides a password in a URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -103,4 +104,20 @@ func Setup(ctx context.Context, logger *slog.Logger, serviceName string) (shutdo
 	))
 	logger.Info("telemetry on: exporting over OTLP/gRPC", "traces", traces, "metrics", metrics, "service", serviceName)
 	return shutdownAll, nil
+}
+
+// Start is Setup for a command's main: it returns a stop function that
+// flushes and shuts the providers down within 5 seconds, logging a failure.
+func Start(ctx context.Context, logger *slog.Logger, serviceName string) (stop func(), err error) {
+	shutdown, err := Setup(ctx, logger, serviceName)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			logger.Warn("telemetry shutdown", "err", err)
+		}
+	}, nil
 }
