@@ -125,6 +125,22 @@ type Device struct {
 	State *DeviceState
 }
 
+// Activity is what a bridge saw of one device since it last wrote: times
+// that only move forward (a zero time is no news; an older time than the
+// stored one is ignored), and the error status and gateway that go with
+// ErrorTime and GatewayTime.
+type Activity struct {
+	NumID       uint64
+	Heartbeat   time.Time
+	Event       time.Time
+	State       time.Time
+	ConfigSend  time.Time
+	ErrorTime   time.Time
+	ErrorStatus *Status
+	GatewayID   string
+	GatewayTime time.Time
+}
+
 // DeviceRef names one device of a registry by its id or, when ID is empty,
 // by its numeric id.
 type DeviceRef struct {
@@ -195,6 +211,11 @@ type Store interface {
 	// device. Only Credentials, Blocked, Metadata, LogLevel,
 	// GatewayAuthMethod and the Last* fields are written.
 	UpdateDevice(ctx context.Context, ref DeviceRef, update func(*Device) error) (*Device, error)
+	// RecordActivity writes the server-set fields of many devices in one
+	// transaction, without reading them first (the bridges' batched
+	// lastHeartbeatTime, lastEventTime... updates). Unknown devices are
+	// skipped: they were deleted meanwhile.
+	RecordActivity(ctx context.Context, acts []Activity) error
 	// DeleteDevice deletes a device with its configs, states and bindings.
 	// A gateway that still has bound devices gives ErrFailedPrecondition.
 	DeleteDevice(ctx context.Context, ref DeviceRef) error

@@ -27,7 +27,7 @@ import (
 type DeviceStore interface {
 	GetRegistry(ctx context.Context, key store.RegistryKey) (*store.Registry, error)
 	GetDevice(ctx context.Context, ref store.DeviceRef) (*store.Device, error)
-	UpdateDevice(ctx context.Context, ref store.DeviceRef, update func(*store.Device) error) (*store.Device, error)
+	RecordActivity(ctx context.Context, acts []store.Activity) error
 	ListDevices(ctx context.Context, q store.DeviceQuery) ([]*store.Device, error)
 	AddState(ctx context.Context, ref store.DeviceRef, s store.DeviceState) error
 	AckConfig(ctx context.Context, ref store.DeviceRef, version int64, at time.Time) error

@@ -37,8 +37,9 @@ type fieldDelta struct {
 }
 
 // fields batches server-set fields in memory; flush writes them with one
-// UpdateDevice (and at most one AckConfig) per changed device, so a busy
-// device costs one database write per flush interval, not one per message.
+// RecordActivity transaction for every changed device (and an AckConfig for
+// each acknowledged config), so a busy device costs nothing per message and
+// a busy bridge one transaction per flush interval.
 type fields struct {
 	mu sync.Mutex
 	m  map[uint64]*fieldDelta
@@ -65,36 +66,40 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
+// flushChunk bounds the devices written in one transaction.
+const flushChunk = 500
+
 func (f *fields) flush(ctx context.Context, st DeviceStore, timeout time.Duration, log func(msg string, args ...any)) {
 	f.mu.Lock()
 	batch := f.m
 	f.m = make(map[uint64]*fieldDelta, len(batch))
 	f.mu.Unlock()
-	for _, d := range batch {
+	acts := make([]store.Activity, 0, min(len(batch), flushChunk))
+	write := func() {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := st.RecordActivity(cctx, acts); err != nil {
+			log("bridge: writing server-set device fields", "devices", len(acts), "err", err)
+		}
+		acts = acts[:0]
+	}
+	for _, d := range batch {
 		if d.ackVersion > 0 {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
 			if err := st.AckConfig(cctx, d.ref, d.ackVersion, d.ackTime); err != nil && !errors.Is(err, store.ErrNotFound) {
 				log("bridge: recording a config ack", "device_num_id", d.ref.NumID, "err", err)
 			}
+			cancel()
 		}
-		_, err := st.UpdateDevice(cctx, d.ref, func(dev *store.Device) error {
-			dev.LastHeartbeatTime = later(dev.LastHeartbeatTime, d.heartbeat)
-			dev.LastEventTime = later(dev.LastEventTime, d.event)
-			dev.LastStateTime = later(dev.LastStateTime, d.stateTime)
-			dev.LastConfigSendTime = later(dev.LastConfigSendTime, d.configSend)
-			if !d.errTime.IsZero() {
-				dev.LastErrorTime = later(dev.LastErrorTime, d.errTime)
-				dev.LastErrorStatus = d.errStatus
-			}
-			if d.gatewayID != "" {
-				dev.LastAccessedGatewayID = d.gatewayID
-				dev.LastAccessedGatewayTime = later(dev.LastAccessedGatewayTime, d.gatewayTime)
-			}
-			return nil
+		acts = append(acts, store.Activity{
+			NumID: d.ref.NumID, Heartbeat: d.heartbeat, Event: d.event, State: d.stateTime, ConfigSend: d.configSend,
+			ErrorTime: d.errTime, ErrorStatus: d.errStatus, GatewayID: d.gatewayID, GatewayTime: d.gatewayTime,
 		})
-		cancel()
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			log("bridge: writing server-set device fields", "device_num_id", d.ref.NumID, "err", err)
+		if len(acts) == flushChunk {
+			write()
 		}
+	}
+	if len(acts) > 0 {
+		write()
 	}
 }

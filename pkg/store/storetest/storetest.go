@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GatewayLimit", testGatewayLimit},
 		{"Configs", testConfigs},
 		{"AckConfig", testAckConfig},
+		{"RecordActivity", testRecordActivity},
 		{"States", testStates},
 		{"ContextCanceled", testContextCanceled},
 		{"ConcurrentBind", testConcurrentBind},
@@ -737,6 +738,47 @@ func testAckConfig(t *testing.T, s store.Store) {
 		t.Errorf("configs after acks = %+v", cs)
 	}
 	wantErr(t, s.AckConfig(ctx(t), byID("nope"), 1, ack2), store.ErrNotFound)
+}
+
+func testRecordActivity(t *testing.T, s store.Store) {
+	mustRegistry(t, s, reg)
+	a := mustDevice(t, s, reg, "dev-a", 0)
+	b := mustDevice(t, s, reg, "dev-b", 0)
+	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
+	errStatus := &store.Status{Code: 6, Message: "another connection"}
+	must(t, s.RecordActivity(ctx(t), []store.Activity{
+		{NumID: a.NumID, Heartbeat: t2, Event: t1, ErrorTime: t1, ErrorStatus: errStatus, GatewayID: "gw-1", GatewayTime: t1},
+		{NumID: b.NumID, State: t1, ConfigSend: t2},
+		{NumID: 999999}, // deleted meanwhile: skipped
+	}))
+	got := mustGet(t, s, byID("dev-a"))
+	if !got.LastHeartbeatTime.Equal(t2) || !got.LastEventTime.Equal(t1) || !got.LastErrorTime.Equal(t1) ||
+		got.LastErrorStatus == nil || got.LastErrorStatus.Code != 6 || got.LastAccessedGatewayID != "gw-1" || !got.LastAccessedGatewayTime.Equal(t1) {
+		t.Errorf("dev-a after RecordActivity: %+v", got)
+	}
+	if got.Blocked || got.Config.Version != 1 {
+		t.Errorf("RecordActivity changed other fields: %+v", got)
+	}
+	gotB := mustGet(t, s, byID("dev-b"))
+	if !gotB.LastStateTime.Equal(t1) || !gotB.LastConfigSendTime.Equal(t2) || !gotB.LastHeartbeatTime.IsZero() {
+		t.Errorf("dev-b after RecordActivity: %+v", gotB)
+	}
+	// Older news changes nothing; newer news moves each field on.
+	must(t, s.RecordActivity(ctx(t), []store.Activity{
+		{NumID: a.NumID, Heartbeat: t1, ErrorTime: t0, ErrorStatus: &store.Status{Code: 3}, GatewayID: "gw-old", GatewayTime: t0},
+	}))
+	got = mustGet(t, s, byID("dev-a"))
+	if !got.LastHeartbeatTime.Equal(t2) || got.LastErrorStatus.Code != 6 || got.LastAccessedGatewayID != "gw-1" {
+		t.Errorf("older activity moved fields back: %+v", got)
+	}
+	t3 := t2.Add(time.Second)
+	must(t, s.RecordActivity(ctx(t), []store.Activity{
+		{NumID: a.NumID, ErrorTime: t3, ErrorStatus: &store.Status{Code: 8, Message: "rate"}, GatewayID: "gw-2", GatewayTime: t3},
+	}))
+	got = mustGet(t, s, byID("dev-a"))
+	if got.LastErrorStatus.Code != 8 || !got.LastErrorTime.Equal(t3) || got.LastAccessedGatewayID != "gw-2" || !got.LastHeartbeatTime.Equal(t2) {
+		t.Errorf("newer activity: %+v", got)
+	}
 }
 
 func testStates(t *testing.T, s store.Store) {
