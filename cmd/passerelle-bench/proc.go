@@ -62,3 +62,25 @@ func selfCPUSeconds() float64 {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
+
+// machineBusySeconds is the CPU time all processes have used since boot
+// (/proc/stat: user, nice, system, irq, softirq, steal), in seconds.
+// Subtracting the target's and the load generator's own deltas from its
+// delta shows what else ran during a measurement.
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var sum int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		sum += v
+	}
+	return float64(sum) / clockTicks
+}

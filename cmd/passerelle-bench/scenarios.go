@@ -80,13 +80,13 @@ func closeAll(conns []*mqttConn) {
 
 // runConnect: n devices connect with concurrency c; connects per second.
 func runConnect(ctx context.Context, log *slog.Logger, t *target, n, c, pid int) *result {
-	self0 := selfCPUSeconds()
+	self0, mach0 := selfCPUSeconds(), machineBusySeconds()
 	var cpu0 float64
 	if pid != 0 {
 		cpu0, _ = cpuSeconds(pid)
 	}
 	conns, failed, d := connectAll(ctx, log, t, n, c)
-	self1 := selfCPUSeconds()
+	self1, mach1 := selfCPUSeconds(), machineBusySeconds()
 	var cpu1 float64
 	if pid != 0 {
 		cpu1, _ = cpuSeconds(pid)
@@ -100,7 +100,9 @@ func runConnect(ctx context.Context, log *slog.Logger, t *target, n, c, pid int)
 	r.set("connects_per_s", float64(n-failed)/d.Seconds())
 	r.set("loadgen_cpu_s", self1-self0)
 	if pid != 0 && n > failed {
+		r.set("target_cpu_s", cpu1-cpu0)
 		r.set("target_cpu_us_per_connect", (cpu1-cpu0)/float64(n-failed)*1e6)
+		r.set("other_cpu_s", max(0, (mach1-mach0)-(cpu1-cpu0)-(self1-self0)))
 	}
 	return r
 }
@@ -174,7 +176,7 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 			return nil, err
 		}
 	}
-	self0 := selfCPUSeconds()
+	self0, mach0 := selfCPUSeconds(), machineBusySeconds()
 	var acked, errs atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -237,7 +239,7 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 	}
 	n := acked.Load()
 	elapsed := time.Since(start)
-	self1 := selfCPUSeconds()
+	self1, mach1 := selfCPUSeconds(), machineBusySeconds()
 	var cpu1 float64
 	if pid != 0 {
 		cpu1, _ = cpuSeconds(pid)
@@ -259,6 +261,7 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 		if cpu1 > cpu0 {
 			r.set("msgs_per_target_cpu_s", float64(n)/(cpu1-cpu0))
 		}
+		r.set("other_cpu_s", max(0, (mach1-mach0)-(cpu1-cpu0)-(self1-self0)))
 	}
 	return r, nil
 }
