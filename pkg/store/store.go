@@ -127,8 +127,9 @@ type Device struct {
 
 // Activity is what a bridge saw of one device since it last wrote: times
 // that only move forward (a zero time is no news; an older time than the
-// stored one is ignored), and the error status and gateway that go with
-// ErrorTime and GatewayTime.
+// stored one is ignored), the error status and gateway that go with
+// ErrorTime and GatewayTime, and a config acknowledgement (AckVersion 0:
+// none), recorded as AckConfig does.
 type Activity struct {
 	NumID       uint64
 	Heartbeat   time.Time
@@ -139,6 +140,8 @@ type Activity struct {
 	ErrorStatus *Status
 	GatewayID   string
 	GatewayTime time.Time
+	AckVersion  int64
+	AckTime     time.Time
 }
 
 // DeviceRef names one device of a registry by its id or, when ID is empty,

@@ -21,16 +21,14 @@ import (
 )
 
 // DeviceStore is what the bridge needs from the registry data; a
-// store.Store provides all of it. AckConfig records a device's
-// acknowledgement of a config version: it sets that version's
-// DeviceAckTime and the device's LastConfigAckTime.
+// store.Store provides all of it. RecordActivity carries the batched
+// server-set fields and config acknowledgements.
 type DeviceStore interface {
 	GetRegistry(ctx context.Context, key store.RegistryKey) (*store.Registry, error)
 	GetDevice(ctx context.Context, ref store.DeviceRef) (*store.Device, error)
 	RecordActivity(ctx context.Context, acts []store.Activity) error
 	ListDevices(ctx context.Context, q store.DeviceQuery) ([]*store.Device, error)
 	AddState(ctx context.Context, ref store.DeviceRef, s store.DeviceState) error
-	AckConfig(ctx context.Context, ref store.DeviceRef, version int64, at time.Time) error
 }
 
 // ErrServing is returned by Serve when it is called a second time.

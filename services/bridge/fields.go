@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -36,10 +35,10 @@ type fieldDelta struct {
 	ackTime     time.Time
 }
 
-// fields batches server-set fields in memory; flush writes them with one
-// RecordActivity transaction for every changed device (and an AckConfig for
-// each acknowledged config), so a busy device costs nothing per message and
-// a busy bridge one transaction per flush interval.
+// fields batches server-set fields and config acknowledgements in memory;
+// flush writes them for every changed device with one RecordActivity
+// transaction, so a busy device costs nothing per message and a busy
+// bridge one transaction per flush interval.
 type fields struct {
 	mu sync.Mutex
 	m  map[uint64]*fieldDelta
@@ -84,16 +83,10 @@ func (f *fields) flush(ctx context.Context, st DeviceStore, timeout time.Duratio
 		acts = acts[:0]
 	}
 	for _, d := range batch {
-		if d.ackVersion > 0 {
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			if err := st.AckConfig(cctx, d.ref, d.ackVersion, d.ackTime); err != nil && !errors.Is(err, store.ErrNotFound) {
-				log("bridge: recording a config ack", "device_num_id", d.ref.NumID, "err", err)
-			}
-			cancel()
-		}
 		acts = append(acts, store.Activity{
 			NumID: d.ref.NumID, Heartbeat: d.heartbeat, Event: d.event, State: d.stateTime, ConfigSend: d.configSend,
 			ErrorTime: d.errTime, ErrorStatus: d.errStatus, GatewayID: d.gatewayID, GatewayTime: d.gatewayTime,
+			AckVersion: d.ackVersion, AckTime: d.ackTime,
 		})
 		if len(acts) == flushChunk {
 			write()

@@ -498,6 +498,14 @@ func (g *gw) release(h *Holder) {
 			if g.connected && (d.attachedGen == g.gen || d.attempt != nil) {
 				cl = g.client
 				d.detaching = make(chan struct{})
+				// The bridge forgets the device's subscriptions with the
+				// detach: a holder arriving before it is sent must
+				// subscribe again.
+				for _, ts := range g.topics {
+					if ts.deviceID == d.id {
+						ts.subscribedGen = 0
+					}
+				}
 			} else {
 				g.dropDeviceLocked(d)
 			}

@@ -1,6 +1,11 @@
 package hub
 
 import (
+	"bytes"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
 	"context"
 	"encoding/base64"
 	"errors"
@@ -26,6 +31,9 @@ type Service struct {
 	pool *Pool
 	keys *Keys
 	prov Provisioner // nil: no provisioning (create/bind, CreateGateway, config versions)
+	// versions shares one admin API lookup of a device's config version
+	// among the streams that receive the same config at once.
+	versions singleflight.Group
 }
 
 // NewService returns the Hub service. prov may be nil: provisioning calls
@@ -251,17 +259,39 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 			return s.grpcError(err)
 		}
 		resp := &hubv1.SubscribeConfigResponse{Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
-		if s.prov != nil {
-			// MQTT carries no version: ask the admin API, and trust the
-			// answer only when it is the data received.
-			if v, data, err := s.prov.DeviceConfig(ctx, devName); err == nil && string(data) == string(c.Data) {
-				resp.Version = v
-			}
+		if v, ok := s.configVersion(ctx, devName, c.Data); ok {
+			resp.Version = v
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
+}
+
+// configVersion asks the admin API which version a config the bridge sent
+// is (MQTT carries none), trusting the answer only when it is that data.
+// Streams of one device asking at once share one lookup.
+func (s *Service) configVersion(ctx context.Context, device string, data []byte) (int64, bool) {
+	if s.prov == nil {
+		return 0, false
+	}
+	type answer struct {
+		version int64
+		data    []byte
+	}
+	res, err, _ := s.versions.Do(device, func() (any, error) {
+		// Not the caller's context: the lookup serves every stream that
+		// joined it, and one of them going away must not fail the rest.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		v, d, err := s.prov.DeviceConfig(lctx, device)
+		return answer{v, d}, err
+	})
+	if err != nil {
+		return 0, false
+	}
+	a := res.(answer)
+	return a.version, bytes.Equal(a.data, data)
 }
 
 // PublishState implements hubv1.HubServer.

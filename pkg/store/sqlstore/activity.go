@@ -33,6 +33,11 @@ func (s *Store) RecordActivity(ctx context.Context, acts []store.Activity) error
 				et, status, et, et, gt, a.GatewayID, gt, gt, int64(a.NumID)); err != nil {
 				return err
 			}
+			if a.AckVersion > 0 {
+				if err := ackConfig(x, int64(a.NumID), a.AckVersion, ns(a.AckTime)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

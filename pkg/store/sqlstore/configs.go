@@ -64,16 +64,21 @@ func (s *Store) AckConfig(ctx context.Context, ref store.DeviceRef, version int6
 		if err != nil {
 			return err
 		}
-		t := ns(at)
-		if _, err := x.exec(`UPDATE devices SET last_config_ack_time = ?,
-			config_ack_time = CASE WHEN config_version = ? THEN ? ELSE config_ack_time END
-			WHERE num_id = ?`, t, version, t, num); err != nil {
-			return err
-		}
-		_, err = x.exec(`UPDATE configs SET device_ack_time = ? WHERE device_num = ? AND version = ?`, t, num, version)
-		return err
+		return ackConfig(x, num, version, ns(at))
 	})
 	return s.fail(ctx, err)
+}
+
+// ackConfig records an acknowledgement of config version by device num at
+// t (Unix nanoseconds).
+func ackConfig(x q, num, version, t int64) error {
+	if _, err := x.exec(`UPDATE devices SET last_config_ack_time = ?,
+		config_ack_time = CASE WHEN config_version = ? THEN ? ELSE config_ack_time END
+		WHERE num_id = ?`, t, version, t, num); err != nil {
+		return err
+	}
+	_, err := x.exec(`UPDATE configs SET device_ack_time = ? WHERE device_num = ? AND version = ?`, t, num, version)
+	return err
 }
 
 // ListConfigs returns config versions, newest first.

@@ -759,6 +759,11 @@ func testRecordActivity(t *testing.T, s store.Store) {
 	if got.Blocked || got.Config.Version != 1 {
 		t.Errorf("RecordActivity changed other fields: %+v", got)
 	}
+	// A config acknowledgement rides along.
+	must(t, s.RecordActivity(ctx(t), []store.Activity{{NumID: b.NumID, AckVersion: 1, AckTime: t2}}))
+	if got := mustGet(t, s, byID("dev-b")); !got.Config.DeviceAckTime.Equal(t2) || !got.LastConfigAckTime.Equal(t2) {
+		t.Errorf("ack through RecordActivity: config ack %v, lastConfigAckTime %v", got.Config.DeviceAckTime, got.LastConfigAckTime)
+	}
 	gotB := mustGet(t, s, byID("dev-b"))
 	if !gotB.LastStateTime.Equal(t1) || !gotB.LastConfigSendTime.Equal(t2) || !gotB.LastHeartbeatTime.IsZero() {
 		t.Errorf("dev-b after RecordActivity: %+v", gotB)
