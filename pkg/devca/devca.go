@@ -94,6 +94,20 @@ func loadOrMakeCA(f Files) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 		cert, err := x509.ParseCertificate(pair.Certificate[0])
 		return cert, key, err
 	}
+	cert, key, err := newCA()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeKey(f.CAKey, key); err != nil {
+		return nil, nil, err
+	}
+	if err := writePEM(f.CA, 0o644, "CERTIFICATE", cert.Raw); err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -113,20 +127,44 @@ func loadOrMakeCA(f Files) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeKey(f.CAKey, key); err != nil {
-		return nil, nil, err
-	}
-	if err := writePEM(f.CA, 0o644, "CERTIFICATE", der); err != nil {
-		return nil, nil, err
-	}
 	cert, err := x509.ParseCertificate(der)
 	return cert, key, err
 }
 
 func makeServer(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, key, err := issueServer(ca, caKey, hosts)
 	if err != nil {
 		return err
+	}
+	if err := writeKey(f.ServerKey, key); err != nil {
+		return err
+	}
+	return writePEM(f.ServerCert, 0o644, "CERTIFICATE", der)
+}
+
+// Ephemeral makes a CA and a server certificate for hosts in memory, for
+// tests and throwaway servers: server serves with the certificate, client
+// trusts the CA.
+func Ephemeral(hosts ...string) (server, client *tls.Config, err error) {
+	ca, caKey, err := newCA()
+	if err != nil {
+		return nil, nil, err
+	}
+	der, key, err := issueServer(ca, caKey, hosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return server, &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}, nil
+}
+
+// issueServer makes a server key and its certificate for hosts, signed by ca.
+func issueServer(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -145,13 +183,7 @@ func makeServer(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []
 		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	if err := writeKey(f.ServerKey, key); err != nil {
-		return err
-	}
-	return writePEM(f.ServerCert, 0o644, "CERTIFICATE", der)
+	return der, key, err
 }
 
 func serial() *big.Int {

@@ -71,3 +71,27 @@ func TestEnsureCorrupt(t *testing.T) {
 		t.Fatal("a corrupt key was accepted")
 	}
 }
+
+func TestEphemeral(t *testing.T) {
+	server, client, err := devca.Ephemeral("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		c, err := lis.Accept()
+		if err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	c, err := tls.Dial("tcp", lis.Addr().String(), client)
+	if err != nil {
+		t.Fatalf("a client trusting the ephemeral CA: %v", err)
+	}
+	c.Close()
+}

@@ -1,6 +1,8 @@
 package bridge_test
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/devca"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,12 +10,10 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -104,29 +104,11 @@ func newEnv(t *testing.T, opts ...bridge.Option) *env {
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.
 func testTLS(t testing.TB) (server, client *tls.Config) {
-	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	server, client, err := devca.Ephemeral("127.0.0.1")
+	if err != nil {
+		panic(err)
 	}
-	caDER := must(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))
-	ca := must(x509.ParseCertificate(caDER))
-	srvKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bridge"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER := must(x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	server = &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
-	}
-	return server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return server, client
 }
 
 // devKey is a device's private key and its credential.

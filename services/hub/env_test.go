@@ -1,16 +1,12 @@
 package hub_test
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/devca"
+
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"sync"
@@ -190,29 +186,11 @@ func (e *env) closeIdle() {
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.
 func testTLS() (server, client *tls.Config) {
-	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	server, client, err := devca.Ephemeral("127.0.0.1")
+	if err != nil {
+		panic(err)
 	}
-	caDER := must(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))
-	ca := must(x509.ParseCertificate(caDER))
-	srvKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bridge"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER := must(x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	server = &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
-	}
-	return server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return server, client
 }
 
 // waitFor polls f until it returns nil.
