@@ -2,7 +2,7 @@ package bridge_test
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -230,6 +230,8 @@ func TestMisuseClosesTheConnection(t *testing.T) {
 		{"publish outside the topics", func(c *client) { c.Publish("/foo", 0, false, []byte("x")) }},
 		{"attach from a non-gateway", func(c *client) { c.Publish("/devices/dev-2/attach", 1, false, []byte("{}")) }},
 		{"QoS 2", func(c *client) { c.Publish("/devices/dev-1/events", 2, false, []byte("x")) }},
+		{"event over 256 KB", func(c *client) { c.Publish("/devices/dev-1/events", 1, false, make([]byte, 256*1024+1)) }},
+		{"state over 64 KB", func(c *client) { c.Publish("/devices/dev-1/state", 1, false, make([]byte, 64*1024+1)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.connect("dev-1", ecKey)
@@ -241,7 +243,48 @@ func TestMisuseClosesTheConnection(t *testing.T) {
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-var _ = json.Marshal
+// TestGarbageHarmsNoOne sends what is not MQTT, and a CONNECT that lies
+// about its length, on connections of their own: each is closed, and a
+// device connected meanwhile keeps publishing.
+func TestGarbageHarmsNoOne(t *testing.T) {
+	keys(t)
+	e := newEnv(t, bridge.WithConnectTimeout(time.Second))
+	e.createDevice("good", ecKey, nil)
+	good := e.connect("good", ecKey)
+	for _, tc := range []struct {
+		name  string
+		bytes []byte
+	}{
+		{"not MQTT", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")},
+		{"reserved packet type", []byte{0xF0, 0x00}},
+		{"remaining length over four bytes", []byte{0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F}},
+		{"CONNECT shorter than it says", []byte{0x10, 0x20, 0x00, 0x04, 'M', 'Q'}},
+		{"PUBLISH before CONNECT", []byte{0x30, 0x05, 0x00, 0x01, 'a', 'x', 'y'}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", e.addr, e.tls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(tc.bytes); err != nil {
+				t.Fatal(err)
+			}
+			// The bridge closes it (a truncated CONNECT at the 1 s CONNECT
+			// deadline): a read ends with an error, never with a CONNACK.
+			_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			buf := make([]byte, 64)
+			n, err := conn.Read(buf)
+			if err == nil && n > 0 && buf[0] == 0x20 {
+				t.Fatalf("got a CONNACK for %q", tc.name)
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the connection was still open 15 s after %q", tc.name)
+			}
+			wait(t, good.Publish("/devices/good/events", 1, false, []byte("still here")))
+		})
+	}
+}
 
 func TestBlockingClosesTheConnection(t *testing.T) {
 	keys(t)
