@@ -222,3 +222,62 @@ func TestEventWithoutNotificationConfig(t *testing.T) {
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), DeviceId: "dev-1", Data: []byte("x")})
 	wantCode(t, "event of a registry without notification config", err, codes.FailedPrecondition, "event notification config")
 }
+
+// TestGarbageOnAStream: an Attach stream whose later message is not a
+// token renewal, and a PublishState stream that switches device, are ended
+// with INVALID_ARGUMENT; an Attach of the same device on another stream
+// carries on.
+func TestGarbageOnAStream(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	_, gw := setup(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	keep := must(e.hub.Attach(ctx))
+	if err := keep.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := keep.Recv(); err != nil || r.GetAttached() == nil {
+		t.Fatalf("first Attach: %v %v", r, err)
+	}
+
+	bad := must(e.hub.Attach(ctx))
+	if err := bad.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "unbound", CreateIfMissing: true}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for err == nil {
+		_, err = bad.Recv()
+	}
+	wantCode(t, "a second Attach request naming another device", err, codes.InvalidArgument, "")
+
+	states := must(e.hub.PublishState(ctx))
+	if err := states.Send(&hubv1.PublishStateRequest{Gateway: gw, DeviceId: "bound", Data: []byte("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := states.Recv(); err != nil {
+		t.Fatalf("first state: %v", err)
+	}
+	if err := states.Send(&hubv1.PublishStateRequest{Gateway: gw, DeviceId: "unbound", Data: []byte("s2")}); err != nil {
+		t.Fatal(err)
+	}
+	for err = nil; err == nil; {
+		_, err = states.Recv()
+	}
+	wantCode(t, "a PublishState stream switching device", err, codes.InvalidArgument, "")
+
+	// The first stream still holds the device, and the gateway still works.
+	v, _ := e.pool.Connection(gw)
+	if len(v.Devices) != 1 || v.Devices[0].ID != "bound" {
+		t.Fatalf("pool after the bad streams: %+v", v)
+	}
+	if _, err := e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", Data: []byte("x")}); err != nil {
+		t.Fatalf("PublishEvent after the bad streams: %v", err)
+	}
+}
