@@ -24,6 +24,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 )
@@ -145,6 +146,8 @@ func TestServe(t *testing.T) {
 		SetUsername("unused").SetPassword(password).
 		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost"}).
 		SetProtocolVersion(4).SetAutoReconnect(false)
+	lost := make(chan struct{})
+	opts.SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
 	mc := paho.NewClient(opts)
 	if tok := mc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("MQTT connect: %v\n%s", tok.Error(), out.String())
@@ -171,7 +174,19 @@ func TestServe(t *testing.T) {
 	if tok := mc.Publish("/devices/dev-1/events", 1, false, []byte("hello")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
-	mc.Disconnect(100)
+
+	// Blocking the device through the admin API closes its live connection.
+	if _, err := c.UpdateDevice(ctx, &iotpb.UpdateDeviceRequest{
+		Device:     &iotpb.Device{Name: dev.GetName(), Blocked: true},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"blocked"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked device's connection was still up 5 s later")
+	}
 
 	// The hub answers with the same admin token.
 	hc, err := grpc.NewClient(hubAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -225,6 +240,10 @@ func TestServeBadInput(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	corrupt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(corrupt, "tokens"), []byte("admin root sha256:00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -237,6 +256,7 @@ func TestServeBadInput(t *testing.T) {
 		{"busy hub port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
 		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
+		{"corrupt tokens file", []string{"serve", "--data-dir", corrupt}, 1, "tokens:1"},
 		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:secret@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
 		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
