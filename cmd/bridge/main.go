@@ -70,20 +70,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (config.Bridge, error) {
 	var cfg config.Bridge
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge [flags]\n\nServes Passerelle's MQTT bridge (Cloud IoT Core's MQTT protocol for devices and gateways).\n"+
-			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q: the bridge takes flags only (see --help)", fs.Arg(0))
-	}
-	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+	if err := config.Parse(fs, args, stderr, lookupEnv,
+		"Usage: bridge [flags]\n\nServes Passerelle's MQTT bridge (Cloud IoT Core's MQTT protocol for devices and gateways)."); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()

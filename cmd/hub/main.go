@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -80,7 +79,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := serve(ctx, logger, cfg); err != nil {
-		fmt.Fprintf(stderr, "hub: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		fmt.Fprintf(stderr, "hub: %s\n", config.OneLine(err))
 		return 1
 	}
 	return 0
@@ -89,10 +88,6 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (hubConfig, error) {
 	var cfg hubConfig
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
-	// Parse errors are one line (run prints them); the usage goes out only
-	// for --help, not after every mistyped flag.
-	var usage bytes.Buffer
-	fs.SetOutput(&usage)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "TCP address of the hub's gRPC API")
 	fs.StringVar(&cfg.Bridge, "bridge", "127.0.0.1:8883", "host:port of the MQTT bridge (any Cloud IoT Core-compatible one)")
 	fs.StringVar(&cfg.BridgeCA, "bridge-ca", "", "CA file the bridge's TLS certificate is checked against (default: the system roots)")
@@ -107,21 +102,7 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let every call through unauthenticated (local development only)")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(&usage, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub).\n"+
-			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			_, _ = stderr.Write(usage.Bytes())
-		}
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q: the hub takes flags only (see --help)", fs.Arg(0))
-	}
-	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub)."); err != nil {
 		return cfg, err
 	}
 	if _, _, err := net.SplitHostPort(cfg.Bridge); err != nil {

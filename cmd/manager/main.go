@@ -80,21 +80,9 @@ type managerConfig struct {
 func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (managerConfig, error) {
 	var cfg managerConfig
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port).\n"+
-			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q: the manager takes flags only (see --help)", fs.Arg(0))
-	}
-	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()

@@ -151,7 +151,6 @@ type serveConfig struct {
 func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("passerelle serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&c.DataDir, "data-dir", config.DefaultDataDir, "folder of the database, the embedded NATS, the certificates and the admin token")
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (gRPC and REST on one port)")
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `address of MQTT over TLS, with the data folder's certificate; "" turns it off`)
@@ -164,18 +163,7 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process.\n"+
-			"Every flag may also be set as %s<FLAG> in the environment; flags win.\n\n", config.EnvPrefix)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q: serve takes flags only (see --help)", fs.Arg(0))
-	}
-	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
 	var errs []error
