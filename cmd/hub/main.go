@@ -29,10 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/api/cloudiot/v1"
-	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/config"
@@ -152,27 +149,25 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 
 	var prov hub.Provisioner
 	if cfg.ManagerURL != "" {
-		copts := []option.ClientOption{option.WithEndpoint(strings.TrimSuffix(cfg.ManagerURL, "/") + "/")}
 		tokFile := cfg.ManagerTokenFile
 		if tokFile == "" {
 			if p := filepath.Join(cfg.DataDir, "admin.token"); fileExists(p) {
 				tokFile = p
 			}
 		}
+		var token string
 		if tokFile != "" {
 			b, err := os.ReadFile(tokFile)
 			if err != nil {
 				return fmt.Errorf("--manager-token-file: %w", err)
 			}
-			copts = append(copts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: strings.TrimSpace(string(b)), TokenType: "Bearer"})))
-		} else {
-			copts = append(copts, option.WithoutAuthentication())
+			token = strings.TrimSpace(string(b))
 		}
-		svc, err := cloudiot.NewService(ctx, copts...)
+		mp, err := hub.DialManager(ctx, cfg.ManagerURL, token)
 		if err != nil {
-			return fmt.Errorf("admin API client: %w", err)
+			return err
 		}
-		prov = hub.NewManagerProvisioner(svc)
+		prov = mp
 	}
 
 	var sopts []hub.ServerOption

@@ -32,10 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/api/cloudiot/v1"
-	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -372,18 +369,12 @@ func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs dev
 		roots.AppendCertsFromPEM(caPEM)
 		popts = append(popts, hub.WithBridgeTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
 	}
-	copts := []option.ClientOption{option.WithEndpoint("http://" + dialable(adminAddr) + "/")}
-	if adminToken != "" {
-		copts = append(copts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: adminToken, TokenType: "Bearer"})))
-	} else {
-		copts = append(copts, option.WithoutAuthentication())
-	}
-	svc, err := cloudiot.NewService(ctx, copts...)
+	prov, err := hub.DialManager(ctx, "http://"+dialable(adminAddr), adminToken)
 	if err != nil {
-		return nil, nil, fmt.Errorf("the hub's admin API client: %w", err)
+		return nil, nil, err
 	}
 	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, popts...)
-	return hub.NewServer(logger, hub.NewService(logger, pool, keys, hub.NewManagerProvisioner(svc)), opts...), pool, nil
+	return hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), opts...), pool, nil
 }
 
 // dialable turns a listening address into one to dial: an unspecified host

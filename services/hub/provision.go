@@ -1,6 +1,11 @@
 package hub
 
 import (
+	"strings"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/option"
+
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +68,22 @@ type ManagerProvisioner struct {
 // NewManagerProvisioner returns a provisioner over svc.
 func NewManagerProvisioner(svc *cloudiot.Service) *ManagerProvisioner {
 	return &ManagerProvisioner{svc: svc}
+}
+
+// DialManager returns a provisioner for the admin REST API at managerURL
+// (http://host:port), sending token as a bearer token (none when empty).
+func DialManager(ctx context.Context, managerURL, token string) (*ManagerProvisioner, error) {
+	opts := []option.ClientOption{option.WithEndpoint(strings.TrimSuffix(managerURL, "/") + "/")}
+	if token != "" {
+		opts = append(opts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})))
+	} else {
+		opts = append(opts, option.WithoutAuthentication())
+	}
+	svc, err := cloudiot.NewService(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("admin API client for %s: %w", managerURL, err)
+	}
+	return NewManagerProvisioner(svc), nil
 }
 
 // CreateGateway implements Provisioner.
