@@ -58,24 +58,6 @@ type benchEnv struct {
 // connections).
 func (e *benchEnv) client(i int) hubv1.HubClient { return e.hubs[i%len(e.hubs)] }
 
-// benchServe runs f until the benchmark ends, then cancels it and waits.
-func benchServe(tb testing.TB, f func(ctx context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			tb.Errorf("a server did not stop")
-		}
-	})
-}
-
 // newBenchEnv starts everything, with the bridge's message and byte rate
 // limits lifted, and creates a registry with an event notification topic.
 func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEnv {
@@ -89,13 +71,13 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 
 	mlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
-	benchServe(tb, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
+	serve(tb, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
 	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"), option.WithoutAuthentication()))
 
 	serverTLS, clientTLS := testTLS()
 	blis := must(net.Listen("tcp", "127.0.0.1:0"))
 	br := bridge.New(log, st, b, append([]bridge.Option{bridge.WithMessageRate(0, 0), bridge.WithByteRate(0)}, bridgeOpts...)...)
-	benchServe(tb, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(blis, serverTLS)) })
+	serve(tb, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(blis, serverTLS)) })
 
 	keys := must(hub.NewKeys("", tb.TempDir()+"/hub-keys"))
 	pool := hub.NewPool(log, blis.Addr().String(), keys, hub.WithBridgeTLS(clientTLS))
@@ -109,11 +91,11 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(admin))
 	hlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, svc, hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
-	benchServe(tb, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
+	serve(tb, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
 	e := &benchEnv{admin: admin, pool: pool}
 	nlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	ns := hub.NewServer(log, hub.NewService(log, pool, keys, nil), hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
-	benchServe(tb, func(ctx context.Context) error { return ns.Serve(ctx, nlis) })
+	serve(tb, func(ctx context.Context) error { return ns.Serve(ctx, nlis) })
 	nconn := must(grpc.NewClient(nlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 	tb.Cleanup(func() { _ = nconn.Close() })
 	e.noVersion = hubv1.NewHubClient(nconn)

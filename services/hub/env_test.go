@@ -74,7 +74,7 @@ type envConfig struct {
 }
 
 // start runs f until stop (or the test's end), then cancels it and waits.
-func start(t *testing.T, f func(ctx context.Context) error) (stop func()) {
+func start(t testing.TB, f func(ctx context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f(ctx) }()
@@ -97,7 +97,7 @@ func start(t *testing.T, f func(ctx context.Context) error) (stop func()) {
 }
 
 // serve runs f until the test ends, then cancels it and waits.
-func serve(t *testing.T, f func(ctx context.Context) error) { start(t, f) }
+func serve(t testing.TB, f func(ctx context.Context) error) { start(t, f) }
 
 // newHTTPClient is an HTTP client with its own connection pool, so a
 // test can close its idle connections.
