@@ -1,17 +1,12 @@
 package manager_test
 
 import (
+	"github.com/passerelle-iot/passerelle/pkg/devca"
+
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -300,64 +295,14 @@ func TestInsecureNoAuth(t *testing.T) {
 	}
 }
 
-// testPKI is a CA and a server certificate for 127.0.0.1, made per test.
-type testPKI struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-}
-
-func newTestPKI(t testing.TB) testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "passerelle test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return testPKI{pool: pool, server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
-}
-
 func TestTLSServesGRPCAndREST(t *testing.T) {
-	pki := newTestPKI(t)
+	serverTLS, clientTLS, err := devca.Ephemeral("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
 	toks := newSrvTokens(t)
 	m := startManager(t, manager.WithTokens(toks.set),
-		manager.WithTLS(&tls.Config{Certificates: []tls.Certificate{pki.server}}))
-	clientTLS := &tls.Config{RootCAs: pki.pool}
+		manager.WithTLS(serverTLS))
 
 	conn, err := grpc.NewClient(m.addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)),
