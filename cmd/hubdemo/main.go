@@ -249,8 +249,13 @@ func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID,
 	defer log.Flush()
 	_ = log.Write([]string{"time", "topic", "data"})
 
-	lctx, cancel := context.WithTimeout(ctx, d.cfg.Listen)
+	// The window is timed here, not by a stream deadline: the server can
+	// report an expired deadline before this process's own timer fires,
+	// which would look like a failure.
+	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	window := time.NewTimer(d.cfg.Listen)
+	defer window.Stop()
 	d.say("Attaching: /devices/%s/attach", deviceID)
 	d.say("Waiting for device to attach.")
 	type message struct{ topic, data string }
@@ -268,7 +273,11 @@ func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID,
 					errs <- err
 					return
 				}
-				msgs <- message{"/devices/" + target.id + "/config", string(c.GetData())}
+				select {
+				case msgs <- message{"/devices/" + target.id + "/config", string(c.GetData())}:
+				case <-lctx.Done():
+					return
+				}
 			}
 		}()
 	}
@@ -290,9 +299,9 @@ func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID,
 				}
 			}
 		case err := <-errs:
-			if lctx.Err() == nil {
-				return fmt.Errorf("config stream: %w", err)
-			}
+			return fmt.Errorf("config stream: %w", err)
+		case <-window.C:
+			cancel()
 			d.say("Detaching: /devices/%s/detach", deviceID)
 			d.say("Finished.\n")
 			return nil
