@@ -58,24 +58,25 @@ func (s *Store) runBatch(batch []writeOp) {
 		}
 		return
 	}
-	x := q{s: s, db: s.wdb, tx: tx, ctx: ctx}
+	x := s.inTx(ctx, s.wdb, tx)
+	defer x.prepareMissed() // deferred first: runs once the transaction ended
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+		if _, err := x.exec("SAVEPOINT op"); err != nil {
 			results[i] = err
 			continue
 		}
 		if err := op.fn(x); err != nil {
 			results[i] = err
-			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO op"); rerr != nil {
+			if _, rerr := x.exec("ROLLBACK TO op"); rerr != nil {
 				s.abort(tx, batch, fmt.Errorf("roll back to savepoint: %w", rerr))
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+		if _, err := x.exec("RELEASE op"); err != nil {
 			s.abort(tx, batch, fmt.Errorf("release savepoint: %w", err))
 			return
 		}

@@ -226,17 +226,38 @@ func (s *Store) lockShare(alias string) string {
 }
 
 // q runs queries on a pool or inside a transaction, with cached prepared
-// statements for the static ones run outside transactions. (Preparing on
-// the pool from inside a transaction would wait for a second connection,
-// which the single SQLite writer does not have.)
+// statements for the static ones. Inside a transaction a statement is
+// taken from the cache only: preparing it on the pool from there would
+// wait for a second connection, which the single SQLite writer does not
+// have. Those the cache lacks run unprepared and are noted in missed, to
+// be prepared on the pool once the transaction is over.
 type q struct {
-	s   *Store
-	db  *sql.DB
-	tx  *sql.Tx
-	ctx context.Context
+	s      *Store
+	db     *sql.DB
+	tx     *sql.Tx
+	ctx    context.Context
+	missed *[]string
 }
 
 func (s *Store) reader(ctx context.Context) q { return q{s: s, db: s.rdb, ctx: ctx} }
+
+// inTx returns a q running in tx on db, which noting what the cache lacks.
+func (s *Store) inTx(ctx context.Context, db *sql.DB, tx *sql.Tx) q {
+	return q{s: s, db: db, tx: tx, ctx: ctx, missed: new([]string)}
+}
+
+// prepareMissed prepares on the pool the statements x's transaction ran
+// unprepared, for the next transactions to reuse. Call it once x's
+// transaction has ended.
+func (x q) prepareMissed() {
+	if x.missed == nil {
+		return
+	}
+	for _, query := range *x.missed {
+		_, _ = q{s: x.s, db: x.db, ctx: context.WithoutCancel(x.ctx)}.stmt(query)
+	}
+	*x.missed = nil
+}
 
 func (x q) stmt(query string) (*sql.Stmt, error) {
 	key := stmtKey{x.db, query}
@@ -254,13 +275,37 @@ func (x q) stmt(query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// prepared returns the prepared statement for a static query, or nil to run
+// it unprepared (a dialect whose driver caches statements itself, a
+// transaction the cache cannot serve yet, a query that does not prepare:
+// running it unprepared reports why).
+func (x q) prepared(query string) *sql.Stmt {
+	if !x.s.dialect.cacheStmts {
+		return nil
+	}
+	if x.tx == nil {
+		st, err := x.stmt(query)
+		if err != nil {
+			return nil
+		}
+		return st
+	}
+	v, ok := x.s.stmts.Load(stmtKey{x.db, query})
+	if !ok {
+		if x.missed != nil {
+			*x.missed = append(*x.missed, query)
+		}
+		return nil
+	}
+	// Reuses the statement already prepared on the transaction's
+	// connection, or prepares it there; closed with the transaction.
+	return x.tx.StmtContext(x.ctx, v.(*sql.Stmt))
+}
+
 // row runs a static query expected to return one row.
 func (x q) row(query string, args ...any) *sql.Row {
-	if x.s.dialect.cacheStmts && x.tx == nil {
-		st, err := x.stmt(query)
-		if err == nil {
-			return st.QueryRowContext(x.ctx, args...)
-		}
+	if st := x.prepared(query); st != nil {
+		return st.QueryRowContext(x.ctx, args...)
 	}
 	if x.tx != nil {
 		return x.tx.QueryRowContext(x.ctx, x.s.rebind(query), args...)
@@ -270,14 +315,13 @@ func (x q) row(query string, args ...any) *sql.Row {
 
 // rows runs a static query.
 func (x q) rows(query string, args ...any) (*sql.Rows, error) {
-	if x.s.dialect.cacheStmts && x.tx == nil {
-		st, err := x.stmt(query)
-		if err != nil {
-			return nil, err
-		}
+	if st := x.prepared(query); st != nil {
 		return st.QueryContext(x.ctx, args...)
 	}
-	return x.dynRows(query, args...)
+	if x.tx != nil {
+		return x.tx.QueryContext(x.ctx, x.s.rebind(query), args...)
+	}
+	return x.db.QueryContext(x.ctx, x.s.rebind(query), args...)
 }
 
 // dynRows runs a query built for one call, which is not worth preparing.
@@ -298,11 +342,7 @@ func rebindNumberedIf(s *Store, query string) string {
 
 // exec runs a static statement.
 func (x q) exec(query string, args ...any) (sql.Result, error) {
-	if x.s.dialect.cacheStmts && x.tx == nil {
-		st, err := x.stmt(query)
-		if err != nil {
-			return nil, err
-		}
+	if st := x.prepared(query); st != nil {
 		return st.ExecContext(x.ctx, args...)
 	}
 	if x.tx != nil {
@@ -332,7 +372,9 @@ func (s *Store) writeOnce(ctx context.Context, fn func(x q) error) error {
 	if err != nil {
 		return s.fail(ctx, err)
 	}
-	if err := fn(q{s: s, db: s.wdb, tx: tx, ctx: ctx}); err != nil {
+	x := s.inTx(ctx, s.wdb, tx)
+	defer x.prepareMissed()
+	if err := fn(x); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -354,8 +396,10 @@ func (s *Store) read(ctx context.Context, fn func(x q) error) error {
 	if err != nil {
 		return s.fail(ctx, err)
 	}
+	x := s.inTx(ctx, s.rdb, tx)
+	defer x.prepareMissed() // deferred first: runs after the rollback
 	defer tx.Rollback()
-	if err := fn(q{s: s, db: s.rdb, tx: tx, ctx: ctx}); err != nil {
+	if err := fn(x); err != nil {
 		return err
 	}
 	return nil
