@@ -15,7 +15,7 @@ type AnnouncementKind string
 
 // The kinds of announcement.
 const (
-	// ConfigChanged: the device has a new config version (ConfigVersion).
+	// ConfigChanged: the device has a new config version (Config).
 	ConfigChanged AnnouncementKind = "configChanged"
 	// DeviceChanged: the device changed (blocked, credentials, gateway
 	// settings...): a bridge holding it re-reads it and may disconnect it.
@@ -33,13 +33,22 @@ const (
 // Announcement tells bridges that something about a device changed. It
 // travels as JSON on <ControlPrefix>.announce.<NumID>.
 type Announcement struct {
-	Kind          AnnouncementKind `json:"kind"`
-	Project       string           `json:"project,omitempty"`
-	Location      string           `json:"location,omitempty"`
-	Registry      string           `json:"registry,omitempty"`
-	DeviceID      string           `json:"deviceId,omitempty"`
-	NumID         uint64           `json:"numId,string"`
-	ConfigVersion int64            `json:"configVersion,omitempty,string"`
+	Kind     AnnouncementKind `json:"kind"`
+	Project  string           `json:"project,omitempty"`
+	Location string           `json:"location,omitempty"`
+	Registry string           `json:"registry,omitempty"`
+	DeviceID string           `json:"deviceId,omitempty"`
+	NumID    uint64           `json:"numId,string"`
+	// Config is the new config of a ConfigChanged, so that the bridge
+	// holding the device sends it without reading the store. Nil: the
+	// bridge reads it.
+	Config *AnnouncedConfig `json:"config,omitempty"`
+}
+
+// AnnouncedConfig is a config version carried by an announcement.
+type AnnouncedConfig struct {
+	Version int64  `json:"version,string"`
+	Data    []byte `json:"data"`
 }
 
 // Announce sends an announcement to every subscribed bridge. It is fire and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -172,7 +173,8 @@ func TestAnnouncements(t *testing.T) {
 		}
 		defer stop2()
 		sent := []bus.Announcement{
-			{Kind: bus.ConfigChanged, Project: "p", Location: "l", Registry: "r", DeviceID: "d", NumID: 18446744073709551615, ConfigVersion: 7},
+			{Kind: bus.ConfigChanged, Project: "p", Location: "l", Registry: "r", DeviceID: "d", NumID: 18446744073709551615,
+				Config: &bus.AnnouncedConfig{Version: 7, Data: []byte{0, 1, 0xff}}},
 			{Kind: bus.DeviceChanged, Project: "p", Location: "l", Registry: "r", DeviceID: "d", NumID: 1},
 			{Kind: bus.DeviceDeleted, Project: "p", Location: "l", Registry: "r", DeviceID: "e", NumID: 2},
 		}
@@ -183,7 +185,7 @@ func TestAnnouncements(t *testing.T) {
 		}
 		waitFor(t, 5*time.Second, "announcements", func() bool { return count(&r1) == 3 && count(&r2) == 3 })
 		for i, a := range sent {
-			if r1.got[i] != a || r2.got[i] != a {
+			if !reflect.DeepEqual(r1.got[i], a) || !reflect.DeepEqual(r2.got[i], a) {
 				t.Errorf("announcement %d: got %+v and %+v, want %+v", i, r1.got[i], r2.got[i], a)
 			}
 		}
@@ -352,11 +354,11 @@ func TestTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopA()
-	want := bus.Announcement{Kind: bus.ConfigChanged, NumID: 7, ConfigVersion: 3}
+	want := bus.Announcement{Kind: bus.ConfigChanged, NumID: 7, Config: &bus.AnnouncedConfig{Version: 3, Data: []byte("c")}}
 	if err := manager.Announce(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	if a := <-anns; a != want {
+	if a := <-anns; !reflect.DeepEqual(a, want) {
 		t.Errorf("announcement %+v, want %+v", a, want)
 	}
 }

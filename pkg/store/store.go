@@ -89,6 +89,13 @@ type DeviceConfig struct {
 	Data            []byte
 }
 
+// ConfigChange is what ModifyConfig wrote: the new config, and the device
+// named by both its id and its numId (whichever the caller used).
+type ConfigChange struct {
+	DeviceConfig
+	Device DeviceRef
+}
+
 // DeviceState is one state report of a device.
 type DeviceState struct {
 	UpdateTime time.Time
@@ -124,6 +131,9 @@ type Device struct {
 	// State is the latest state report, nil when there is none.
 	State *DeviceState
 }
+
+// Ref returns the device's reference, by both id and numId.
+func (d *Device) Ref() DeviceRef { return DeviceRef{Registry: d.Registry, ID: d.ID, NumID: d.NumID} }
 
 // Activity is what a bridge saw of one device since it last wrote: times
 // that only move forward (a zero time is no news; an older time than the
@@ -235,8 +245,9 @@ type Store interface {
 	UnbindDevice(ctx context.Context, gateway, device DeviceRef) error
 
 	// ModifyConfig writes the next config version, keeps the newest
-	// KeptConfigVersions, and returns the new version.
-	ModifyConfig(ctx context.Context, ref DeviceRef, u ConfigUpdate) (*DeviceConfig, error)
+	// KeptConfigVersions, and returns the new version with the device's
+	// full reference.
+	ModifyConfig(ctx context.Context, ref DeviceRef, u ConfigUpdate) (*ConfigChange, error)
 	// AckConfig records that the device acknowledged config version at
 	// time at: that version's DeviceAckTime (in the history, and on the
 	// device when it is the latest) and the device's LastConfigAckTime. A

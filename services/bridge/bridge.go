@@ -353,7 +353,7 @@ func (b *Bridge) onAnnouncement(a bus.Announcement) {
 		return
 	}
 	for _, c := range b.holdersOf(a.NumID) {
-		b.goWork(func() { c.onDeviceAnnouncement(a.Kind, a.NumID) })
+		b.goWork(func() { c.onDeviceAnnouncement(a) })
 	}
 }
 

@@ -367,17 +367,23 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 // on what changed: a new config is delivered; a blocked or deleted device,
 // or one whose credential for this connection is gone, is disconnected
 // (or detached from its gateway).
-func (c *conn) onDeviceAnnouncement(kind bus.AnnouncementKind, numID uint64) {
+func (c *conn) onDeviceAnnouncement(a bus.Announcement) {
 	c.mu.Lock()
 	var target *devState
 	for _, d := range c.devs {
-		if d.ref.NumID == numID {
+		if d.ref.NumID == a.NumID {
 			target = d
 			break
 		}
 	}
 	c.mu.Unlock()
-	if target != nil {
+	switch {
+	case target == nil:
+	case a.Kind == bus.ConfigChanged && a.Config != nil:
+		// The announcement carries the config: no store read. (Older
+		// versions than one already sent are skipped.)
+		c.deliverConfig(target, store.DeviceConfig{Version: a.Config.Version, Data: a.Config.Data}, false)
+	default:
 		c.recheck(target)
 	}
 }

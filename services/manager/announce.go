@@ -22,25 +22,26 @@ type Bus interface {
 // store when they miss one), so the caller must not wait long for it.
 const announceTimeout = 2 * time.Second
 
-// announce tells bridges that d changed. The write it follows has
-// succeeded, so a failure is logged, not returned.
-func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind, d *store.Device) {
-	if m.bus == nil || d == nil {
+// announce tells bridges that device changed; cfg is the config a
+// ConfigChanged carries. The write it follows has succeeded, so a failure
+// is logged, not returned.
+func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind, device store.DeviceRef, cfg *bus.AnnouncedConfig) {
+	if m.bus == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
 	defer cancel()
 	a := bus.Announcement{
-		Kind:          kind,
-		Project:       d.Registry.Project,
-		Location:      d.Registry.Location,
-		Registry:      d.Registry.ID,
-		DeviceID:      d.ID,
-		NumID:         d.NumID,
-		ConfigVersion: d.Config.Version,
+		Kind:     kind,
+		Project:  device.Registry.Project,
+		Location: device.Registry.Location,
+		Registry: device.Registry.ID,
+		DeviceID: device.ID,
+		NumID:    device.NumID,
+		Config:   cfg,
 	}
 	if err := m.bus.Announce(ctx, a); err != nil {
-		m.logger.Warn("announce a device change to the bridges", "kind", kind, "device", d.ID, "num_id", d.NumID, "err", err)
+		m.logger.Warn("announce a device change to the bridges", "kind", kind, "device", device.ID, "num_id", device.NumID, "err", err)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestBusWiring(t *testing.T) {
 		t.Helper()
 		select {
 		case a := <-heard:
-			if a.Kind != kind || a.NumID != numID || (version != 0 && a.ConfigVersion != version) {
+			if a.Kind != kind || a.NumID != numID || (version != 0 && (a.Config == nil || a.Config.Version != version)) {
 				t.Fatalf("heard %+v, want %s for %d (version %d)", a, kind, numID, version)
 			}
 		case <-time.After(5 * time.Second):

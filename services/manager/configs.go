@@ -37,14 +37,8 @@ func (m *deviceManager) ModifyCloudToDeviceConfig(ctx context.Context, req *iotp
 	if err != nil {
 		return nil, err
 	}
-	if m.bus != nil {
-		// The bridges address devices by numId, which a name by id does
-		// not carry.
-		if d, err := m.store.GetDevice(ctx, ref); err == nil {
-			m.announce(ctx, bus.ConfigChanged, d)
-		}
-	}
-	return configProto(*c), nil
+	m.announce(ctx, bus.ConfigChanged, c.Device, &bus.AnnouncedConfig{Version: c.Version, Data: c.Data})
+	return configProto(c.DeviceConfig), nil
 }
 
 // ListDeviceConfigVersions lists a device's kept config versions, newest

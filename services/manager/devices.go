@@ -229,7 +229,7 @@ func (m *deviceManager) UpdateDevice(ctx context.Context, req *iotpb.UpdateDevic
 	if err != nil {
 		return nil, err
 	}
-	m.announce(ctx, bus.DeviceChanged, d)
+	m.announce(ctx, bus.DeviceChanged, d.Ref(), nil)
 	return deviceProto(d), nil
 }
 
@@ -251,7 +251,9 @@ func (m *deviceManager) DeleteDevice(ctx context.Context, req *iotpb.DeleteDevic
 	if err := m.store.DeleteDevice(ctx, ref); err != nil {
 		return nil, err
 	}
-	m.announce(ctx, bus.DeviceDeleted, gone)
+	if gone != nil {
+		m.announce(ctx, bus.DeviceDeleted, gone.Ref(), nil)
+	}
 	return &emptypb.Empty{}, nil
 }
 
@@ -325,6 +327,13 @@ func (m *deviceManager) ListDevices(ctx context.Context, req *iotpb.ListDevicesR
 	ds, err := m.store.ListDevices(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	if len(ds) == 0 {
+		// Nothing listed: as Cloud IoT, say so when the registry itself
+		// does not exist, rather than list it as empty.
+		if _, err := m.store.GetRegistry(ctx, key); err != nil {
+			return nil, err
+		}
 	}
 	resp := &iotpb.ListDevicesResponse{}
 	if len(ds) > size {

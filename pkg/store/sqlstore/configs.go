@@ -10,12 +10,13 @@ import (
 )
 
 // ModifyConfig writes a device's next config version.
-func (s *Store) ModifyConfig(ctx context.Context, ref store.DeviceRef, u store.ConfigUpdate) (*store.DeviceConfig, error) {
-	var out *store.DeviceConfig
+func (s *Store) ModifyConfig(ctx context.Context, ref store.DeviceRef, u store.ConfigUpdate) (*store.ConfigChange, error) {
+	var out *store.ConfigChange
 	err := s.write(ctx, func(x q) error {
 		var num, version, lastModify int64
-		err := x.row(`SELECT d.num_id, d.config_version, d.last_modify_time`+deviceFrom+refCond(ref)+s.lockUpdate("d"),
-			refArgs(ref)...).Scan(&num, &version, &lastModify)
+		var id string
+		err := x.row(`SELECT d.num_id, d.id, d.config_version, d.last_modify_time`+deviceFrom+refCond(ref)+s.lockUpdate("d"),
+			refArgs(ref)...).Scan(&num, &id, &version, &lastModify)
 		if errors.Is(err, sql.ErrNoRows) {
 			return deviceNotFound(ref)
 		}
@@ -44,7 +45,10 @@ func (s *Store) ModifyConfig(ctx context.Context, ref store.DeviceRef, u store.C
 			num, version-store.KeptConfigVersions); err != nil {
 			return err
 		}
-		out = &store.DeviceConfig{Version: version, CloudUpdateTime: tm(now), Data: u.Data}
+		out = &store.ConfigChange{
+			DeviceConfig: store.DeviceConfig{Version: version, CloudUpdateTime: tm(now), Data: u.Data},
+			Device:       store.DeviceRef{Registry: ref.Registry, ID: id, NumID: uint64(num)},
+		}
 		return nil
 	})
 	if err != nil {
