@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -72,7 +73,13 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 	mlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
 	serve(tb, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
-	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"), option.WithoutAuthentication()))
+	// The benchmarks' own admin calls (up to 32 at a time) keep their
+	// connections: Go's default of two idle ones per host would make them
+	// open and close connections on the machine being measured.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"),
+		option.WithHTTPClient(&http.Client{Transport: tr})))
 
 	serverTLS, clientTLS := testTLS()
 	blis := must(net.Listen("tcp", "127.0.0.1:0"))
@@ -88,7 +95,8 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 			tb.Errorf("pool.Close: %v", err)
 		}
 	})
-	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(admin))
+	prov := must(hub.DialManager(ctx, "http://"+mlis.Addr().String(), ""))
+	svc := hub.NewService(log, pool, keys, prov)
 	hlis := must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, svc, hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	serve(tb, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })

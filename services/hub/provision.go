@@ -1,18 +1,18 @@
 package hub
 
 import (
-	"strings"
-
-	"golang.org/x/oauth2"
-	"google.golang.org/api/option"
-
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/oauth2"
 	"google.golang.org/api/cloudiot/v1"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
 )
 
 // Provisioner creates and binds devices for the hub; the manager's REST API
@@ -27,8 +27,15 @@ type Provisioner interface {
 	// EnsureBound binds device id to gateway gatewayID unless it is bound;
 	// bound says whether it did.
 	EnsureBound(ctx context.Context, registry, gatewayID, id string) (bound bool, err error)
-	// DeviceConfig returns a device's current config version and data.
-	DeviceConfig(ctx context.Context, deviceName string) (version int64, data []byte, err error)
+	// DeviceConfigs returns the current config of devices ids of registry
+	// (a resource name), by id; a device that does not exist is left out.
+	DeviceConfigs(ctx context.Context, registry string, ids []string) (map[string]DeviceConfig, error)
+}
+
+// DeviceConfig is a device's config as the admin API holds it.
+type DeviceConfig struct {
+	Version int64
+	Data    []byte
 }
 
 // ErrProvisioning wraps the admin API's refusals; the gRPC service maps
@@ -70,16 +77,26 @@ func NewManagerProvisioner(svc *cloudiot.Service) *ManagerProvisioner {
 	return &ManagerProvisioner{svc: svc}
 }
 
+// managerConns bounds the connections to the admin API.
+const managerConns = 32
+
 // DialManager returns a provisioner for the admin REST API at managerURL
 // (http://host:port), sending token as a bearer token (none when empty).
 func DialManager(ctx context.Context, managerURL, token string) (*ManagerProvisioner, error) {
-	opts := []option.ClientOption{option.WithEndpoint(strings.TrimSuffix(managerURL, "/") + "/")}
+	// Go's default transport keeps two idle connections per host: a new
+	// config reaching many streams at once makes as many version lookups,
+	// which would open and close hundreds of connections. Keep a pool the
+	// size of such a burst, bounded so the manager is not flooded.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxConnsPerHost = managerConns
+	tr.MaxIdleConnsPerHost = managerConns
+	var rt http.RoundTripper = tr
 	if token != "" {
-		opts = append(opts, option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})))
-	} else {
-		opts = append(opts, option.WithoutAuthentication())
+		rt = &oauth2.Transport{Base: rt, Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})}
 	}
-	svc, err := cloudiot.NewService(ctx, opts...)
+	svc, err := cloudiot.NewService(ctx,
+		option.WithEndpoint(strings.TrimSuffix(managerURL, "/")+"/"),
+		option.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(rt)}))
 	if err != nil {
 		return nil, fmt.Errorf("admin API client for %s: %w", managerURL, err)
 	}
@@ -135,15 +152,47 @@ func (m *ManagerProvisioner) EnsureBound(ctx context.Context, registry, gatewayI
 	return true, nil
 }
 
-// DeviceConfig implements Provisioner.
-func (m *ManagerProvisioner) DeviceConfig(ctx context.Context, deviceName string) (int64, []byte, error) {
-	d, err := m.svc.Projects.Locations.Registries.Devices.Get(deviceName).FieldMask("config").Context(ctx).Do()
-	if err != nil {
-		return 0, nil, apiError(err)
+// DeviceConfigs implements Provisioner with ListDevices calls filtered by
+// device id, asking for the config field only. An all-digit id is a
+// numeric id (user ids start with a letter) and is answered under it.
+func (m *ManagerProvisioner) DeviceConfigs(ctx context.Context, registry string, ids []string) (map[string]DeviceConfig, error) {
+	var byID []string
+	var byNum []uint64
+	for _, id := range ids {
+		if n, err := strconv.ParseUint(id, 10, 64); err == nil {
+			byNum = append(byNum, n)
+		} else {
+			byID = append(byID, id)
+		}
 	}
-	if d.Config == nil {
-		return 0, nil, fmt.Errorf("device %s has no config", deviceName)
+	got := make(map[string]DeviceConfig, len(ids))
+	list := func(call *cloudiot.ProjectsLocationsRegistriesDevicesListCall, key func(*cloudiot.Device) string) error {
+		return call.FieldMask("config").Pages(ctx, func(resp *cloudiot.ListDevicesResponse) error {
+			for _, d := range resp.Devices {
+				if d.Config == nil {
+					return fmt.Errorf("the admin API listed device %s without its config", d.Id)
+				}
+				data, err := decodeB64(d.Config.BinaryData)
+				if err != nil {
+					return fmt.Errorf("config of device %s: %w", d.Id, err)
+				}
+				got[key(d)] = DeviceConfig{Version: d.Config.Version, Data: data}
+			}
+			return nil
+		})
 	}
-	data, err := decodeB64(d.Config.BinaryData)
-	return d.Config.Version, data, err
+	devices := m.svc.Projects.Locations.Registries.Devices
+	if len(byID) > 0 {
+		if err := list(devices.List(registry).DeviceIds(byID...).PageSize(int64(len(byID))),
+			func(d *cloudiot.Device) string { return d.Id }); err != nil {
+			return nil, apiError(err)
+		}
+	}
+	if len(byNum) > 0 {
+		if err := list(devices.List(registry).DeviceNumIds(byNum...).PageSize(int64(len(byNum))),
+			func(d *cloudiot.Device) string { return strconv.FormatUint(d.NumId, 10) }); err != nil {
+			return nil, apiError(err)
+		}
+	}
+	return got, nil
 }

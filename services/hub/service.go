@@ -2,9 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"context"
 	"encoding/base64"
@@ -27,19 +24,21 @@ import (
 // Service implements hubv1.HubServer on a Pool.
 type Service struct {
 	hubv1.UnimplementedHubServer
-	log  *slog.Logger
-	pool *Pool
-	keys *Keys
-	prov Provisioner // nil: no provisioning (create/bind, CreateGateway, config versions)
-	// versions shares one admin API lookup of a device's config version
-	// among the streams that receive the same config at once.
-	versions singleflight.Group
+	log      *slog.Logger
+	pool     *Pool
+	keys     *Keys
+	prov     Provisioner     // nil: no provisioning (create/bind, CreateGateway, config versions)
+	versions *configVersions // nil without prov
 }
 
 // NewService returns the Hub service. prov may be nil: provisioning calls
 // then fail with FAILED_PRECONDITION and config versions are 0.
 func NewService(logger *slog.Logger, pool *Pool, keys *Keys, prov Provisioner) *Service {
-	return &Service{log: logger, pool: pool, keys: keys, prov: prov}
+	s := &Service{log: logger, pool: pool, keys: keys, prov: prov}
+	if prov != nil {
+		s.versions = newConfigVersions(prov)
+	}
+	return s
 }
 
 func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
@@ -249,9 +248,9 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 		return s.grpcError(err)
 	}
 	defer sub.Close()
-	devName := gwName.Name()
+	devID := gwName.Device
 	if req.GetDeviceId() != "" {
-		devName = gwName.Registry.Name() + "/devices/" + req.GetDeviceId()
+		devID = req.GetDeviceId()
 	}
 	for {
 		c, err := sub.Next(ctx)
@@ -259,7 +258,7 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 			return s.grpcError(err)
 		}
 		resp := &hubv1.SubscribeConfigResponse{Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
-		if v, ok := s.configVersion(ctx, devName, c.Data); ok {
+		if v, ok := s.configVersion(ctx, gwName.Registry, devID, c.Data); ok {
 			resp.Version = v
 		}
 		if err := stream.Send(resp); err != nil {
@@ -270,28 +269,15 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 
 // configVersion asks the admin API which version a config the bridge sent
 // is (MQTT carries none), trusting the answer only when it is that data.
-// Streams of one device asking at once share one lookup.
-func (s *Service) configVersion(ctx context.Context, device string, data []byte) (int64, bool) {
-	if s.prov == nil {
+func (s *Service) configVersion(ctx context.Context, registry resource.Registry, deviceID string, data []byte) (int64, bool) {
+	if s.versions == nil {
 		return 0, false
 	}
-	type answer struct {
-		version int64
-		data    []byte
-	}
-	res, err, _ := s.versions.Do(device, func() (any, error) {
-		// Not the caller's context: the lookup serves every stream that
-		// joined it, and one of them going away must not fail the rest.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		v, d, err := s.prov.DeviceConfig(lctx, device)
-		return answer{v, d}, err
-	})
-	if err != nil {
+	cfg, found, err := s.versions.lookup(ctx, registry.Name(), deviceID)
+	if err != nil || !found {
 		return 0, false
 	}
-	a := res.(answer)
-	return a.version, bytes.Equal(a.data, data)
+	return cfg.Version, bytes.Equal(cfg.Data, data)
 }
 
 // PublishState implements hubv1.HubServer.
