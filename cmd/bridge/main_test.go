@@ -97,8 +97,8 @@ func TestBusyPort(t *testing.T) {
 func TestBadDatabaseURL(t *testing.T) {
 	var out bytes.Buffer
 	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0",
-		"--database-url", "postgres://postgres:secret@127.0.0.1:1/nothing?connect_timeout=2"}, &out, noEnv)
-	if code != 1 || !strings.Contains(out.String(), "cannot open the database") || strings.Contains(out.String(), "secret") {
+		"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/nothing?connect_timeout=2"}, &out, noEnv)
+	if code != 1 || !strings.Contains(out.String(), "cannot open the database") || strings.Contains(out.String(), "hunter2pw") {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
 }

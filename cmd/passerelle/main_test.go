@@ -258,7 +258,7 @@ func TestServeBadInput(t *testing.T) {
 		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
 		{"corrupt tokens file", []string{"serve", "--data-dir", corrupt}, 1, "tokens:1"},
 		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
-			"--database-url", "postgres://postgres:secret@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
+			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
 		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 		{"no listener", []string{"serve", "--mqtt-addr", ""}, 2, "no MQTT listener"},
@@ -269,7 +269,7 @@ func TestServeBadInput(t *testing.T) {
 			if code != tc.code || !strings.Contains(out.String(), tc.want) {
 				t.Fatalf("exit %d, output %q; want exit %d saying %q", code, out.String(), tc.code, tc.want)
 			}
-			if strings.Contains(out.String(), "secret") {
+			if strings.Contains(out.String(), "hunter2pw") {
 				t.Fatalf("a password reached the output: %q", out.String())
 			}
 			if tc.code == 1 && strings.Count(strings.TrimSpace(lastLines(out.String())), "\n") != 0 {

@@ -263,6 +263,11 @@ type Store interface {
 	// that are kept.
 	ListStates(ctx context.Context, ref DeviceRef, limit int) ([]DeviceState, error)
 
+	// Secret returns the installation-wide secret called name, made of
+	// size random bytes by the first caller: every process sharing the
+	// store gets the same one, across restarts.
+	Secret(ctx context.Context, name string, size int) ([]byte, error)
+
 	// Close releases the store's connections.
 	Close() error
 }

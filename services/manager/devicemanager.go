@@ -37,9 +37,8 @@ type deviceManager struct {
 	cache *deviceCache
 
 	// tokenKey signs page tokens so that a caller cannot forge a position or
-	// reuse a token with other filters. It is random per process: a token
-	// does not outlive a restart, which list callers survive by starting
-	// over.
+	// reuse a token with other filters. Serve reads it from the store, the
+	// same for every instance and across restarts; until then it is random.
 	tokenKey [32]byte
 }
 

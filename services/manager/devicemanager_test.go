@@ -559,6 +559,10 @@ func TestErrors(t *testing.T) {
 			_, err := raw.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: testLocation + "/registries/nope", Device: &iotpb.Device{Id: "dev9"}})
 			return err
 		}, codes.NotFound, ""},
+		{"device list missing registry", func() error {
+			_, err := raw.ListDevices(ctx, &iotpb.ListDevicesRequest{Parent: testLocation + "/registries/nope"})
+			return err
+		}, codes.NotFound, "nope"},
 		{"device 4 credentials", func() error { return newDevice(&iotpb.Device{Id: "dev9", Credentials: fourCreds}) }, codes.InvalidArgument, "at most 3"},
 		{"device malformed key", func() error {
 			return newDevice(&iotpb.Device{Id: "dev9", Credentials: []*iotpb.DeviceCredential{cred(iotpb.PublicKeyFormat_RSA_PEM, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")}})

@@ -18,6 +18,9 @@ const (
 	tokenMACLen      = 16
 )
 
+// pageTokenSecret names the page-token key in the store.
+const pageTokenSecret = "manager-page-tokens"
+
 var errBadPageToken = &invalidArgumentError{msg: "'page_token' is invalid: pass the next_page_token of the previous response unchanged"}
 
 func (m *deviceManager) tokenMAC(body []byte) []byte {

@@ -222,6 +222,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		lis.Close()
 		return s.buildErr
 	}
+	// Page tokens are signed with a key kept in the store, so that a
+	// token stays good across restarts and on every instance.
+	key, err := s.dm.store.Secret(ctx, pageTokenSecret, len(s.dm.tokenKey))
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("manager: read the page-token key from the database: %w", err)
+	}
+	copy(s.dm.tokenKey[:], key)
 	if s.opts.bus != nil && s.dm.cache != nil {
 		// Other manager instances announce their changes: forget what
 		// they changed.

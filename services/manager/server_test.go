@@ -1,6 +1,8 @@
 package manager_test
 
 import (
+	"fmt"
+
 	"github.com/passerelle-iot/passerelle/pkg/devca"
 
 	"context"
@@ -17,6 +19,7 @@ import (
 
 	iot "cloud.google.com/go/iot/apiv1"
 	"cloud.google.com/go/iot/apiv1/iotpb"
+	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -426,5 +429,36 @@ func TestServeShutdownIsBounded(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Serve took %v to return with a 200ms shutdown timeout", d)
+	}
+}
+
+// TestPageTokensAcrossInstances: a page token made by one manager instance
+// is good on another sharing its database (as behind a load balancer), and
+// after a restart.
+func TestPageTokensAcrossInstances(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "shared.db")
+	a := newAPIEnv(t, db)
+	reg := a.createRegistry(t, "tokens")
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := a.grpc.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg, Device: &iotpb.Device{Id: fmt.Sprintf("dev-%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := &iotpb.ListDevicesRequest{Parent: reg}
+	var first []*iotpb.Device
+	token, err := iterator.NewPager(a.grpc.ListDevices(ctx, req), 2, "").NextPage(&first)
+	if err != nil || token == "" || len(first) != 2 {
+		t.Fatalf("first page: %d devices, next token %q, %v", len(first), token, err)
+	}
+	b := newAPIEnv(t, db)
+	for name, c := range map[string]*iot.DeviceManagerClient{"the other instance (gRPC)": b.grpc, "the other instance (REST)": b.rest} {
+		var next []*iotpb.Device
+		if _, err := iterator.NewPager(c.ListDevices(ctx, req), 2, token).NextPage(&next); err != nil {
+			t.Fatalf("%s refused the first's page token: %v", name, err)
+		}
+		if len(next) != 2 || next[0].GetId() != "dev-2" || next[1].GetId() != "dev-3" {
+			t.Errorf("second page from %s: %v", name, next)
+		}
 	}
 }

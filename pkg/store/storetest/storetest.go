@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentDeleteRegistry", testConcurrentDeleteRegistry},
 		{"ConcurrentCredentials", testConcurrentCredentials},
 		{"ConcurrentCreateDevice", testConcurrentCreateDevice},
+		{"Secrets", testSecrets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -983,5 +984,37 @@ func testConcurrentCreateDevice(t *testing.T, s store.Store) {
 	})
 	if counts[nil] != 20 {
 		t.Errorf("results = %v", counts)
+	}
+}
+
+// testSecrets: a secret is made once and then the same for every caller,
+// concurrent first callers included; names are independent.
+func testSecrets(t *testing.T, s store.Store) {
+	const n = 8
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = s.Secret(ctx(t), "page-tokens", 32) })
+	}
+	wg.Wait()
+	for i := range n {
+		must(t, errs[i])
+		if len(got[i]) != 32 || !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("caller %d got secret %x, caller 0 got %x", i, got[i], got[0])
+		}
+	}
+	if bytes.Equal(got[0], make([]byte, 32)) {
+		t.Error("the secret is all zeros")
+	}
+	again, err := s.Secret(ctx(t), "page-tokens", 32)
+	must(t, err)
+	if !bytes.Equal(again, got[0]) {
+		t.Errorf("second read %x, first %x", again, got[0])
+	}
+	other, err := s.Secret(ctx(t), "other", 16)
+	must(t, err)
+	if len(other) != 16 || bytes.Equal(other, got[0][:16]) {
+		t.Errorf("secret 'other' = %x", other)
 	}
 }

@@ -1,0 +1,6 @@
+-- Installation-wide secrets (the manager's page-token key): made at random
+-- by the first process that needs one, shared by every process on the store.
+CREATE TABLE secrets (
+	name TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
