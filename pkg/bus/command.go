@@ -65,6 +65,7 @@ func (b *Bus) SendCommand(ctx context.Context, numID uint64, cmd Command) error 
 	if cmd.SubFolder != "" {
 		m.Header.Set(hdrCmdSubFolder, cmd.SubFolder)
 	}
+	injectTrace(ctx, m.Header)
 	// The handler's context ends when the sender stops waiting.
 	m.Header.Set(hdrCmdTimeout, strconv.FormatInt(time.Until(deadline).Milliseconds(), 10))
 	resp, err := b.nc.RequestMsgWithContext(ctx, m)
@@ -174,7 +175,7 @@ func (b *Bus) runCommand(m *nats.Msg, handler CommandHandler) {
 	if ms, err := strconv.ParseInt(m.Header.Get(hdrCmdTimeout), 10, 64); err == nil {
 		timeout = time.Duration(ms) * time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	ctx, cancel := context.WithTimeout(extractTrace(b.ctx, m.Header), timeout)
 	defer cancel()
 	err := handler(ctx, Command{Data: m.Data, SubFolder: m.Header.Get(hdrCmdSubFolder)})
 	b.respond(m, err)

@@ -151,7 +151,7 @@ func escapeToken(s string) string {
 	return sb.String()
 }
 
-func (b *Bus) notificationMsg(topic string, kind Kind, data []byte, attrs Attributes) (*nats.Msg, error) {
+func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) (*nats.Msg, error) {
 	if kind != KindEvent && kind != KindState {
 		return nil, fmt.Errorf("%w: notification kind %q", ErrInvalid, kind)
 	}
@@ -159,7 +159,9 @@ func (b *Bus) notificationMsg(topic string, kind Kind, data []byte, attrs Attrib
 	if err != nil {
 		return nil, err
 	}
-	return &nats.Msg{Subject: subject, Data: data, Header: attrs.header(kind)}, nil
+	h := attrs.header(kind)
+	injectTrace(ctx, h)
+	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
 
 // PublishNotification stores a telemetry event or state notification in
@@ -167,7 +169,7 @@ func (b *Bus) notificationMsg(topic string, kind Kind, data []byte, attrs Attrib
 // so a bridge may then PUBACK the device. Without a deadline on ctx, it
 // waits at most Options.PublishTimeout.
 func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) error {
-	m, err := b.notificationMsg(topic, kind, data, attrs)
+	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err
 	}
@@ -198,7 +200,7 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 // publish (it would wait for a slot only its own return frees). data must
 // not be modified until done runs.
 func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
-	m, err := b.notificationMsg(topic, kind, data, attrs)
+	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err
 	}

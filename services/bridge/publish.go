@@ -227,7 +227,7 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 	}
 	if reg, err := c.b.registry(c.registry); err == nil && reg.StateNotificationTopic != "" && c.b.bus != nil {
 		// The state is stored: its notification need not hold the PUBACK.
-		err := c.b.bus.PublishNotificationAsync(c.b.ctx, reg.StateNotificationTopic, bus.KindState, pk.Payload, c.attributes(d, ""), func(err error) {
+		err := c.b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, pk.Payload, c.attributes(d, ""), func(err error) {
 			if err != nil {
 				c.b.log.Warn("bridge: a state notification was lost", append(c.logAttrs(), "err", err)...)
 			}

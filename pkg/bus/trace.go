@@ -1,0 +1,42 @@
+package bus
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+)
+
+// Trace context crosses the bus in message headers, as W3C Trace Context
+// (traceparent, tracestate) with the process's OpenTelemetry propagator:
+// a notification's consumer, or the bridge running a command, continues
+// the trace of the device message or the admin call that caused it.
+
+// headerCarrier adapts nats.Header to OpenTelemetry's TextMapCarrier. NATS
+// header keys are case-sensitive; the propagators use lower-case ones.
+type headerCarrier nats.Header
+
+func (h headerCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+
+func (h headerCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// injectTrace writes ctx's trace context into h.
+func injectTrace(ctx context.Context, h nats.Header) {
+	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(h))
+}
+
+// extractTrace returns ctx carrying the trace context found in h.
+func extractTrace(ctx context.Context, h nats.Header) context.Context {
+	if len(h) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier(h))
+}
