@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,7 +83,9 @@ func (b *Bus) SendCommand(ctx context.Context, numID uint64, cmd Command) error 
 	case "":
 		return nil
 	case errCodeNotConn:
-		return fmt.Errorf("%w: %s", ErrNotConnected, resp.Header.Get(hdrCmdErrMsg))
+		// The handler's message often wraps ErrNotConnected already.
+		msg := strings.TrimPrefix(resp.Header.Get(hdrCmdErrMsg), ErrNotConnected.Error()+": ")
+		return fmt.Errorf("%w: %s", ErrNotConnected, msg)
 	case errCodeDeadline:
 		// The handler ran out of the time the sender gave it.
 		return fmt.Errorf("bus: command for device %d: %s: %w", numID, resp.Header.Get(hdrCmdErrMsg), context.DeadlineExceeded)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			l.log.Warn("bridge: connection cap reached, closing a new connection", "listener", l.id, "max", l.max)
 			continue
 		}
-		tc := &trackedConn{Conn: nc, count: l.count}
+		tc := &trackedConn{Conn: nc, count: l.count, writeTimeout: l.opts.writeTimeout, log: l.log}
 		// mochi does not bound the wait for CONNECT; after CONNECT it
 		// replaces this deadline with its keep-alive deadline.
 		_ = nc.SetDeadline(time.Now().Add(l.opts.connectTimeout))
@@ -129,12 +130,40 @@ func (l *listener) wait() {
 // trackedConn releases its slot in the connection count once.
 type trackedConn struct {
 	net.Conn
-	count *atomic.Int64
-	once  sync.Once
+	count        *atomic.Int64
+	once         sync.Once
+	writeTimeout time.Duration
+	log          *slog.Logger
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.count.Add(-1) })
 	return err
+}
+
+// Write bounds every write: mochi sets no write deadline, so a client that
+// stops reading would block, for ever, whoever writes to it (a config
+// delivery, a command, the DISCONNECT at shutdown) once its socket buffers
+// are full. Past writeTimeout the connection is closed.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.log.Info("bridge: closing a connection that stopped reading", "remote", c.RemoteAddr().String(), "write_timeout", c.writeTimeout)
+		_ = c.Close()
+	}
+	return n, err
+}
+
+// SetDeadline sets the read deadline only: mochi calls it for its
+// keep-alive, which is about reads; writes keep their own bound. (Without
+// a write timeout, writes are bounded by the keep-alive, as mochi does.)
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if c.writeTimeout <= 0 {
+		return c.Conn.SetDeadline(t)
+	}
+	return c.Conn.SetReadDeadline(t)
 }

@@ -140,12 +140,19 @@ func settledMem() runtime.MemStats {
 	return m
 }
 
-// rawConnect sends an MQTT 3.1.1 CONNECT and waits for a CONNACK 0.
+// rawConnect dials plain TCP, sends an MQTT 3.1.1 CONNECT and waits for a
+// CONNACK 0.
 func rawConnect(addr, clientID, password string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
+	return rawHandshake(c, clientID, password)
+}
+
+// rawHandshake sends an MQTT 3.1.1 CONNECT on c and waits for a CONNACK 0;
+// it closes c on failure.
+func rawHandshake(c net.Conn, clientID, password string) (net.Conn, error) {
 	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
 	body := str(nil, "MQTT")
 	body = append(body, 4, 0xC2, 0, 60) // level 4; username, password, clean session; keep-alive 60 s

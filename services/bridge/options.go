@@ -15,6 +15,7 @@ type Option func(*options)
 type options struct {
 	maxConns         int
 	connectTimeout   time.Duration
+	writeTimeout     time.Duration
 	idleTimeout      time.Duration
 	jwtSkew          time.Duration
 	storeTimeout     time.Duration
@@ -52,6 +53,7 @@ func defaultOptions() options {
 	return options{
 		maxConns:         19000,
 		connectTimeout:   10 * time.Second,
+		writeTimeout:     10 * time.Second,
 		idleTimeout:      20 * time.Minute,
 		jwtSkew:          deviceauth.DefaultJWTSkew,
 		storeTimeout:     10 * time.Second,
@@ -76,6 +78,12 @@ func defaultOptions() options {
 // all listeners; past the cap a new connection is closed as soon as it is
 // accepted. Keep it under the process's open-file limit. Default 19,000.
 func WithMaxConnections(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithWriteTimeout bounds each write to a client: one that does not read
+// for that long (its socket buffers full) is disconnected, so it never
+// holds up deliveries to others or the shutdown. Default 10 s; 0 leaves
+// writes bounded only by the client's keep-alive (1.5 times it).
+func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithConnectTimeout bounds the time from accepting a connection (TLS
 // handshake included) to its CONNECT packet. Default 10 s.
