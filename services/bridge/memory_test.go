@@ -50,6 +50,10 @@ func TestIdleMemory(t *testing.T) {
 		t.Skipf("set %s=N to measure the memory of N idle connections", envIdleMemory)
 	}
 	keys(t)
+	if os.Getenv("PASSERELLE_IDLE_MEMORY_PROFILE") != "" {
+		// Record every allocation, so the profile accounts for each byte.
+		runtime.MemProfileRate = 1
+	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // quiet even with -v
 	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
