@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end check of a fresh install: builds the binaries, starts
 # `passerelle serve` on free ports in a temporary data folder, runs the gateway
-# demo unattended against it, checks the demo's output, then stops the server
-# with SIGINT and checks that it exits cleanly.
+# demo unattended against it, checks the demo's output, runs Google's Node
+# client library against it (clients/node/check.mjs; needs node and npm), then
+# stops the server with SIGINT and checks that it exits cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,21 @@ expect "payload-15'"
 expect "Device unbound: {}"
 expect "Delete registry"
 grep -q "device-config" "$work/config_log.csv" || { echo "e2e: config_log.csv lacks the config" >&2; exit 1; }
+
+# Google's Node client library (@google-cloud/iot) against the same server,
+# over gRPC and REST: clients/node/check.mjs.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  start=$(date +%s%N)
+  npm ci --prefix clients/node --no-audit --no-fund
+  PASSERELLE_ADMIN_ADDR="$admin" PASSERELLE_TOKEN="$(cat "$work/data/admin.token")" \
+    timeout 120 node clients/node/check.mjs || { tail -20 "$work/serve.log" >&2; echo "e2e: the Node client check failed" >&2; exit 1; }
+  echo "e2e: Node client check (npm ci + check) took $(( ($(date +%s%N) - start) / 1000000 )) ms"
+elif [[ "${CI:-}" == true ]]; then
+  echo "e2e: node and npm are needed for the Node client check (clients/node) under CI=true" >&2
+  exit 1
+else
+  echo "e2e: node or npm not found: skipping the Node client check (clients/node)"
+fi
 
 kill -INT "$server_pid"
 for _ in $(seq 1 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
