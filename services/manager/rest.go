@@ -27,27 +27,54 @@ func isSystemParam(name string) bool {
 	return systemParams[strings.TrimPrefix(name, "$")]
 }
 
-// restHandler serves REST/JSON v1 through next (the vanguard transcoder):
-// it drops Google's system query parameters, turns an access_token
-// parameter into a bearer token, and rewrites every error into Google's
-// JSON error shape.
-func restHandler(logger *slog.Logger, next http.Handler) http.Handler {
+// restHandler serves REST/JSON v1 through next (the vanguard transcoder),
+// or through enumInts when the client asks for enums as numbers
+// ($alt=json;enum-encoding=int, as Google's generated REST clients do): it
+// drops Google's system query parameters, turns an access_token parameter
+// into a bearer token, keeps only the fields a "fields" parameter names,
+// and rewrites every error into Google's JSON error shape.
+func restHandler(logger *slog.Logger, next, enumInts http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var sys systemValues
 		if r.URL.RawQuery != "" {
-			r = stripSystemParams(r)
+			r, sys = stripSystemParams(r)
+		}
+		h := next
+		if strings.Contains(sys.alt, "enum-encoding=int") {
+			h = enumInts
 		}
 		ew := &googleErrorWriter{ResponseWriter: w}
-		next.ServeHTTP(ew, r)
+		if sys.fields == "" {
+			h.ServeHTTP(ew, r)
+			ew.finish(logger)
+			return
+		}
+		sel, err := parseFields(sys.fields)
+		if err != nil {
+			writeGoogleError(w, codes.InvalidArgument, err.Error(), nil)
+			return
+		}
+		fw := &fieldsWriter{ResponseWriter: ew, sel: sel}
+		h.ServeHTTP(fw, r)
+		fw.finish()
 		ew.finish(logger)
 	})
 }
 
-// stripSystemParams returns r without system parameters in its query. It
-// splits on "&" only and keeps the other pairs byte for byte, so that what
-// the transcoder parses is exactly what the client sent.
-func stripSystemParams(r *http.Request) *http.Request {
+// systemValues are the system parameters that change a response.
+type systemValues struct {
+	alt    string // "json", or "json;enum-encoding=int"
+	fields string // a partial response's selection
+}
+
+// stripSystemParams returns r without system parameters in its query, and
+// the values of those that matter. It splits on "&" only and keeps the
+// other pairs byte for byte, so that what the transcoder parses is exactly
+// what the client sent.
+func stripSystemParams(r *http.Request) (*http.Request, systemValues) {
 	var kept []string
 	var accessToken string
+	var sys systemValues
 	changed := false
 	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
 		rawKey, rawValue, _ := strings.Cut(pair, "=")
@@ -59,21 +86,28 @@ func stripSystemParams(r *http.Request) *http.Request {
 			continue
 		}
 		changed = true
-		if k := strings.TrimPrefix(key, "$"); k == "access_token" || k == "oauth_token" {
-			if v, err := url.QueryUnescape(rawValue); err == nil {
-				accessToken = v
-			}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			continue
+		}
+		switch strings.TrimPrefix(key, "$") {
+		case "access_token", "oauth_token":
+			accessToken = value
+		case "alt":
+			sys.alt = value
+		case "fields":
+			sys.fields = value
 		}
 	}
 	if !changed {
-		return r
+		return r, sys
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL.RawQuery = strings.Join(kept, "&")
 	if accessToken != "" && r2.Header.Get("Authorization") == "" {
 		r2.Header.Set("Authorization", "Bearer "+accessToken)
 	}
-	return r2
+	return r2, sys
 }
 
 // googleHTTPStatus is Google's mapping of gRPC codes to HTTP statuses

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -313,5 +315,81 @@ func TestDiscoveryClientGatewayFlow(t *testing.T) {
 	}
 	if !strings.Contains(gerr.Message, "nope") {
 		t.Errorf("404 message %q does not name the registry", gerr.Message)
+	}
+}
+
+// TestRESTFieldsAndEnumNumbers: the "fields" system parameter keeps only
+// the fields it names (partial responses), and $alt=json;enum-encoding=int,
+// which Google's generated REST clients send, renders enums as numbers.
+func TestRESTFieldsAndEnumNumbers(t *testing.T) {
+	toks := newSrvTokens(t)
+	m := startManager(t, manager.WithTokens(toks.set))
+	base := "http://" + m.addr + "/v1/" + srvParent + "/registries"
+	get := func(t *testing.T, url string) (int, map[string]any) {
+		t.Helper()
+		resp := restDo(t, http.MethodGet, url, toks.admin, "")
+		defer resp.Body.Close()
+		var v map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		return resp.StatusCode, v
+	}
+	keys := func(v any) string {
+		m, _ := v.(map[string]any)
+		ks := slices.Sorted(maps.Keys(m))
+		return strings.Join(ks, ",")
+	}
+	resp := restDo(t, http.MethodPost, base, toks.admin, `{"id":"fields","mqttConfig":{"mqttEnabledState":"MQTT_ENABLED"}}`)
+	resp.Body.Close()
+	for _, id := range []string{"dev-a", "dev-b"} {
+		resp := restDo(t, http.MethodPost, base+"/fields/devices", toks.admin, `{"id":"`+id+`","metadata":{"k":"v"}}`)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("create %s: %d", id, resp.StatusCode)
+		}
+	}
+
+	if code, v := get(t, base+"/fields?fields=id,mqttConfig"); code != 200 || keys(v) != "id,mqttConfig" {
+		t.Errorf("registry with fields=id,mqttConfig: %d %v", code, v)
+	}
+	code, v := get(t, base+"/fields/devices?pageSize=1&fieldMask=metadata&fields=devices(id,metadata),nextPageToken")
+	devs, _ := v["devices"].([]any)
+	if code != 200 || keys(v) != "devices,nextPageToken" || len(devs) != 1 || keys(devs[0]) != "id,metadata" {
+		t.Errorf("devices with fields=devices(id,metadata),nextPageToken: %d %v", code, v)
+	}
+	code, v = get(t, base+"/fields/devices/dev-a?fields=config/version,id")
+	if cfg := v["config"]; code != 200 || keys(v) != "config,id" || keys(cfg) != "version" {
+		t.Errorf("device with fields=config/version,id: %d %v", code, v)
+	}
+	if code, v := get(t, base+"/fields?fields=*"); code != 200 || !strings.Contains(keys(v), "mqttConfig") || !strings.Contains(keys(v), "name") {
+		t.Errorf("registry with fields=*: %d %v", code, v)
+	}
+
+	// Enums as numbers when asked, as names otherwise.
+	_, v = get(t, base+"/fields?%24alt=json%3Benum-encoding%3Dint")
+	if st := v["mqttConfig"].(map[string]any)["mqttEnabledState"]; st != float64(1) {
+		t.Errorf("mqttEnabledState with enum-encoding=int: %#v, want 1", st)
+	}
+	_, v = get(t, base+"/fields?alt=json")
+	if st := v["mqttConfig"].(map[string]any)["mqttEnabledState"]; st != "MQTT_ENABLED" {
+		t.Errorf("mqttEnabledState by default: %#v, want MQTT_ENABLED", st)
+	}
+
+	// A bad selection is INVALID_ARGUMENT; errors are not filtered.
+	for _, tc := range []struct {
+		url    string
+		code   int
+		status string
+	}{
+		{base + "/fields?fields=devices(id", 400, "INVALID_ARGUMENT"},
+		{base + "/fields?fields=a,,b", 400, "INVALID_ARGUMENT"},
+		{base + "/missing?fields=id", 404, "NOT_FOUND"},
+	} {
+		resp := restDo(t, http.MethodGet, tc.url, toks.admin, "")
+		code, msg, st := readGoogleError(t, resp)
+		if resp.StatusCode != tc.code || code != tc.code || st != tc.status {
+			t.Errorf("GET %s: HTTP %d, %d %s %q; want %d %s", tc.url, resp.StatusCode, code, st, msg, tc.code, tc.status)
+		}
 	}
 }

@@ -175,26 +175,36 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc) // v1 and v1alpha
 
-	transcoder, err := vanguardgrpc.NewTranscoder(s.grpc,
-		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
-			// Like Google's servers: camelCase names, default values left
-			// out, unknown fields from newer clients ignored.
-			return &vanguard.JSONCodec{
-				MarshalOptions:   protojson.MarshalOptions{Resolver: res},
-				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
-			}
-		}),
-		vanguard.WithUnknownHandler(notFoundHandler()),
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRESTMessageBytes)),
-	)
+	names, err := newTranscoder(s.grpc, false)
+	var numbers *vanguard.Transcoder
+	if err == nil {
+		numbers, err = newTranscoder(s.grpc, true)
+	}
 	if err != nil {
 		// Only a programming error gets here (the descriptors are compiled
 		// in); Serve reports it.
 		s.buildErr = fmt.Errorf("manager: build REST transcoder: %w", err)
 		return s
 	}
-	s.rest = restHandler(logger, transcoder)
+	s.rest = restHandler(logger, names, numbers)
 	return s
+}
+
+// newTranscoder serves REST/JSON through the gRPC server, with enums as
+// names or, when enumNumbers, as numbers.
+func newTranscoder(srv *grpc.Server, enumNumbers bool) (*vanguard.Transcoder, error) {
+	return vanguardgrpc.NewTranscoder(srv,
+		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
+			// Like Google's servers: camelCase names, default values left
+			// out, unknown fields from newer clients ignored.
+			return &vanguard.JSONCodec{
+				MarshalOptions:   protojson.MarshalOptions{Resolver: res, UseEnumNumbers: enumNumbers},
+				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
+			}
+		}),
+		vanguard.WithUnknownHandler(notFoundHandler()),
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRESTMessageBytes)),
+	)
 }
 
 const denyMessage = "this Passerelle manager has no admin tokens configured: restart it with a tokens file (or --insecure-no-auth for local experiments)"
