@@ -146,15 +146,21 @@ func (c *trackedConn) Close() error {
 // stops reading would block, for ever, whoever writes to it (a config
 // delivery, a command, the DISCONNECT at shutdown) once its socket buffers
 // are full. Past writeTimeout the connection is closed.
+//
+// The deadline is cleared after the write: TLS also writes from inside
+// Read (a TLS 1.3 key update's reply), and must not meet an expired one.
 func (c *trackedConn) Write(p []byte) (int, error) {
-	if c.writeTimeout > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	if c.writeTimeout <= 0 {
+		return c.Conn.Write(p)
 	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	n, err := c.Conn.Write(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.log.Info("bridge: closing a connection that stopped reading", "remote", c.RemoteAddr().String(), "write_timeout", c.writeTimeout)
 		_ = c.Close()
+		return n, err
 	}
+	_ = c.Conn.SetWriteDeadline(time.Time{})
 	return n, err
 }
 
