@@ -69,6 +69,7 @@ type Server struct {
 	log  *slog.Logger
 	o    serverOptions
 	grpc *grpc.Server
+	svc  hubv1.HubServer
 }
 
 const hubPrefix = "/passerelle.hub.v1.Hub/"
@@ -92,7 +93,7 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: logger, o: o}
+	s := &Server{log: logger, o: o, svc: svc}
 	var otelOpts []otelgrpc.Option
 	if o.tracerProvider != nil {
 		otelOpts = append(otelOpts, otelgrpc.WithTracerProvider(o.tracerProvider))
@@ -161,8 +162,12 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 }
 
 // Serve serves on lis until ctx is done, then stops gracefully (open
-// streams are cut after the shutdown timeout).
+// streams are cut after the shutdown timeout) and closes the service
+// (when it has a Close method, as Service does).
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if c, ok := s.svc.(interface{ Close() }); ok {
+		defer c.Close()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(lis) }()
 	select {

@@ -41,6 +41,14 @@ func NewService(logger *slog.Logger, pool *Pool, keys *Keys, prov Provisioner) *
 	return s
 }
 
+// Close ends the service's background work (config version lookups in
+// flight). Call it once no call is served any more; Server.Serve does.
+func (s *Service) Close() {
+	if s.versions != nil {
+		s.versions.stop()
+	}
+}
+
 func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
 
 // grpcError maps an error to its gRPC status, in one place. Uncoded errors
