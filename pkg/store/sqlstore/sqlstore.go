@@ -313,10 +313,14 @@ func (x q) row(query string, args ...any) *sql.Row {
 	return x.db.QueryRowContext(x.ctx, x.s.rebind(query), args...)
 }
 
-// rows runs a static query.
+// rows runs a static query. Inside a transaction it runs unprepared: the
+// driver keeps one SQLite statement per prepared statement and connection,
+// so the same query run again while its rows are open would fail.
 func (x q) rows(query string, args ...any) (*sql.Rows, error) {
-	if st := x.prepared(query); st != nil {
-		return st.QueryContext(x.ctx, args...)
+	if x.tx == nil {
+		if st := x.prepared(query); st != nil {
+			return st.QueryContext(x.ctx, args...)
+		}
 	}
 	if x.tx != nil {
 		return x.tx.QueryContext(x.ctx, x.s.rebind(query), args...)
