@@ -22,6 +22,11 @@ type Bus interface {
 // store when they miss one), so the caller must not wait long for it.
 const announceTimeout = 2 * time.Second
 
+// maxAnnouncedConfigBytes bounds the config an announcement carries: every
+// bridge and manager hears every announcement, so a large config is left
+// for the bridge holding the device to read from the store.
+const maxAnnouncedConfigBytes = 4 << 10
+
 // announce tells bridges that device changed; cfg is the config a
 // ConfigChanged carries. The write it follows has succeeded, so a failure
 // is logged, not returned.
@@ -40,7 +45,14 @@ func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind,
 		NumID:    device.NumID,
 		Config:   cfg,
 	}
-	if err := m.bus.Announce(ctx, a); err != nil {
+	err := m.bus.Announce(ctx, a)
+	if err != nil && a.Config != nil {
+		// Too large for the NATS server's max_payload, say: the bridge
+		// reads the config from the store instead.
+		a.Config = nil
+		err = m.bus.Announce(ctx, a)
+	}
+	if err != nil {
 		m.logger.Warn("announce a device change to the bridges", "kind", kind, "device", device.ID, "num_id", device.NumID, "err", err)
 	}
 }

@@ -33,16 +33,18 @@ func TestBusWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	expect := func(kind bus.AnnouncementKind, numID uint64, version int64) {
+	expect := func(kind bus.AnnouncementKind, numID uint64, version int64) bus.Announcement {
 		t.Helper()
 		select {
 		case a := <-heard:
 			if a.Kind != kind || a.NumID != numID || (version != 0 && (a.Config == nil || a.Config.Version != version)) {
 				t.Fatalf("heard %+v, want %s for %d (version %d)", a, kind, numID, version)
 			}
+			return a
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no %s announcement for %d", kind, numID)
 		}
+		return bus.Announcement{}
 	}
 
 	env := newAPIEnv(t, filepath.Join(t.TempDir(), "passerelle.db"), manager.WithBus(b))
@@ -59,7 +61,22 @@ func TestBusWiring(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	expect(bus.ConfigChanged, dev.GetNumId(), 2)
+	if a := expect(bus.ConfigChanged, dev.GetNumId(), 2); string(a.Config.Data) != "on" || a.DeviceID != "dev-1" {
+		t.Errorf("announced config %q for %q, want \"on\" for dev-1", a.Config.Data, a.DeviceID)
+	}
+	// A large config is left for the bridge to read from the store.
+	big, err := env.grpc.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg, Device: &iotpb.Device{Id: "dev-big"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.grpc.ModifyCloudToDeviceConfig(ctx, &iotpb.ModifyCloudToDeviceConfigRequest{
+		Name: big.GetName(), BinaryData: make([]byte, 5<<10),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a := expect(bus.ConfigChanged, big.GetNumId(), 0); a.Config != nil {
+		t.Errorf("a 5 KB config was announced with its data (%d bytes)", len(a.Config.Data))
+	}
 
 	// Commands: refused while no bridge holds the device, delivered once one does.
 	_, err = env.grpc.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{Name: dev.GetName(), BinaryData: []byte("reboot")})

@@ -37,7 +37,11 @@ func (m *deviceManager) ModifyCloudToDeviceConfig(ctx context.Context, req *iotp
 	if err != nil {
 		return nil, err
 	}
-	m.announce(ctx, bus.ConfigChanged, c.Device, &bus.AnnouncedConfig{Version: c.Version, Data: c.Data})
+	var announced *bus.AnnouncedConfig
+	if len(c.Data) <= maxAnnouncedConfigBytes {
+		announced = &bus.AnnouncedConfig{Version: c.Version, Data: c.Data}
+	}
+	m.announce(ctx, bus.ConfigChanged, c.Device, announced)
 	return configProto(c.DeviceConfig), nil
 }
 

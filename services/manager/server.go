@@ -235,6 +235,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// Page tokens are signed with a key kept in the store, so that a
 	// token stays good across restarts and on every instance.
 	key, err := s.dm.store.Secret(ctx, pageTokenSecret, len(s.dm.tokenKey))
+	if err == nil && len(key) != len(s.dm.tokenKey) {
+		err = fmt.Errorf("the stored key has %d bytes, want %d (delete the row %q of table secrets to make a new one)",
+			len(key), len(s.dm.tokenKey), pageTokenSecret)
+	}
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("manager: read the page-token key from the database: %w", err)

@@ -675,6 +675,9 @@ func testConfigs(t *testing.T, s store.Store) {
 	if c.Version != 2 || string(c.Data) != "v2" || !c.CloudUpdateTime.Equal(now) {
 		t.Errorf("ModifyConfig = %+v", c)
 	}
+	if want := (store.DeviceRef{Registry: reg, ID: "d", NumID: d.NumID}); c.Device != want {
+		t.Errorf("ModifyConfig by numId names the device %+v, want %+v", c.Device, want)
+	}
 	_, err = s.ModifyConfig(ctx(t), byID("d"), store.ConfigUpdate{Data: []byte("x"), Now: now.Add(999 * time.Millisecond), MinInterval: time.Second})
 	wantErr(t, err, store.ErrResourceExhausted)
 	_, err = s.ModifyConfig(ctx(t), byID("d"), store.ConfigUpdate{VersionToUpdate: 1, Now: now.Add(time.Hour)})
@@ -684,6 +687,9 @@ func testConfigs(t *testing.T, s store.Store) {
 	must(t, err)
 	if c.Version != 3 {
 		t.Errorf("version = %d, want 3", c.Version)
+	}
+	if c.Device.NumID != d.NumID || c.Device.ID != "d" {
+		t.Errorf("ModifyConfig by id names the device %+v, want numId %d", c.Device, d.NumID)
 	}
 	got := mustGet(t, s, byID("d"))
 	if got.Config.Version != 3 || string(got.Config.Data) != "v3" || !got.Config.CloudUpdateTime.Equal(now) {
