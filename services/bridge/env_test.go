@@ -68,6 +68,13 @@ func must[T any](v T, err error) T {
 // newEnv starts SQLite, the embedded bus and the bridge over TLS.
 func newEnv(t *testing.T, opts ...bridge.Option) *env {
 	t.Helper()
+	return newEnvWrapped(t, nil, opts...)
+}
+
+// newEnvWrapped is newEnv with the bridge's store wrapped by wrap (when
+// not nil), for tests that watch what the bridge asks of it.
+func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+	t.Helper()
 	ctx := context.Background()
 	log := logger(t)
 	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
@@ -84,7 +91,11 @@ func newEnv(t *testing.T, opts ...bridge.Option) *env {
 
 	serverTLS, clientTLS := testTLS(t)
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
-	br := bridge.New(log, st, b, opts...)
+	var bst store.Store = st
+	if wrap != nil {
+		bst = wrap(st)
+	}
+	br := bridge.New(log, bst, b, opts...)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- br.Serve(sctx, tls.NewListener(ln, serverTLS)) }()
