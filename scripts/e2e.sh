@@ -52,7 +52,7 @@ grep -q "device-config" "$work/config_log.csv" || { echo "e2e: config_log.csv la
 # over gRPC and REST: clients/node/check.mjs.
 if command -v node >/dev/null && command -v npm >/dev/null; then
   start=$(date +%s%N)
-  npm ci --prefix clients/node --no-audit --no-fund
+  npm ci --prefix clients/node --no-audit --no-fund --ignore-scripts
   PASSERELLE_ADMIN_ADDR="$admin" PASSERELLE_TOKEN="$(cat "$work/data/admin.token")" \
     timeout 120 node clients/node/check.mjs || { tail -20 "$work/serve.log" >&2; echo "e2e: the Node client check failed" >&2; exit 1; }
   echo "e2e: Node client check (npm ci + check) took $(( ($(date +%s%N) - start) / 1000000 )) ms"
