@@ -273,32 +273,31 @@ func (s *Store) ListDevices(ctx context.Context, dq store.DeviceQuery) ([]*store
 		return nil, nil
 	}
 	var b strings.Builder
-	args := make([]any, 0, 8+len(dq.IDs)+len(dq.NumIDs))
+	args := make([]any, 0, 8)
+	// With an id list, the "+" keeps SQLite from walking the registry in
+	// numId order (its index on num_id) and filtering every device: it
+	// looks each id up in the (reg_id, id) index and sorts what it found.
+	numID := "d.num_id"
+	if len(dq.IDs) > 0 {
+		numID = "+d.num_id"
+	}
 	b.WriteString(`SELECT ` + deviceCols + ` FROM devices d
 		WHERE d.reg_id = (SELECT reg_id FROM registries WHERE project = ? AND location = ? AND id = ?)
-		AND d.num_id > ?`)
+		AND ` + numID + ` > ?`)
 	args = append(args, dq.Registry.Project, dq.Registry.Location, dq.Registry.ID, int64(dq.AfterNumID))
+	// Id lists travel as one parameter, so that the statement's text does
+	// not depend on their length and it is prepared once.
 	if len(dq.IDs) > 0 {
-		b.WriteString(` AND d.id IN (`)
-		for i, id := range dq.IDs {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('?')
-			args = append(args, id)
-		}
-		b.WriteByte(')')
+		b.WriteString(` AND ` + s.inList("d.id"))
+		args = append(args, s.listArg(dq.IDs))
 	}
 	if len(dq.NumIDs) > 0 {
-		b.WriteString(` AND d.num_id IN (`)
+		nums := make([]int64, len(dq.NumIDs))
 		for i, n := range dq.NumIDs {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('?')
-			args = append(args, numArg(n))
+			nums[i] = numArg(n)
 		}
-		b.WriteByte(')')
+		b.WriteString(` AND ` + s.inList("d.num_id"))
+		args = append(args, s.listArg(nums))
 	}
 	switch dq.GatewayType {
 	case store.GatewayTypeGateway:
@@ -328,18 +327,11 @@ func (s *Store) ListDevices(ctx context.Context, dq store.DeviceQuery) ([]*store
 			args = append(args, numArg(dev.NumID))
 		}
 	}
-	b.WriteString(` ORDER BY d.num_id LIMIT ?`)
+	b.WriteString(` ORDER BY ` + numID + ` LIMIT ?`)
 	args = append(args, dq.Limit)
 
-	x := s.reader(ctx)
-	var rows *sql.Rows
-	var err error
-	if len(dq.IDs) == 0 && len(dq.NumIDs) == 0 {
-		// Few shapes: worth a prepared statement.
-		rows, err = x.rows(b.String(), args...)
-	} else {
-		rows, err = x.dynRows(b.String(), args...)
-	}
+	// Few shapes (filters present or not): each is prepared once.
+	rows, err := s.reader(ctx).rows(b.String(), args...)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}

@@ -12,6 +12,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -328,20 +329,25 @@ func (x q) rows(query string, args ...any) (*sql.Rows, error) {
 	return x.db.QueryContext(x.ctx, x.s.rebind(query), args...)
 }
 
-// dynRows runs a query built for one call, which is not worth preparing.
-func (x q) dynRows(query string, args ...any) (*sql.Rows, error) {
-	query = rebindNumberedIf(x.s, query)
-	if x.tx != nil {
-		return x.tx.QueryContext(x.ctx, query, args...)
+// inList is the condition "col is one of a list" with the list as one
+// parameter (listArg): a JSON array on SQLite, an array on PostgreSQL.
+func (s *Store) inList(col string) string {
+	if s.dialect.name == "postgres" {
+		return col + " = ANY(?)"
 	}
-	return x.db.QueryContext(x.ctx, query, args...)
+	return col + " IN (SELECT value FROM json_each(?))"
 }
 
-func rebindNumberedIf(s *Store, query string) string {
-	if s.dialect.numbered {
-		return rebindNumbered(query)
+// listArg is the parameter of an inList condition.
+func (s *Store) listArg(list any) any {
+	if s.dialect.name == "postgres" {
+		return list // pgx sends []string and []int64 as arrays
 	}
-	return query
+	b, err := json.Marshal(list)
+	if err != nil { // strings and integers always encode
+		panic(err)
+	}
+	return string(b)
 }
 
 // exec runs a static statement.
