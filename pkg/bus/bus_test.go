@@ -94,25 +94,7 @@ func TestNotificationStored(t *testing.T) {
 		}
 
 		subject, _ := b.TopicSubject(topic)
-		js, err := jetstream.New(b.Conn())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cons, err := js.OrderedConsumer(ctx, b.StreamName(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-		if err != nil {
-			t.Fatalf("OrderedConsumer: %v", err)
-		}
-		batch, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if len(msgs) != 3 {
-			t.Fatalf("got %d messages, want 3 (%v)", len(msgs), batch.Error())
-		}
+		msgs := storedNotifications(t, ctx, b, topic, 3)
 		wantHeaders := []nats.Header{
 			{"iot-kind": {"event"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "deviceRegistryId": {"reg-1"},
 				"deviceRegistryLocation": {"europe-west1"}, "projectId": {"my-project"}, "subFolder": {"a/b"}, "gatewayId": {"gw-1"}},

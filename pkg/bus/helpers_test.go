@@ -116,3 +116,33 @@ func ctxT(tb testing.TB) context.Context {
 	tb.Cleanup(cancel)
 	return ctx
 }
+
+// storedNotifications reads up to n messages the stream holds for topic,
+// oldest first.
+func storedNotifications(tb testing.TB, ctx context.Context, b *bus.Bus, topic string, n int) []jetstream.Msg {
+	tb.Helper()
+	subject, err := b.TopicSubject(topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, b.StreamName(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		tb.Fatalf("OrderedConsumer: %v", err)
+	}
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != n {
+		tb.Fatalf("got %d stored messages, want %d (%v)", len(msgs), n, batch.Error())
+	}
+	return msgs
+}

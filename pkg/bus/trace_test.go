@@ -3,9 +3,7 @@ package bus_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -32,19 +30,7 @@ func TestTraceContextCrossesTheBus(t *testing.T) {
 	if err := b.PublishNotification(ctx, topic, bus.KindEvent, []byte("e"), bus.Attributes{DeviceID: "dev-1"}); err != nil {
 		t.Fatal(err)
 	}
-	subject, _ := b.TopicSubject(topic)
-	js, err := jetstream.New(b.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.OrderedConsumer(ctx, b.StreamName(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := storedNotifications(t, ctx, b, topic, 1)[0]
 	if got := m.Headers().Get("traceparent"); got != want {
 		t.Errorf("notification traceparent %q, want %q", got, want)
 	}
