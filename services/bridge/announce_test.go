@@ -8,6 +8,7 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // readCounting counts the bridge's GetDevice calls.
@@ -60,9 +61,9 @@ func TestAnnouncedConfigNeedsNoRead(t *testing.T) {
 
 	// Without the config: the bridge reads the store, which has a newer
 	// version by now.
-	cfg := must(e.st.ModifyConfig(ctx, dev.Ref(), store.ConfigUpdate{Data: []byte("stored"), Now: time.Now()}))
+	cfg := testutil.Must(e.st.ModifyConfig(ctx, dev.Ref(), store.ConfigUpdate{Data: []byte("stored"), Now: time.Now()}))
 	for cfg.Version <= 7 {
-		cfg = must(e.st.ModifyConfig(ctx, dev.Ref(), store.ConfigUpdate{Data: []byte("stored"), Now: time.Now()}))
+		cfg = testutil.Must(e.st.ModifyConfig(ctx, dev.Ref(), store.ConfigUpdate{Data: []byte("stored"), Now: time.Now()}))
 	}
 	ann.Config = nil
 	if err := e.bus.Announce(ctx, ann); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -38,7 +39,7 @@ func TestDirectDevice(t *testing.T) {
 		t.Fatalf("event %q %+v, want %+v", m.Data, a, want)
 	}
 	wait(t, c.Publish("/devices/dev-rsa/events", 0, false, []byte("qos0")))
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		m, err := e.lastNotification(eventsTopic)
 		if err != nil || string(m.Data) != "qos0" {
 			return fmt.Errorf("last event %v, %v", m, err)
@@ -51,7 +52,7 @@ func TestDirectDevice(t *testing.T) {
 	if d := e.device("dev-rsa"); d.State == nil || string(d.State.Data) != "on" {
 		t.Fatalf("state %+v", d.State)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		m, err := e.lastNotification(stateTopic)
 		if err != nil || string(m.Data) != "on" {
 			return fmt.Errorf("state notification %v, %v", m, err)
@@ -65,14 +66,14 @@ func TestDirectDevice(t *testing.T) {
 	if m := cfgs.next(t); string(m.Payload()) != "" || m.Topic() != "/devices/dev-rsa/config" {
 		t.Fatalf("first config %q on %s", m.Payload(), m.Topic())
 	}
-	must(e.st.ModifyConfig(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, store.ConfigUpdate{Data: []byte("v2"), Now: time.Now()}))
+	testutil.Must(e.st.ModifyConfig(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, store.ConfigUpdate{Data: []byte("v2"), Now: time.Now()}))
 	if err := e.bus.Announce(ctx, bus.Announcement{Kind: bus.ConfigChanged, NumID: dev.NumID}); err != nil {
 		t.Fatal(err)
 	}
 	if m := cfgs.next(t); string(m.Payload()) != "v2" {
 		t.Fatalf("second config %q", m.Payload())
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		d := e.device("dev-rsa")
 		if d.LastConfigAckTime.IsZero() || d.LastConfigSendTime.IsZero() || d.LastHeartbeatTime.IsZero() || d.LastEventTime.IsZero() {
 			return fmt.Errorf("server-set fields not written: %+v", d)
@@ -83,7 +84,7 @@ func TestDirectDevice(t *testing.T) {
 		return nil
 	})
 	// The ack is in the config history too.
-	cfgList := must(e.st.ListConfigs(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, 1))
+	cfgList := testutil.Must(e.st.ListConfigs(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rsa"}, 1))
 	if len(cfgList) != 1 || string(cfgList[0].Data) != "v2" || cfgList[0].DeviceAckTime.IsZero() {
 		t.Fatalf("config history %+v: newest version not acknowledged", cfgList)
 	}
@@ -101,7 +102,7 @@ func TestDirectDevice(t *testing.T) {
 		t.Fatalf("command %q on %s", m.Payload(), m.Topic())
 	}
 	wait(t, c.Unsubscribe("/devices/dev-rsa/commands/#"))
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		if err := e.bus.SendCommand(ctx, dev.NumID, bus.Command{Data: []byte("x")}); !errors.Is(err, bus.ErrNotConnected) {
 			return fmt.Errorf("command after unsubscribing: %v", err)
 		}
@@ -168,7 +169,7 @@ func TestMQTTDisabledRegistry(t *testing.T) {
 	keys(t)
 	e := newEnv(t, bridge.WithRegistryCacheTTL(time.Nanosecond))
 	e.createDevice("dev-1", ecKey, nil)
-	must(e.st.UpdateRegistry(context.Background(), regKey, func(r *store.Registry) error {
+	testutil.Must(e.st.UpdateRegistry(context.Background(), regKey, func(r *store.Registry) error {
 		r.MQTTEnabledState = 2
 		return nil
 	}))
@@ -185,7 +186,7 @@ func TestEvictionBySecondConnection(t *testing.T) {
 	second := e.connect("dev-1", ecKey)
 	lostWithin(t, first, 10*time.Second)
 	wait(t, second.Publish("/devices/dev-1/events", 1, false, []byte("x")))
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		d := e.device("dev-1")
 		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 6 {
 			return fmt.Errorf("lastErrorStatus %+v", d.LastErrorStatus)
@@ -199,9 +200,9 @@ func TestDisconnectAtJWTExpiry(t *testing.T) {
 	e := newEnv(t, bridge.WithJWTSkew(time.Second))
 	e.createDevice("dev-1", ecKey, nil)
 	now := time.Now()
-	c := must(e.dial(clientID("dev-1"), ecKey.token(t, project, now, now.Add(2*time.Second))))
+	c := testutil.Must(e.dial(clientID("dev-1"), ecKey.token(t, project, now, now.Add(2*time.Second))))
 	lostWithin(t, c, 10*time.Second)
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		d := e.device("dev-1")
 		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 16 {
 			return fmt.Errorf("lastErrorStatus %+v", d.LastErrorStatus)
@@ -291,7 +292,7 @@ func TestBlockingClosesTheConnection(t *testing.T) {
 	e := newEnv(t)
 	dev := e.createDevice("dev-1", ecKey, nil)
 	c := e.connect("dev-1", ecKey)
-	must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
+	testutil.Must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
 		d.Blocked = true
 		return nil
 	}))
@@ -306,7 +307,7 @@ func TestCredentialRemovalClosesTheConnection(t *testing.T) {
 	e := newEnv(t)
 	dev := e.createDevice("dev-1", ecKey, func(d *store.Device) { d.Credentials = append(d.Credentials, rsaKey.cred) })
 	c := e.connect("dev-1", ecKey)
-	must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
+	testutil.Must(e.st.UpdateDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: "dev-1"}, func(d *store.Device) error {
 		d.Credentials = []store.Credential{rsaKey.cred}
 		return nil
 	}))
@@ -326,7 +327,7 @@ func TestConnectTimeoutAndCap(t *testing.T) {
 	defer raw.Close()
 	// The bridge holds raw (no CONNECT yet); a second connection is over
 	// the cap and closed at once.
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		extra, err := net.Dial("tcp", e.addr)
 		if err != nil {
 			return err
@@ -349,7 +350,7 @@ func TestConnectTimeoutAndCap(t *testing.T) {
 	}
 	// Once it is gone, a device connects again.
 	e.createDevice("dev-1", ecKey, nil)
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		c, err := e.dial(clientID("dev-1"), ecKey.jwt(t))
 		if err == nil {
 			c.Disconnect(0)

@@ -1,8 +1,6 @@
 package bridge_test
 
 import (
-	"github.com/passerelle-iot/passerelle/pkg/devca"
-
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,8 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -24,9 +20,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/devca"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -38,31 +36,12 @@ const (
 
 var regKey = store.RegistryKey{Project: project, Location: "us-central1", ID: "reg1"}
 
-func logger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
 type env struct {
 	t    *testing.T
 	st   store.Store
 	bus  *bus.Bus
 	addr string
 	tls  *tls.Config // client side
-}
-
-// must panics on err: test setup only.
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 // newEnv starts SQLite, the embedded bus and the bridge over TLS.
@@ -76,10 +55,10 @@ func newEnv(t *testing.T, opts ...bridge.Option) *env {
 func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
 	ctx := context.Background()
-	log := logger(t)
-	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	log := testutil.Logger(t)
+	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
-	b := must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
+	b := testutil.Must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
 	t.Cleanup(func() { _ = b.Close() })
 	if err := st.CreateRegistry(ctx, &store.Registry{
 		Key:                      regKey,
@@ -90,7 +69,7 @@ func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bri
 	}
 
 	serverTLS, clientTLS := testTLS(t)
-	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	var bst store.Store = st
 	if wrap != nil {
 		bst = wrap(st)
@@ -137,23 +116,23 @@ var (
 
 func keys(t testing.TB) {
 	keyOnce.Do(func() {
-		r := must(rsa.GenerateKey(rand.Reader, 2048))
+		r := testutil.Must(rsa.GenerateKey(rand.Reader, 2048))
 		rsaKey = devKey{r, jwt.SigningMethodRS256, store.Credential{Format: deviceauth.FormatRSAPEM, Key: pubPEM(t, &r.PublicKey)}}
-		e := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+		e := testutil.Must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 		ecKey = devKey{e, jwt.SigningMethodES256, store.Credential{Format: deviceauth.FormatES256PEM, Key: pubPEM(t, &e.PublicKey)}}
-		o := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+		o := testutil.Must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 		otherKey = devKey{o, jwt.SigningMethodES256, store.Credential{Format: deviceauth.FormatES256PEM, Key: pubPEM(t, &o.PublicKey)}}
 	})
 }
 
 func pubPEM(t testing.TB, pub any) string {
-	der := must(x509.MarshalPKIXPublicKey(pub))
+	der := testutil.Must(x509.MarshalPKIXPublicKey(pub))
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 func (k devKey) token(t testing.TB, aud string, iat, exp time.Time) string {
 	t.Helper()
-	return must(jwt.NewWithClaims(k.method, jwt.MapClaims{"aud": aud, "iat": iat.Unix(), "exp": exp.Unix()}).SignedString(k.priv))
+	return testutil.Must(jwt.NewWithClaims(k.method, jwt.MapClaims{"aud": aud, "iat": iat.Unix(), "exp": exp.Unix()}).SignedString(k.priv))
 }
 
 func (k devKey) jwt(t testing.TB) string {
@@ -166,7 +145,7 @@ func (e *env) createDevice(id string, k devKey, mod func(*store.Device)) *store.
 	if mod != nil {
 		mod(d)
 	}
-	return must(e.st.CreateDevice(context.Background(), d, time.Now()))
+	return testutil.Must(e.st.CreateDevice(context.Background(), d, time.Now()))
 }
 
 func clientID(id string) string {
@@ -213,7 +192,7 @@ func (e *env) dial(id, password string) (*client, error) {
 
 func (e *env) connect(id string, k devKey) *client {
 	e.t.Helper()
-	return must(e.dial(clientID(id), k.jwt(e.t)))
+	return testutil.Must(e.dial(clientID(id), k.jwt(e.t)))
 }
 
 func wait(t testing.TB, tok paho.Token) {
@@ -226,25 +205,9 @@ func wait(t testing.TB, tok paho.Token) {
 	}
 }
 
-// waitFor polls f until it returns nil.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (e *env) device(id string) *store.Device {
 	e.t.Helper()
-	return must(e.st.GetDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: id}))
+	return testutil.Must(e.st.GetDevice(context.Background(), store.DeviceRef{Registry: regKey, ID: id}))
 }
 
 // lastNotification returns the last stream message on a Pub/Sub topic.

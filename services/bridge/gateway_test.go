@@ -9,10 +9,11 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 func jsonB64(t testing.TB, v any) string {
-	return base64.RawURLEncoding.EncodeToString(must(json.Marshal(v)))
+	return base64.RawURLEncoding.EncodeToString(testutil.Must(json.Marshal(v)))
 }
 
 type gwError struct {
@@ -80,7 +81,7 @@ func TestGatewayDemo(t *testing.T) {
 	if a := bus.AttributesFromHeader(m.Header); a.GatewayID != "gw-1" || a.DeviceID != "dev-bound" {
 		t.Fatalf("attributes %+v", a)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		if d := e.device("dev-bound"); d.LastAccessedGatewayID != "gw-1" || d.LastAccessedGatewayTime.IsZero() {
 			return errorf("lastAccessedGateway %q %v", d.LastAccessedGatewayID, d.LastAccessedGatewayTime)
 		}

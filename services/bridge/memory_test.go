@@ -16,6 +16,7 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -56,14 +57,14 @@ func TestIdleMemory(t *testing.T) {
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // quiet even with -v
-	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
-	must(0, st.CreateRegistry(ctx, &store.Registry{Key: regKey}))
+	testutil.Must(0, st.CreateRegistry(ctx, &store.Registry{Key: regKey}))
 	for i := range n {
-		must(st.CreateDevice(ctx, &store.Device{Registry: regKey, ID: fmt.Sprintf("idle-%d", i),
+		testutil.Must(st.CreateDevice(ctx, &store.Device{Registry: regKey, ID: fmt.Sprintf("idle-%d", i),
 			Credentials: []store.Credential{ecKey.cred}}, time.Now()))
 	}
-	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10))
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -78,7 +79,7 @@ func TestIdleMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c0.Close()
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		if got := br.Connections(); got != 0 {
 			return fmt.Errorf("%d connections", got)
 		}
@@ -119,9 +120,9 @@ func TestIdleMemory(t *testing.T) {
 	}
 	after := settledMem()
 	if path := os.Getenv("PASSERELLE_IDLE_MEMORY_PROFILE"); path != "" {
-		f := must(os.Create(path))
-		must(0, pprof.WriteHeapProfile(f))
-		must(0, f.Close())
+		f := testutil.Must(os.Create(path))
+		testutil.Must(0, pprof.WriteHeapProfile(f))
+		testutil.Must(0, f.Close())
 	}
 	heap := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / float64(n)
 	stack := float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n)

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -29,7 +30,7 @@ func TestTelemetry(t *testing.T) {
 		t.Fatal("unknown device connected")
 	}
 
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		got := map[string]map[attribute.Key]attribute.Value{}
 		for _, s := range spans.Ended() {
 			m := map[attribute.Key]attribute.Value{}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -63,7 +64,7 @@ func TestMessageRateFloodClosesOnlyTheFlooder(t *testing.T) {
 	if !calm.IsConnectionOpen() {
 		t.Fatal("the calm device lost its connection")
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		d := e.device("flooder")
 		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 8 || !strings.Contains(d.LastErrorStatus.Message, "100 messages per second") {
 			return fmt.Errorf("flooder lastErrorStatus %+v, want RESOURCE_EXHAUSTED", d.LastErrorStatus)
@@ -116,7 +117,7 @@ func TestByteRate(t *testing.T) {
 	wait(t, c.Publish("/devices/big/events", 1, false, payload))
 	c.Publish("/devices/big/events", 1, false, payload) // no PUBACK: closed
 	lostWithin(t, c, 10*time.Second)
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		d := e.device("big")
 		if d.LastErrorStatus == nil || d.LastErrorStatus.Code != 8 || !strings.Contains(d.LastErrorStatus.Message, "bytes per second") {
 			return fmt.Errorf("lastErrorStatus %+v, want RESOURCE_EXHAUSTED", d.LastErrorStatus)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
@@ -66,7 +67,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		t.Fatalf("the command waited for the sender's deadline (%v): the write to the slow device was not bounded", sendErr)
 	}
 	t.Logf("the write blocked after %v: %v", time.Since(start).Round(time.Millisecond), sendErr)
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		if err := e.bus.SendCommand(ctx, slow.NumID, bus.Command{Data: []byte("x")}); !errors.Is(err, bus.ErrNotConnected) {
 			return errors.New("the slow device is still connected")
 		}

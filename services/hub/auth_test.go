@@ -14,6 +14,7 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/hub"
 )
 
@@ -23,7 +24,7 @@ func authEnv(t *testing.T) (*env, map[adminauth.Role]string) {
 	tokens := adminauth.NewTokens()
 	byRole := map[adminauth.Role]string{}
 	for _, r := range []adminauth.Role{adminauth.RoleViewer, adminauth.RoleDeviceController, adminauth.RoleAdmin} {
-		tok := must(adminauth.NewToken())
+		tok := testutil.Must(adminauth.NewToken())
 		if err := tokens.Add("t-"+r.String(), r, adminauth.HashToken(tok)); err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +60,7 @@ func TestAuth(t *testing.T) {
 	wantCode(t, "CreateGateway as a viewer", err, codes.PermissionDenied, "provisioner")
 
 	ctl := bearer(ctx, toks[adminauth.RoleDeviceController])
-	att := must(e.hub.Attach(ctl))
+	att := testutil.Must(e.hub.Attach(ctl))
 	if err := att.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 )
@@ -31,15 +32,15 @@ func setup(t *testing.T, e *env) (regName, gw string) {
 func setupAs(t *testing.T, e *env, ctx context.Context) (regName, gw string) {
 	t.Helper()
 	regs := e.admin.Projects.Locations.Registries
-	reg := must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg1", EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}}}).Do())
+	reg := testutil.Must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg1", EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}}}).Do())
 	resp, err := e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: reg.Name, GatewayId: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"bound", "unbound"} {
-		must(regs.Devices.Create(reg.Name, &cloudiot.Device{Id: id}).Do())
+		testutil.Must(regs.Devices.Create(reg.Name, &cloudiot.Device{Id: id}).Do())
 	}
-	must(regs.BindDeviceToGateway(reg.Name, &cloudiot.BindDeviceToGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
+	testutil.Must(regs.BindDeviceToGateway(reg.Name, &cloudiot.BindDeviceToGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
 	return reg.Name, resp.GetGateway().GetName()
 }
 
@@ -89,12 +90,12 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// A gateway the bridge refuses (deleted from its registry).
-	must(e.admin.Projects.Locations.Registries.UnbindDeviceFromGateway(regName, &cloudiot.UnbindDeviceFromGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
+	testutil.Must(e.admin.Projects.Locations.Registries.UnbindDeviceFromGateway(regName, &cloudiot.UnbindDeviceFromGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
 	resp, err := e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: regName, GatewayId: "gw-gone", Algorithm: hubv1.Algorithm_ALGORITHM_ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(e.admin.Projects.Locations.Registries.Devices.Delete(resp.GetGateway().GetName()).Do())
+	testutil.Must(e.admin.Projects.Locations.Registries.Devices.Delete(resp.GetGateway().GetName()).Do())
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
 	wantCode(t, "refused gateway", err, codes.FailedPrecondition, "refused")
 }
@@ -110,12 +111,12 @@ func TestSlowCommandSubscriber(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// A client whose window stays small, so an unread stream pushes back.
-	conn := must(grpc.NewClient(e.hubAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn := testutil.Must(grpc.NewClient(e.hubAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10)))
 	defer conn.Close()
-	slow := must(hubv1.NewHubClient(conn).SubscribeCommands(ctx, &hubv1.SubscribeCommandsRequest{Gateway: gw, DeviceId: "bound"}))
-	fast := must(e.hub.SubscribeCommands(ctx, &hubv1.SubscribeCommandsRequest{Gateway: gw, DeviceId: "bound"}))
-	waitFor(t, 10*time.Second, func() error {
+	slow := testutil.Must(hubv1.NewHubClient(conn).SubscribeCommands(ctx, &hubv1.SubscribeCommandsRequest{Gateway: gw, DeviceId: "bound"}))
+	fast := testutil.Must(e.hub.SubscribeCommands(ctx, &hubv1.SubscribeCommandsRequest{Gateway: gw, DeviceId: "bound"}))
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		v, _ := e.pool.Connection(gw)
 		if v.Holders != 2 {
 			return fmt.Errorf("holders %d", v.Holders)
@@ -139,7 +140,7 @@ func TestSlowCommandSubscriber(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 20; i++ {
-		waitFor(t, 10*time.Second, func() error {
+		testutil.WaitFor(t, 10*time.Second, func() error {
 			_, err := e.admin.Projects.Locations.Registries.Devices.SendCommandToDevice(regName+"/devices/bound",
 				&cloudiot.SendCommandToDeviceRequest{BinaryData: payload}).Do()
 			return err
@@ -161,7 +162,7 @@ func TestNoLeaks(t *testing.T) {
 	e := newEnv(t, envConfig{poolOpts: []hub.PoolOption{hub.WithIdleTimeout(50 * time.Millisecond)}})
 	_, gw := setup(t, e)
 	ctx := context.Background()
-	must(e.hub.ListGateways(ctx, &hubv1.ListGatewaysRequest{}))
+	testutil.Must(e.hub.ListGateways(ctx, &hubv1.ListGatewaysRequest{}))
 	base := baseline()
 
 	sctx, cancel := context.WithCancel(ctx)
@@ -194,7 +195,7 @@ func TestNoLeaks(t *testing.T) {
 		t.Fatalf("pool while streams are open: %+v", v)
 	}
 	cancel()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if v, ok := e.pool.Connection(gw); ok {
 			return fmt.Errorf("connection still open: %+v", v)
 		}
@@ -210,13 +211,13 @@ func TestNoLeaks(t *testing.T) {
 func TestEventWithoutNotificationConfig(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	regs := e.admin.Projects.Locations.Registries
-	reg := must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg-silent"}).Do())
+	reg := testutil.Must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg-silent"}).Do())
 	resp, err := e.hub.CreateGateway(context.Background(), &hubv1.CreateGatewayRequest{Parent: reg.Name, GatewayId: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(regs.Devices.Create(reg.Name, &cloudiot.Device{Id: "dev-1"}).Do())
-	must(regs.BindDeviceToGateway(reg.Name, &cloudiot.BindDeviceToGatewayRequest{DeviceId: "dev-1", GatewayId: "gw-1"}).Do())
+	testutil.Must(regs.Devices.Create(reg.Name, &cloudiot.Device{Id: "dev-1"}).Do())
+	testutil.Must(regs.BindDeviceToGateway(reg.Name, &cloudiot.BindDeviceToGatewayRequest{DeviceId: "dev-1", GatewayId: "gw-1"}).Do())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), DeviceId: "dev-1", Data: []byte("x")})
@@ -233,7 +234,7 @@ func TestGarbageOnAStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	keep := must(e.hub.Attach(ctx))
+	keep := testutil.Must(e.hub.Attach(ctx))
 	if err := keep.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestGarbageOnAStream(t *testing.T) {
 		t.Fatalf("first Attach: %v %v", r, err)
 	}
 
-	bad := must(e.hub.Attach(ctx))
+	bad := testutil.Must(e.hub.Attach(ctx))
 	if err := bad.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestGarbageOnAStream(t *testing.T) {
 	}
 	wantCode(t, "a second Attach request naming another device", err, codes.InvalidArgument, "")
 
-	states := must(e.hub.PublishState(ctx))
+	states := testutil.Must(e.hub.PublishState(ctx))
 	if err := states.Send(&hubv1.PublishStateRequest{Gateway: gw, DeviceId: "bound", Data: []byte("s1")}); err != nil {
 		t.Fatal(err)
 	}

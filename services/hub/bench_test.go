@@ -27,6 +27,7 @@ import (
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
@@ -64,13 +65,13 @@ func (e *benchEnv) client(i int) hubv1.HubClient { return e.hubs[i%len(e.hubs)] 
 func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEnv {
 	tb.Helper()
 	ctx := context.Background()
-	log := logger(tb)
-	st := must(sqlstore.Open(ctx, log, tb.TempDir()+"/db.sqlite"))
+	log := testutil.Logger(tb)
+	st := testutil.Must(sqlstore.Open(ctx, log, tb.TempDir()+"/db.sqlite"))
 	tb.Cleanup(func() { _ = st.Close() })
-	b := must(bus.Open(ctx, log, bus.Options{DataDir: tb.TempDir()}))
+	b := testutil.Must(bus.Open(ctx, log, bus.Options{DataDir: tb.TempDir()}))
 	tb.Cleanup(func() { _ = b.Close() })
 
-	mlis := must(net.Listen("tcp", "127.0.0.1:0"))
+	mlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
 	serve(tb, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
 	// The benchmarks' own admin calls (up to 32 at a time) keep their
@@ -78,15 +79,15 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 	// open and close connections on the machine being measured.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"),
+	admin := testutil.Must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+mlis.Addr().String()+"/"),
 		option.WithHTTPClient(&http.Client{Transport: tr})))
 
 	serverTLS, clientTLS := testTLS()
-	blis := must(net.Listen("tcp", "127.0.0.1:0"))
+	blis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	br := bridge.New(log, st, b, append([]bridge.Option{bridge.WithMessageRate(0, 0), bridge.WithByteRate(0)}, bridgeOpts...)...)
 	serve(tb, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(blis, serverTLS)) })
 
-	keys := must(hub.NewKeys("", tb.TempDir()+"/hub-keys"))
+	keys := testutil.Must(hub.NewKeys("", tb.TempDir()+"/hub-keys"))
 	pool := hub.NewPool(log, blis.Addr().String(), keys, hub.WithBridgeTLS(clientTLS))
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -95,24 +96,24 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 			tb.Errorf("pool.Close: %v", err)
 		}
 	})
-	prov := must(hub.DialManager(ctx, "http://"+mlis.Addr().String(), ""))
+	prov := testutil.Must(hub.DialManager(ctx, "http://"+mlis.Addr().String(), ""))
 	svc := hub.NewService(log, pool, keys, prov)
-	hlis := must(net.Listen("tcp", "127.0.0.1:0"))
+	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, svc, hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	serve(tb, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
 	e := &benchEnv{admin: admin, pool: pool}
-	nlis := must(net.Listen("tcp", "127.0.0.1:0"))
+	nlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	ns := hub.NewServer(log, hub.NewService(log, pool, keys, nil), hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	serve(tb, func(ctx context.Context) error { return ns.Serve(ctx, nlis) })
-	nconn := must(grpc.NewClient(nlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
+	nconn := testutil.Must(grpc.NewClient(nlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 	tb.Cleanup(func() { _ = nconn.Close() })
 	e.noVersion = hubv1.NewHubClient(nconn)
 	for range conns {
-		conn := must(grpc.NewClient(hlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
+		conn := testutil.Must(grpc.NewClient(hlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 		tb.Cleanup(func() { _ = conn.Close() })
 		e.hubs = append(e.hubs, hubv1.NewHubClient(conn))
 	}
-	reg := must(admin.Projects.Locations.Registries.Create(benchParent, &cloudiot.DeviceRegistry{
+	reg := testutil.Must(admin.Projects.Locations.Registries.Create(benchParent, &cloudiot.DeviceRegistry{
 		Id:                       "bench",
 		EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}},
 	}).Do())
@@ -281,7 +282,7 @@ func (e *benchEnv) detachAll(tb testing.TB, f benchFleet, as []attached) {
 	if err, ok := failed.Load().(error); ok {
 		tb.Fatalf("detach: %v", err)
 	}
-	waitFor(tb, 30*time.Second, func() error {
+	testutil.WaitFor(tb, 30*time.Second, func() error {
 		for _, gw := range f.gateways {
 			if v, ok := e.pool.Connection(gw); ok && len(v.Devices) != 0 {
 				return fmt.Errorf("%s still holds %d devices", gw, len(v.Devices))
@@ -493,7 +494,7 @@ func subscriptionsCtx(b *testing.B, e *benchEnv, gw string) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(func() {
 		cancel()
-		waitFor(b, 30*time.Second, func() error {
+		testutil.WaitFor(b, 30*time.Second, func() error {
 			if v, ok := e.pool.Connection(gw); ok && len(v.Devices) != 0 {
 				return fmt.Errorf("%s still holds %d devices", gw, len(v.Devices))
 			}

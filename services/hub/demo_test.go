@@ -10,6 +10,7 @@ import (
 	"google.golang.org/api/cloudiot/v1"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 const parent = "projects/p1/locations/us-central1"
@@ -154,7 +155,7 @@ func TestGatewayDemo(t *testing.T) {
 	if _, err := att.Recv(); err == nil {
 		t.Fatal("attach stream: want its end")
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		v, ok := e.pool.Connection(gw)
 		if ok && len(v.Devices) != 0 {
 			return fmt.Errorf("devices still held: %+v", v.Devices)

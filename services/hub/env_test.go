@@ -1,11 +1,8 @@
 package hub_test
 
 import (
-	"github.com/passerelle-iot/passerelle/pkg/devca"
-
 	"context"
 	"crypto/tls"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,30 +18,14 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/devca"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
-
-func logger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
 
 // env is the manager, the bridge (TLS) and the hub, in process.
 type env struct {
@@ -108,20 +89,20 @@ func newHTTPClient() *http.Client {
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	ctx := context.Background()
-	log := logger(t)
-	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	log := testutil.Logger(t)
+	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
-	b := must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
+	b := testutil.Must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
 	t.Cleanup(func() { _ = b.Close() })
 
 	// The manager.
-	mlis := must(net.Listen("tcp", "127.0.0.1:0"))
+	mlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
 	serve(t, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
 	adminHTTP, provHTTP := newHTTPClient(), newHTTPClient()
 	endpoint := option.WithEndpoint("http://" + mlis.Addr().String() + "/")
-	admin := must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(adminHTTP)))
-	provSvc := must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(provHTTP)))
+	admin := testutil.Must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(adminHTTP)))
+	provSvc := testutil.Must(cloudiot.NewService(ctx, endpoint, option.WithHTTPClient(provHTTP)))
 
 	// The bridge, over TLS, with a clock tests may move forward (the
 	// bridge takes one state per second per device).
@@ -135,7 +116,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	e.startBridge()
 
 	// The hub.
-	keys := must(hub.NewKeys("", t.TempDir()+"/hub-keys"))
+	keys := testutil.Must(hub.NewKeys("", t.TempDir()+"/hub-keys"))
 	pool := hub.NewPool(log, e.bridgeAddr, keys, append([]hub.PoolOption{hub.WithBridgeTLS(clientTLS)}, cfg.poolOpts...)...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -145,14 +126,14 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		}
 	})
 	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(provSvc))
-	hlis := must(net.Listen("tcp", "127.0.0.1:0"))
+	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	sopts := cfg.serverOpts
 	if sopts == nil {
 		sopts = []hub.ServerOption{hub.WithInsecureNoAuth()}
 	}
 	hs := hub.NewServer(log, svc, append(sopts, hub.WithShutdownTimeout(time.Second))...)
 	serve(t, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
-	conn := must(grpc.NewClient(hlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
+	conn := testutil.Must(grpc.NewClient(hlis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())))
 	t.Cleanup(func() { _ = conn.Close() })
 	e.hub, e.pool, e.hubAddr = hubv1.NewHubClient(conn), pool, hlis.Addr().String()
 	return e
@@ -168,7 +149,7 @@ func (e *env) startBridge() {
 	}
 	var lis net.Listener
 	// The port was just freed: listening again on it may take a moment.
-	waitFor(e.t, 5*time.Second, func() (err error) {
+	testutil.WaitFor(e.t, 5*time.Second, func() (err error) {
 		lis, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -191,20 +172,4 @@ func testTLS() (server, client *tls.Config) {
 		panic(err)
 	}
 	return server, client
-}
-
-// waitFor polls f until it returns nil.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
@@ -19,25 +20,25 @@ import (
 // through the manager's REST API, as SubscribeConfig's version lookups do.
 func TestDeviceConfigs(t *testing.T) {
 	ctx := context.Background()
-	log := logger(t)
-	st := must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
+	log := testutil.Logger(t)
+	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
-	lis := must(net.Listen("tcp", "127.0.0.1:0"))
+	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	serve(t, func(ctx context.Context) error {
 		return manager.New(log, st, manager.WithInsecureNoAuth()).Serve(ctx, lis)
 	})
-	prov := must(hub.DialManager(ctx, "http://"+lis.Addr().String(), ""))
-	admin := must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+lis.Addr().String()+"/"), option.WithHTTPClient(newHTTPClient())))
-	reg := must(admin.Projects.Locations.Registries.Create(benchParent, &cloudiot.DeviceRegistry{Id: "versions"}).Do())
+	prov := testutil.Must(hub.DialManager(ctx, "http://"+lis.Addr().String(), ""))
+	admin := testutil.Must(cloudiot.NewService(ctx, option.WithEndpoint("http://"+lis.Addr().String()+"/"), option.WithHTTPClient(newHTTPClient())))
+	reg := testutil.Must(admin.Projects.Locations.Registries.Create(benchParent, &cloudiot.DeviceRegistry{Id: "versions"}).Do())
 	var ids []string
 	nums := map[string]string{}
 	for i := range 3 {
 		id := fmt.Sprintf("dev-%d", i)
-		d := must(admin.Projects.Locations.Registries.Devices.Create(reg.Name, &cloudiot.Device{Id: id}).Do())
+		d := testutil.Must(admin.Projects.Locations.Registries.Devices.Create(reg.Name, &cloudiot.Device{Id: id}).Do())
 		ids = append(ids, id)
 		nums[id] = strconv.FormatUint(d.NumId, 10)
 	}
-	must(admin.Projects.Locations.Registries.Devices.ModifyCloudToDeviceConfig(reg.Name+"/devices/dev-1",
+	testutil.Must(admin.Projects.Locations.Registries.Devices.ModifyCloudToDeviceConfig(reg.Name+"/devices/dev-1",
 		&cloudiot.ModifyCloudToDeviceConfigRequest{BinaryData: "b24="}).Do()) // "on"
 
 	got, err := prov.DeviceConfigs(ctx, reg.Name, []string{"dev-0", nums["dev-1"], "dev-2", "nobody"})

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/cloudiot/v1"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 )
@@ -64,7 +65,7 @@ func configUntil(t *testing.T, what string, ch <-chan *hubv1.SubscribeConfigResp
 // update per second per device refuses it.
 func modifyConfig(t *testing.T, e *env, devName, data string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		_, err := e.admin.Projects.Locations.Registries.Devices.ModifyCloudToDeviceConfig(devName, &cloudiot.ModifyCloudToDeviceConfigRequest{
 			BinaryData: base64.StdEncoding.EncodeToString([]byte(data)),
 		}).Do()
@@ -85,7 +86,7 @@ func TestBridgeRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	att := must(e.hub.Attach(ctx))
+	att := testutil.Must(e.hub.Attach(ctx))
 	if err := att.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +94,11 @@ func TestBridgeRestart(t *testing.T) {
 	if next(t, "attach", attCh, attErr, 10*time.Second).GetAttached() == nil {
 		t.Fatal("first attach response is not 'attached'")
 	}
-	cfgs := must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
+	cfgs := testutil.Must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
 	cfgCh, cfgErr := recvAll(cfgs.Recv)
 	next(t, "first config", cfgCh, cfgErr, 10*time.Second)
 
-	states := must(e.hub.PublishState(ctx))
+	states := testutil.Must(e.hub.PublishState(ctx))
 	ackCh, ackErr := recvAll(states.Recv)
 	var acked []string
 	sent := 0
@@ -127,7 +128,7 @@ func TestBridgeRestart(t *testing.T) {
 	}
 
 	e.stopBridge()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if v, _ := e.pool.Connection(gw); v.State == hub.StateConnected {
 			return fmt.Errorf("the pool has not seen the bridge go")
 		}
@@ -176,7 +177,7 @@ func TestBridgeRestart(t *testing.T) {
 		t.Fatal("the state stream did not end")
 	}
 
-	list := must(e.admin.Projects.Locations.Registries.Devices.States.List(devName).NumStates(10).Do())
+	list := testutil.Must(e.admin.Projects.Locations.Registries.Devices.States.List(devName).NumStates(10).Do())
 	have := map[string]bool{}
 	for _, s := range list.DeviceStates {
 		b, _ := base64.StdEncoding.DecodeString(s.BinaryData)
@@ -207,19 +208,19 @@ func TestTokenRenewal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	att := must(e.hub.Attach(ctx))
+	att := testutil.Must(e.hub.Attach(ctx))
 	if err := att.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
 	attCh, attErr := recvAll(att.Recv)
 	next(t, "attach", attCh, attErr, 10*time.Second)
-	cfgs := must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
+	cfgs := testutil.Must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
 	cfgCh, cfgErr := recvAll(cfgs.Recv)
 	next(t, "first config", cfgCh, cfgErr, 10*time.Second)
 
 	const renewals = 3
 	reconnects := func() int64 {
-		pv := must(e.hub.GetPool(ctx, &hubv1.GetPoolRequest{}))
+		pv := testutil.Must(e.hub.GetPool(ctx, &hubv1.GetPoolRequest{}))
 		if len(pv.GetConnections()) != 1 {
 			t.Fatalf("pool %v", pv)
 		}
@@ -253,7 +254,7 @@ func TestManyCallers(t *testing.T) {
 	e := newEnv(t, envConfig{poolOpts: []hub.PoolOption{hub.WithIdleTimeout(100 * time.Millisecond)}})
 	ctx := context.Background()
 	regs := e.admin.Projects.Locations.Registries
-	reg := must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "many", EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}}}).Do())
+	reg := testutil.Must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "many", EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: "projects/p1/topics/events"}}}).Do())
 	const gateways, perGateway = 10, 10
 	gws := make([]string, gateways)
 	for i := range gws {
@@ -263,7 +264,7 @@ func TestManyCallers(t *testing.T) {
 		}
 		gws[i] = r.GetGateway().GetName()
 	}
-	must(e.hub.ListGateways(ctx, &hubv1.ListGatewaysRequest{}))
+	testutil.Must(e.hub.ListGateways(ctx, &hubv1.ListGatewaysRequest{}))
 	base := baseline()
 
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -339,7 +340,7 @@ func TestManyCallers(t *testing.T) {
 	}
 	close(release)
 	done.Wait()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if v := e.pool.View(); len(v) != 0 {
 			return fmt.Errorf("%d connections still open", len(v))
 		}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/hub"
 )
 
@@ -51,17 +52,17 @@ func TestTelemetry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	att := must(e.hub.Attach(ctx))
+	att := testutil.Must(e.hub.Attach(ctx))
 	if err := att.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
 	attCh, attErr := recvAll(att.Recv)
 	next(t, "attach", attCh, attErr, 10*time.Second)
-	cfgs := must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
+	cfgs := testutil.Must(e.hub.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
 	cfgCh, cfgErr := recvAll(cfgs.Recv)
 	next(t, "first config", cfgCh, cfgErr, 10*time.Second)
 
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, func() error {
 		for _, s := range rec.Ended() {
 			if s.Name() != "hub.receive config" {
 				continue
@@ -95,7 +96,7 @@ func TestTelemetry(t *testing.T) {
 		t.Fatalf("attached gauge after a reconnect %d, want 1", n)
 	}
 	cancel()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, func() error {
 		if n := attachedGauge(t, reader); n != 0 {
 			return fmt.Errorf("attached gauge %d after release", n)
 		}
