@@ -46,6 +46,12 @@ lint: ## Check formatting and vet the code.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod verify
+	@$(MAKE) --no-print-directory checkfiles
+
+.PHONY: checkfiles
+checkfiles: ## Fail when a tracked file is over 1 MB (a binary or build output), lockfiles and gen/ aside.
+	@big="$$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$$1 > 1048576 && $$2 !~ /(^gen\/|(^|\/)[^\/]*lock[^\/]*$$)/ {print "  " $$2 " (" $$1 " bytes)"}')"; \
+	if [[ -n "$$big" ]]; then echo "tracked files over 1 MB (binaries and build outputs are never committed):"; echo "$$big"; exit 1; fi
 
 .PHONY: tools
 tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .tools/bin.
