@@ -65,6 +65,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/datadir"
 )
 
 // Errors returned by the bus; test them with errors.Is.
@@ -188,6 +190,7 @@ type Bus struct {
 	logger *slog.Logger
 	opts   Options
 	srv    *server.Server // embedded server, nil on an external one
+	dir    *datadir.Dir   // the embedded server's folder, held while it runs
 	nc     *nats.Conn
 	js     jetstream.JetStream
 
@@ -250,12 +253,20 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 			b.cancel()
 			return nil, fmt.Errorf("%w: Options.DataDir is required for the embedded NATS server", ErrInvalid)
 		}
+		// Two servers on one JetStream folder would corrupt it: the
+		// folder is held for as long as the server runs.
+		dir, err := datadir.Claim(opts.DataDir, "embedded NATS of "+opts.Name)
+		if err != nil {
+			b.cancel()
+			return nil, fmt.Errorf("bus: %w", err)
+		}
 		srv, err := startEmbedded(logger, opts)
 		if err != nil {
+			_ = dir.Release()
 			b.cancel()
 			return nil, err
 		}
-		b.srv = srv
+		b.srv, b.dir = srv, dir
 		connURL = ""
 		natsOpts = append(natsOpts, nats.InProcessServer(srv))
 	}
@@ -434,6 +445,7 @@ func (b *Bus) shutdownServer() {
 	if b.srv != nil {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
+		_ = b.dir.Release()
 	}
 }
 

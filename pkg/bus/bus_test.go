@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/datadir"
 )
 
 const topic = "projects/my-project/topics/my.events"
@@ -475,4 +476,27 @@ func TestCloseIdempotentNoLeaks(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Two embedded servers on one JetStream folder would corrupt it: the
+// second Open is refused, naming the first, and the folder is free again
+// once the first is closed.
+func TestEmbeddedFolderIsHeld(t *testing.T) {
+	dir := t.TempDir()
+	first, err := bus.Open(t.Context(), discard(), bus.Options{DataDir: dir, Name: "bridge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bus.Open(t.Context(), discard(), bus.Options{DataDir: dir, Name: "bridge-2"})
+	if !errors.Is(err, datadir.ErrInUse) || !strings.Contains(err.Error(), "embedded NATS of bridge-1") {
+		t.Fatalf("second Open on the folder: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := bus.Open(t.Context(), discard(), bus.Options{DataDir: dir, Name: "bridge-2"})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	again.Close()
 }
