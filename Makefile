@@ -27,7 +27,9 @@ build: ## Build every binary into ./bin.
 
 .PHONY: run
 run: ## Run Passerelle on embedded defaults (data in ./passerelle-data).
-	$(GO) run ./cmd/passerelle serve
+	@echo "Building Passerelle into $(BIN)/ (the first build fetches modules and compiles for a few minutes; later ones take seconds)..."
+	@mkdir -p $(BIN) && $(GO) build -o $(BIN)/passerelle ./cmd/passerelle
+	exec $(BIN)/passerelle serve
 
 .PHONY: test
 test: ## Run every test with the race detector.

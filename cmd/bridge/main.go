@@ -38,14 +38,14 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code.
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
-	cfg, err := loadConfig(args, stderr, lookupEnv)
+func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) int {
+	cfg, err := loadConfig(args, stderr, env)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -62,20 +62,22 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "bridge: %s\n", config.OneLine(err))
 		return 1
 	}
+	// Logged once everything is closed: the process exits right after.
+	logger.Info("bridge stopped")
 	return 0
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
 // validates the result.
-func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (config.Bridge, error) {
+func loadConfig(args []string, stderr io.Writer, env config.Env) (config.Bridge, error) {
 	var cfg config.Bridge
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg.AddFlags(fs)
-	if err := config.Parse(fs, args, stderr, lookupEnv,
+	if err := config.Parse(fs, args, stderr, env,
 		"Usage: bridge [flags]\n\nServes Passerelle's MQTT bridge (Cloud IoT Core's MQTT protocol for devices and gateways)."); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Validate()
+	return cfg, errors.Join(cfg.Validate(), sqlstore.CheckURL(cfg.Database()))
 }
 
 // serve runs the bridge until ctx is done.
@@ -87,7 +89,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	defer stopTelemetry()
 
 	var tlsCfg *tls.Config
-	if cfg.MQTTAddr != "" {
+	if len(config.SplitAddrs(cfg.MQTTAddr)) > 0 {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
@@ -103,19 +105,19 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 			_ = l.Close()
 		}
 	}
-	for _, l := range []struct{ flag, addr string }{{"--mqtt-addr", cfg.MQTTAddr}, {"--mqtt-plain-addr", cfg.MQTTPlainAddr}} {
-		if l.addr == "" {
-			continue
+	for _, l := range []struct{ flag, addrs string }{{"--mqtt-addr", cfg.MQTTAddr}, {"--mqtt-plain-addr", cfg.MQTTPlainAddr}} {
+		for _, addr := range config.SplitAddrs(l.addrs) {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("cannot listen on %s: %w (is another bridge running? choose another %s)", addr, err, l.flag)
+			}
+			if l.flag == "--mqtt-addr" {
+				ln = tls.NewListener(ln, tlsCfg)
+			}
+			lis = append(lis, ln)
+			logger.Info("MQTT listening", "addr", ln.Addr().String(), "tls", l.flag == "--mqtt-addr")
 		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("cannot listen on %s: %w (is another bridge running? choose another %s)", l.addr, err, l.flag)
-		}
-		if l.flag == "--mqtt-addr" {
-			ln = tls.NewListener(ln, tlsCfg)
-		}
-		lis = append(lis, ln)
 	}
 
 	if err := cfg.PrepareDataDir(); err != nil {
@@ -149,7 +151,5 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		bridge.WithMaxConnections(cfg.MaxConnections),
 	)
 	// Serve returns once ctx ends and every device connection is closed.
-	err = br.Serve(ctx, lis...)
-	logger.Info("bridge stopped")
-	return err
+	return br.Serve(ctx, lis...)
 }

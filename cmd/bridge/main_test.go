@@ -20,12 +20,13 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv = config.MapEnv(nil)
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -56,17 +57,11 @@ func TestMissingTLSFilesIsOneClearLine(t *testing.T) {
 func TestCheckConfigOpensNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	var out bytes.Buffer
-	env := func(k string) (string, bool) {
-		switch k {
-		case "PASSERELLE_MQTT_ADDR":
-			return "", true
-		case "PASSERELLE_MQTT_PLAIN_ADDR":
-			return "127.0.0.1:1883", true
-		case "PASSERELLE_DATA_DIR":
-			return dir, true
-		}
-		return "", false
-	}
+	env := config.MapEnv(map[string]string{
+		"PASSERELLE_MQTT_ADDR":       "",
+		"PASSERELLE_MQTT_PLAIN_ADDR": "127.0.0.1:1883",
+		"PASSERELLE_DATA_DIR":        dir,
+	})
 	if code := run(t.Context(), []string{"--check-config"}, &out, env); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}

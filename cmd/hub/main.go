@@ -39,7 +39,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
 }
@@ -61,13 +61,13 @@ type hubConfig struct {
 	CheckConfig      bool
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
-	cfg, err := loadConfig(args, stderr, lookupEnv)
+func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) int {
+	cfg, err := loadConfig(args, stderr, env)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "hub: %v\n", err)
+		fmt.Fprintf(stderr, "hub: %s\n", config.OneLine(err))
 		return 2
 	}
 	if cfg.CheckConfig {
@@ -79,10 +79,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "hub: %s\n", config.OneLine(err))
 		return 1
 	}
+	// Logged once everything is closed: the process exits right after.
+	logger.Info("hub stopped")
 	return 0
 }
 
-func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (hubConfig, error) {
+func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, error) {
 	var cfg hubConfig
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "TCP address of the hub's gRPC API")
@@ -99,7 +101,10 @@ func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string,
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let every call through unauthenticated (local development only)")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
-	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub)."); err != nil {
+	if err := config.Parse(fs, args, stderr, env, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub)."); err != nil {
+		return cfg, err
+	}
+	if err := config.CheckAddr("--listen", cfg.Listen); err != nil {
 		return cfg, err
 	}
 	if _, _, err := net.SplitHostPort(cfg.Bridge); err != nil {

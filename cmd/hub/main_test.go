@@ -17,9 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/config"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv = config.MapEnv(nil)
 
 // freeAddr returns a TCP address nobody listens on (for a moment).
 func freeAddr(t *testing.T) string {
@@ -53,12 +54,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 	// The environment sets flags too, and is checked the same way.
 	out.Reset()
-	env := func(k string) (string, bool) {
-		if k == "PASSERELLE_BRIDGE" {
-			return "no-port", true
-		}
-		return "", false
-	}
+	env := config.MapEnv(map[string]string{"PASSERELLE_BRIDGE": "no-port"})
 	if code := run(t.Context(), []string{"--check-config"}, &out, env); code != 2 {
 		t.Errorf("PASSERELLE_BRIDGE=no-port: exit %d", code)
 	}

@@ -40,19 +40,19 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code.
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
-	cfg, err := loadConfig(args, stderr, lookupEnv)
+func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) int {
+	cfg, err := loadConfig(args, stderr, env)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "manager: %v\n", err)
+		fmt.Fprintf(stderr, "manager: %s\n", config.OneLine(err))
 		return 2
 	}
 	if cfg.CheckConfig {
@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "manager: %s\n", config.OneLine(err))
 		return 1
 	}
+	// Logged once everything is closed: the process exits right after.
+	logger.Info("manager stopped")
 	return 0
 }
 
@@ -77,15 +79,24 @@ type managerConfig struct {
 
 // loadConfig reads flags, then the environment for flags not given, and
 // validates the result.
-func loadConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (managerConfig, error) {
+func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig, error) {
 	var cfg managerConfig
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	cfg.AddFlags(fs)
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
-	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
+	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Validate()
+	return cfg, cfg.validate()
+}
+
+// validate checks what a start would, without opening anything.
+func (c *managerConfig) validate() error {
+	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database())}
+	if c.NATSURL != "" {
+		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
+	}
+	return errors.Join(errs...)
 }
 
 // serve runs the manager until ctx is done.
@@ -155,7 +166,5 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	srv := manager.New(logger, st, opts...)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
-	err = g.Wait()
-	logger.Info("manager stopped")
-	return err
+	return g.Wait()
 }

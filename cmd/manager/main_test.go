@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/config"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv = config.MapEnv(nil)
 
 func TestCorruptTokensFileIsOneClearLine(t *testing.T) {
 	dir := t.TempDir()
@@ -32,12 +34,7 @@ func TestCorruptTokensFileIsOneClearLine(t *testing.T) {
 func TestCheckConfigOpensNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	var out bytes.Buffer
-	env := func(k string) (string, bool) {
-		if k == "PASSERELLE_DATABASE_URL" {
-			return filepath.Join(dir, "p.db"), true
-		}
-		return "", false
-	}
+	env := config.MapEnv(map[string]string{"PASSERELLE_DATABASE_URL": filepath.Join(dir, "p.db")})
 	if code := run(t.Context(), []string{"--insecure-no-auth", "--check-config"}, &out, env); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/config"
 )
 
 // --nats-url (here through its environment variable) makes the manager
@@ -36,12 +37,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	env := func(k string) (string, bool) {
-		if k == "PASSERELLE_NATS_URL" {
-			return b.Server().ClientURL(), true
-		}
-		return "", false
-	}
+	env := config.MapEnv(map[string]string{"PASSERELLE_NATS_URL": b.Server().ClientURL()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var out syncBuffer

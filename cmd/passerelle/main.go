@@ -37,6 +37,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
@@ -47,7 +48,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv)
+	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
 }
@@ -64,7 +65,7 @@ Run 'passerelle serve --help' for the flags of serve.
 `
 
 // run is main without the process: it returns the exit code.
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "passerelle: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	cfg, err := loadServeConfig(args[1:], stderr, lookupEnv)
+	cfg, err := loadServeConfig(args[1:], stderr, env)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -97,6 +98,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 		fmt.Fprintf(stderr, "passerelle: %s\n", config.OneLine(err))
 		return 1
 	}
+	// Logged once everything is closed: the process exits right after.
+	logger.Info("passerelle stopped")
 	return 0
 }
 
@@ -145,22 +148,22 @@ type serveConfig struct {
 	CheckConfig    bool
 }
 
-func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (serveConfig, error) {
+func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("passerelle serve", flag.ContinueOnError)
 	fs.StringVar(&c.DataDir, "data-dir", config.DefaultDataDir, "folder of the database, the embedded NATS, the certificates and the admin token")
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (gRPC and REST on one port)")
-	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `address of MQTT over TLS, with the data folder's certificate; "" turns it off`)
-	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT without TLS (off unless given)")
+	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `addresses of MQTT over TLS with the data folder's certificate, comma-separated (such as 127.0.0.1:8883,127.0.0.1:443); "" turns it off`)
+	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "addresses of plain MQTT without TLS, comma-separated (off unless given)")
 	fs.StringVar(&c.HubAddr, "hub-addr", "127.0.0.1:8090", `address of the hub API (passerelle.hub.v1.Hub, gRPC); "" turns the hub off`)
 	fs.StringVar(&c.GatewaysFile, "gateways-file", "", "JSON list of existing gateways and their private key files, for the hub (gateways made with CreateGateway need none)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
-	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and the hub without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
-	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
+	if err := config.Parse(fs, args, stderr, env, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
 	var errs []error
@@ -169,15 +172,37 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	}
 	if c.AdminAddr == "" {
 		errs = append(errs, errors.New("--admin-addr is empty: give an address, such as "+config.DefaultListen))
+	} else {
+		errs = append(errs, config.CheckAddr("--admin-addr", c.AdminAddr))
 	}
-	if c.MQTTAddr == "" && c.MQTTPlainAddr == "" {
-		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr or --mqtt-plain-addr"))
+	errs = append(errs,
+		config.CheckAddrs("--mqtt-addr", c.MQTTAddr),
+		config.CheckAddrs("--mqtt-plain-addr", c.MQTTPlainAddr),
+		sqlstore.CheckURL(c.database()))
+	if c.HubAddr != "" {
+		errs = append(errs, config.CheckAddr("--hub-addr", c.HubAddr))
+	}
+	if c.NATSURL != "" {
+		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
+	}
+	if c.NATSListen != "" {
+		errs = append(errs, config.CheckAddr("--nats-listen", c.NATSListen))
 	}
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
 	return c, errors.Join(errs...)
 }
+
+// bridgeOn reports whether serve runs the MQTT bridge: it does when it has
+// a listener.
+func (c serveConfig) bridgeOn() bool {
+	return len(config.SplitAddrs(c.MQTTAddr))+len(config.SplitAddrs(c.MQTTPlainAddr)) > 0
+}
+
+// hubOn reports whether serve runs the hub, which reaches its devices
+// through the bridge.
+func (c serveConfig) hubOn() bool { return c.HubAddr != "" && c.bridgeOn() }
 
 func (c serveConfig) database() string {
 	if c.DatabaseURL != "" {
@@ -189,12 +214,14 @@ func (c serveConfig) database() string {
 // serve runs everything until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serveConfig) error {
 	start := time.Now()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("cannot use the data folder %s: %w (choose another --data-dir)", cfg.DataDir, err)
+	// One process a data folder: a second serve on it would share the
+	// SQLite file and the JetStream folder, and its announcements would
+	// never reach the first one's devices.
+	dir, err := datadir.Claim(cfg.DataDir, "passerelle serve")
+	if err != nil {
+		return fmt.Errorf("%w (--data-dir)", err)
 	}
-	if err := checkWritable(cfg.DataDir); err != nil {
-		return err
-	}
+	defer dir.Release()
 	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle")
 	if err != nil {
 		return err
@@ -205,7 +232,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	var mopts []manager.Option
 	var hopts []hub.ServerOption
 	var adminToken string // the hub's credential for provisioning through the manager
-	tokenNote := "admin API open to anyone (--insecure-no-auth)"
+	tokenNote := "NO AUTHENTICATION (--insecure-no-auth): the admin API and the hub are open to anyone who reaches them"
 	if cfg.InsecureNoAuth {
 		mopts = append(mopts, manager.WithInsecureNoAuth())
 		hopts = append(hopts, hub.WithInsecureNoAuth())
@@ -250,27 +277,37 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return err
 	}
 	var mqttLis []net.Listener
-	if cfg.MQTTAddr != "" {
+	var mqttNotes []string
+	if addrs := config.SplitAddrs(cfg.MQTTAddr); len(addrs) > 0 {
 		pair, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("load the bridge certificate: %w", err)
 		}
-		l, err := listen("--mqtt-addr", cfg.MQTTAddr)
-		if err != nil {
-			return err
+		tlsCfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		for _, addr := range addrs {
+			l, err := listen("--mqtt-addr", addr)
+			if err != nil {
+				return err
+			}
+			mqttLis = append(mqttLis, tls.NewListener(l, tlsCfg))
+			mqttNotes = append(mqttNotes, "mqtts://"+l.Addr().String())
 		}
-		mqttLis = append(mqttLis, tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+		mqttNotes[len(mqttNotes)-1] += " (TLS, trust " + certs.CA + ")"
 	}
-	if cfg.MQTTPlainAddr != "" {
-		l, err := listen("--mqtt-plain-addr", cfg.MQTTPlainAddr)
+	for _, addr := range config.SplitAddrs(cfg.MQTTPlainAddr) {
+		l, err := listen("--mqtt-plain-addr", addr)
 		if err != nil {
 			return err
 		}
 		mqttLis = append(mqttLis, l)
+		mqttNotes = append(mqttNotes, "mqtt://"+l.Addr().String()+" (plain)")
+	}
+	if len(mqttNotes) == 0 {
+		mqttNotes = append(mqttNotes, `off (--mqtt-addr "" and no --mqtt-plain-addr)`)
 	}
 	var hubLis net.Listener
-	if cfg.HubAddr != "" {
+	if cfg.hubOn() {
 		if hubLis, err = listen("--hub-addr", cfg.HubAddr); err != nil {
 			return err
 		}
@@ -294,7 +331,10 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	defer b.Close()
 
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
-	br := bridge.New(logger, st, b)
+	var br *bridge.Bridge
+	if len(mqttLis) > 0 {
+		br = bridge.New(logger, st, b)
+	}
 	var (
 		hubSrv  *hub.Server
 		hubPool *hub.Pool
@@ -307,13 +347,6 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		}
 	}
 
-	mqtt := make([]string, 0, 2)
-	if cfg.MQTTAddr != "" {
-		mqtt = append(mqtt, "mqtts://"+mqttLis[0].Addr().String()+" (TLS, trust "+certs.CA+")")
-	}
-	if cfg.MQTTPlainAddr != "" {
-		mqtt = append(mqtt, "mqtt://"+mqttLis[len(mqttLis)-1].Addr().String()+" (plain)")
-	}
 	store := "SQLite " + cfg.database()
 	if cfg.DatabaseURL != "" && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
 		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
@@ -325,16 +358,21 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if cfg.NATSURL != "" {
 		nats = config.RedactURL(cfg.NATSURL)
 	}
-	hubNote := "off"
-	if hubLis != nil {
+	hubNote := `off (--hub-addr "")`
+	switch {
+	case hubLis != nil:
 		hubNote = hubLis.Addr().String() + "  (gRPC, passerelle.hub.v1.Hub)"
+	case cfg.HubAddr != "":
+		hubNote = "off (it reaches devices through the bridge, and no MQTT listener is on)"
 	}
 	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqtt, ", "), hubNote, store, nats)
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
-	g.Go(func() error { return br.Serve(gctx, mqttLis...) })
+	if br != nil {
+		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
+	}
 	if hubSrv != nil {
 		g.Go(func() error { return hubSrv.Serve(gctx, hubLis) })
 		g.Go(func() error {
@@ -346,9 +384,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return hubPool.Close(cctx)
 		})
 	}
-	err = g.Wait()
-	logger.Info("passerelle stopped")
-	return err
+	return g.Wait()
 }
 
 // newHub builds the hub on the bridge's first listener and the manager's
@@ -360,7 +396,7 @@ func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs dev
 		return nil, nil, err
 	}
 	var popts []hub.PoolOption
-	if cfg.MQTTAddr != "" {
+	if len(config.SplitAddrs(cfg.MQTTAddr)) > 0 { // the hub dials the first listener, TLS when there is one
 		caPEM, err := os.ReadFile(certs.CA)
 		if err != nil {
 			return nil, nil, err
@@ -388,16 +424,4 @@ func dialable(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// checkWritable fails early, with the folder's name, when the data folder
-// cannot be written.
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".write-check-*")
-	if err != nil {
-		return fmt.Errorf("cannot write in the data folder %s: %w (fix its permissions or choose another --data-dir)", dir, err)
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
 }

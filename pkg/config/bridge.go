@@ -12,10 +12,11 @@ import (
 // Bridge is the configuration of the MQTT bridge (cmd/bridge, and the
 // bridge inside cmd/passerelle).
 type Bridge struct {
-	// MQTTAddr is the TCP address of MQTT over TLS; empty turns it off.
+	// MQTTAddr is the TCP addresses of MQTT over TLS, comma-separated
+	// (Cloud IoT Core served 8883 and 443); empty turns it off.
 	MQTTAddr string
-	// MQTTPlainAddr is the TCP address of plain MQTT; empty (the default)
-	// turns it off.
+	// MQTTPlainAddr is the TCP addresses of plain MQTT, comma-separated;
+	// empty (the default) turns it off.
 	MQTTPlainAddr string
 	// TLSCert and TLSKey are PEM files, required with MQTTAddr.
 	TLSCert, TLSKey string
@@ -55,8 +56,8 @@ const (
 
 // AddFlags declares the bridge's flags on fs, writing into b.
 func (b *Bridge) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&b.MQTTAddr, "mqtt-addr", DefaultMQTTAddr, `address of MQTT over TLS 1.2+ (needs --tls-cert and --tls-key); "" turns it off`)
-	fs.StringVar(&b.MQTTPlainAddr, "mqtt-plain-addr", "", "address of plain MQTT, without TLS (off unless given; tests, or behind a TLS-terminating proxy)")
+	fs.StringVar(&b.MQTTAddr, "mqtt-addr", DefaultMQTTAddr, `addresses of MQTT over TLS 1.2+, comma-separated, such as 0.0.0.0:8883,0.0.0.0:443 (needs --tls-cert and --tls-key); "" turns it off`)
+	fs.StringVar(&b.MQTTPlainAddr, "mqtt-plain-addr", "", "addresses of plain MQTT without TLS, comma-separated (off unless given; tests, or behind a TLS-terminating proxy)")
 	fs.StringVar(&b.TLSCert, "tls-cert", "", "PEM certificate chain of the TLS listener (with --tls-key)")
 	fs.StringVar(&b.TLSKey, "tls-key", "", "PEM private key of the TLS listener (with --tls-cert)")
 	fs.StringVar(&b.DataDir, "data-dir", DefaultDataDir, "folder of the SQLite database and the embedded NATS server's storage")
@@ -79,13 +80,21 @@ var ErrTLSFilesMissing = errors.New(`the TLS listener (--mqtt-addr) needs --tls-
 // Validate checks what can be checked without opening anything. Its
 // errors say what to do.
 func (b *Bridge) Validate() error {
-	if b.MQTTAddr != "" && (b.TLSCert == "" || b.TLSKey == "") {
+	tlsOn := len(SplitAddrs(b.MQTTAddr)) > 0
+	if tlsOn && (b.TLSCert == "" || b.TLSKey == "") {
 		// One error alone: it is the mistake of every first start.
 		return ErrTLSFilesMissing
 	}
 	var errs []error
-	if b.MQTTAddr == "" && b.MQTTPlainAddr == "" {
+	if !tlsOn && len(SplitAddrs(b.MQTTPlainAddr)) == 0 {
 		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr (TLS) or --mqtt-plain-addr"))
+	}
+	errs = append(errs, CheckAddrs("--mqtt-addr", b.MQTTAddr), CheckAddrs("--mqtt-plain-addr", b.MQTTPlainAddr))
+	if b.NATSURL != "" {
+		errs = append(errs, CheckNATSURL("--nats-url", b.NATSURL))
+	}
+	if b.NATSListen != "" {
+		errs = append(errs, CheckAddr("--nats-listen", b.NATSListen))
 	}
 	if b.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is empty: give a folder, such as "+DefaultDataDir))
@@ -99,7 +108,7 @@ func (b *Bridge) Validate() error {
 	if b.MaxConnections <= 0 {
 		errs = append(errs, errors.New("--max-connections must be positive"))
 	}
-	if b.MQTTAddr != "" {
+	if tlsOn {
 		for _, f := range []struct{ flag, path string }{{"--tls-cert", b.TLSCert}, {"--tls-key", b.TLSKey}} {
 			if _, err := os.Stat(f.path); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))

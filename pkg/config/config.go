@@ -22,29 +22,6 @@ func EnvName(name string) string {
 	return EnvPrefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
 }
 
-// ApplyEnv sets each flag of fs that the command line did not set from its
-// environment variable (EnvName), read with lookup (os.LookupEnv in
-// production). Call it after fs.Parse: flags win over the environment.
-func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		env := EnvName(f.Name)
-		v, ok := lookup(env)
-		if !ok {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("environment variable %s: %w", env, err))
-		}
-	})
-	return errors.Join(errs...)
-}
-
 // Manager is the configuration of the manager service (cmd/manager, and
 // the manager inside cmd/passerelle).
 type Manager struct {
@@ -94,6 +71,8 @@ func (m *Manager) Validate() error {
 	var errs []error
 	if m.Listen == "" {
 		errs = append(errs, errors.New("--listen is empty: give an address such as "+DefaultListen))
+	} else {
+		errs = append(errs, CheckAddr("--listen", m.Listen))
 	}
 	if m.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is empty: give a folder, such as "+DefaultDataDir))

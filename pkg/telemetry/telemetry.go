@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -68,10 +69,14 @@ func Setup(ctx context.Context, logger *slog.Logger, serviceName string) (shutdo
 
 	var shutdowns []func(context.Context) error
 	shutdownAll := func(ctx context.Context) error {
-		var errs []error
-		for _, f := range shutdowns {
-			errs = append(errs, f(ctx))
+		// Side by side, so that a collector that does not answer costs
+		// the deadline once, not once per provider.
+		errs := make([]error, len(shutdowns))
+		var wg sync.WaitGroup
+		for i, f := range shutdowns {
+			wg.Go(func() { errs[i] = f(ctx) })
 		}
+		wg.Wait()
 		return errors.Join(errs...)
 	}
 
@@ -106,15 +111,21 @@ func Setup(ctx context.Context, logger *slog.Logger, serviceName string) (shutdo
 	return shutdownAll, nil
 }
 
+// ShutdownTimeout bounds the final flush of Start's stop function: a
+// stopping process waits no longer than this for a collector, so that it
+// exits promptly even when the collector is gone.
+const ShutdownTimeout = time.Second
+
 // Start is Setup for a command's main: it returns a stop function that
-// flushes and shuts the providers down within 5 seconds, logging a failure.
+// flushes and shuts the providers down within ShutdownTimeout, logging a
+// failure.
 func Start(ctx context.Context, logger *slog.Logger, serviceName string) (stop func(), err error) {
 	shutdown, err := Setup(ctx, logger, serviceName)
 	if err != nil {
 		return nil, err
 	}
 	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		if err := shutdown(sctx); err != nil {
 			logger.Warn("telemetry shutdown", "err", err)

@@ -31,14 +31,59 @@ import (
 )
 
 // Open opens the store named by databaseURL and brings its schema up to
-// date: a postgres:// or postgresql:// URL opens PostgreSQL, anything else is
-// a SQLite file path, optionally prefixed with sqlite: or file:.
+// date: a postgres:// or postgresql:// URL opens PostgreSQL, a file path
+// (optionally prefixed with sqlite: or file:) a SQLite file. Any other
+// scheme is refused (CheckURL).
 func Open(ctx context.Context, logger *slog.Logger, databaseURL string) (store.Store, error) {
-	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+	if err := CheckURL(databaseURL); err != nil {
+		return nil, err
+	}
+	if IsPostgresURL(databaseURL) {
 		return OpenPostgres(ctx, logger, databaseURL)
 	}
 	path := strings.TrimPrefix(strings.TrimPrefix(databaseURL, "sqlite:"), "file:")
 	return OpenSQLite(ctx, logger, path)
+}
+
+// IsPostgresURL reports whether databaseURL names a PostgreSQL database.
+func IsPostgresURL(databaseURL string) bool {
+	return strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://")
+}
+
+// acceptedForms is what CheckURL's errors list.
+const acceptedForms = "postgres://user@host:5432/db?sslmode=disable (or postgresql://), or a SQLite file path (optionally sqlite:PATH or file:PATH)"
+
+// CheckURL checks a database URL as Open reads it, without opening
+// anything: a PostgreSQL URL must parse, and a URL of any other scheme
+// (postgress://, mysql://) is refused rather than taken for a SQLite file
+// name.
+func CheckURL(databaseURL string) error {
+	if databaseURL == "" {
+		return errors.New("the database URL is empty: give " + acceptedForms)
+	}
+	if IsPostgresURL(databaseURL) {
+		if _, err := pgconn.ParseConfig(databaseURL); err != nil {
+			return fmt.Errorf("the PostgreSQL URL does not parse: %w", err)
+		}
+		return nil
+	}
+	if scheme, _, ok := strings.Cut(databaseURL, "://"); ok && isScheme(scheme) {
+		return fmt.Errorf("the database URL's scheme %q is not supported: give %s", scheme+"://", acceptedForms)
+	}
+	return nil
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986 §3.1).
+func isScheme(s string) bool {
+	if s == "" || !('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z') {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // dialect holds what differs between the back ends.
