@@ -216,3 +216,24 @@ func connack(t *testing.T, conn net.Conn, clientID string) byte {
 	}
 	return buf[3]
 }
+
+// --insecure-no-auth opens the hub as well as the admin API: the banner and
+// the log say so.
+func TestInsecureNoAuthSaysTheHubIsOpen(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
+			"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
+	}()
+	waitFor(t, &out, "Passerelle is ready")
+	for _, want := range []string{"the admin API and the hub are open to anyone", "HUB AUTHENTICATION IS OFF", "ADMIN API AUTHENTICATION IS OFF"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	cancel()
+	<-done
+}

@@ -236,6 +236,9 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if cfg.InsecureNoAuth {
 		mopts = append(mopts, manager.WithInsecureNoAuth())
 		hopts = append(hopts, hub.WithInsecureNoAuth())
+		if cfg.hubOn() {
+			logger.Warn("HUB AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches the hub's port can create gateways and act for their devices")
+		}
 	} else {
 		b, err := adminauth.Bootstrap(cfg.DataDir)
 		if err != nil {
