@@ -107,7 +107,9 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("PublishEvent: %v", err)
 	}
 
-	// A gateway the bridge refuses (deleted from its registry).
+	// A gateway the bridge refuses because it was deleted from its
+	// registry before the hub first connected it: the hub asks the admin
+	// API, and answers NOT_FOUND.
 	testutil.Must(e.admin.Projects.Locations.Registries.UnbindDeviceFromGateway(regName, &cloudiot.UnbindDeviceFromGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
 	resp, err := e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: regName, GatewayId: "gw-gone", Algorithm: hubv1.Algorithm_ALGORITHM_ES256})
 	if err != nil {
@@ -115,7 +117,9 @@ func TestBadInput(t *testing.T) {
 	}
 	testutil.Must(e.admin.Projects.Locations.Registries.Devices.Delete(resp.GetGateway().GetName()).Do())
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
-	wantCode(t, "refused gateway", err, codes.FailedPrecondition, "refused")
+	wantCode(t, "deleted gateway", err, codes.NotFound, "deleted from its registry")
+	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
+	wantCode(t, "deleted gateway, again", err, codes.FailedPrecondition, "no key")
 }
 
 // TestSlowCommandSubscriber: a subscriber that does not read is ended with

@@ -41,6 +41,7 @@ type gw struct {
 
 	mu          sync.Mutex
 	stopped     bool
+	stopErr     error // why: ErrClosed, or ErrGatewayDeleted
 	client      paho.Client
 	gen         int64 // increases with each connection
 	connected   bool
@@ -97,12 +98,13 @@ func (g *gw) broadcastLocked() {
 	g.changed = make(chan struct{})
 }
 
-// shutdownLocked ends the run loop.
-func (g *gw) shutdownLocked() {
+// shutdownLocked ends the run loop; calls still waiting on the gateway
+// fail with err.
+func (g *gw) shutdownLocked(err error) {
 	if g.stopped {
 		return
 	}
-	g.stopped = true
+	g.stopped, g.stopErr = true, err
 	if g.idle != nil {
 		g.idle.Stop()
 		g.idle = nil
@@ -116,7 +118,7 @@ func (g *gw) shutdownLocked() {
 // reconnects with backoff until stop.
 func (g *gw) run() {
 	defer g.p.wg.Done()
-	defer g.endAll(ErrClosed)
+	defer g.endAll()
 	backoff := g.p.o.minBackoff
 	first := true
 	for {
@@ -128,9 +130,13 @@ func (g *gw) run() {
 		cl, lost, err := g.connect()
 		if err != nil {
 			g.p.tel.connectFailed(g.ctx)
-			g.mu.Lock()
 			var refusal *refusedError
-			if errors.As(err, &refusal) {
+			isRefusal := errors.As(err, &refusal)
+			if isRefusal && g.p.dropIfDeleted(g) {
+				return
+			}
+			g.mu.Lock()
+			if isRefusal {
 				g.refused = fmt.Errorf("%w: %v", ErrRefused, refusal.err)
 			}
 			if !first {
@@ -173,10 +179,10 @@ func (g *gw) run() {
 		}
 		renewIn := g.tokenExp.Sub(g.p.o.now()) - g.p.o.renewBefore
 		renew := time.NewTimer(max(renewIn, 0))
-		stopping := false
+		stopping, wasLost := false, false
 		select {
 		case <-lost:
-			g.log.Info("hub: gateway connection lost; reconnecting")
+			wasLost = true
 		case <-renew.C:
 			g.log.Debug("hub: renewing the gateway JWT")
 		case <-g.stop:
@@ -197,6 +203,14 @@ func (g *gw) run() {
 		closeClient(cl, 100)
 		if stopping {
 			return
+		}
+		if wasLost {
+			// The bridge closes the connection of a gateway deleted
+			// from its registry: ask before connecting again.
+			if g.p.dropIfDeleted(g) {
+				return
+			}
+			g.log.Info("hub: gateway connection lost; reconnecting")
 		}
 	}
 }
@@ -289,8 +303,9 @@ func (g *gw) waitConnected(ctx context.Context) (paho.Client, int64, chan struct
 	for {
 		g.mu.Lock()
 		if g.stopped {
+			err := g.stopErr
 			g.mu.Unlock()
-			return nil, 0, nil, ErrClosed
+			return nil, 0, nil, err
 		}
 		if g.connected {
 			cl, gen, done := g.client, g.gen, g.connDone
@@ -409,8 +424,15 @@ func (g *gw) sendAttach(ctx context.Context, cl paho.Client, connDone chan struc
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-g.stop:
-		return ErrClosed
+		return g.stopReason()
 	}
+}
+
+// stopReason is why the gateway stopped, once g.stop is closed.
+func (g *gw) stopReason() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopErr
 }
 
 // publish sends payload QoS 1 to /devices/{device}/{suffix} until the
@@ -456,7 +478,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 				case <-ctx.Done():
 					err = ctx.Err()
 				case <-g.stop:
-					err = ErrClosed
+					err = g.stopReason()
 				}
 			}
 		case <-connDone:
@@ -465,7 +487,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-g.stop:
-			err = ErrClosed
+			err = g.stopReason()
 		}
 		if d != nil {
 			g.mu.Lock()
@@ -558,7 +580,7 @@ func (g *gw) idleClose() {
 		delete(g.p.gws, g.name)
 	}
 	g.log.Debug("hub: closing an idle gateway connection")
-	g.shutdownLocked()
+	g.shutdownLocked(ErrClosed)
 }
 
 // detachAll detaches every attached device before a graceful close, for
@@ -661,11 +683,12 @@ func (g *gw) restoreTopics(d *device) {
 	}
 }
 
-// endAll ends every subscription and hold when the connection closes for
-// good.
-func (g *gw) endAll(err error) {
+// endAll ends every subscription and hold, with the reason the
+// connection closed for good.
+func (g *gw) endAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	err := g.stopErr
 	for _, ts := range g.topics {
 		ts.endLocked(err)
 	}

@@ -85,6 +85,8 @@ func (s *Service) grpcError(err error) error {
 		}
 	case errors.As(err, &re), errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrGatewayDeleted):
+		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNoKey):
 		return status.Error(codes.FailedPrecondition, err.Error()+" (create it with CreateGateway, or name it in the gateways file)")
 	case errors.Is(err, ErrKeyExists):
