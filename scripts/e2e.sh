@@ -46,7 +46,12 @@ expect "ListDeviceStates: 10 states kept, the newest"
 expect "payload-15'"
 expect "Device unbound: {}"
 expect "Delete registry"
-grep -q "device-config" "$work/config_log.csv" || { echo "e2e: config_log.csv lacks the config" >&2; exit 1; }
+grep -q "device-config" "$work/data/config_log.csv" || { echo "e2e: <data-dir>/config_log.csv lacks the config" >&2; exit 1; }
+# The demo deleted its gateway through the admin API: the hub drops the
+# connection and the key at once, without trying to reconnect.
+for _ in $(seq 1 50); do [[ -z "$(ls -A "$work/data/hub-keys")" ]] && break; sleep 0.1; done
+[[ -z "$(ls -A "$work/data/hub-keys")" ]] || { ls -l "$work/data/hub-keys" >&2; echo "e2e: the deleted gateway's key is still in hub-keys/" >&2; exit 1; }
+if grep -q "not Authorized" "$work/serve.log"; then grep "not Authorized" "$work/serve.log" >&2; echo "e2e: the hub reconnected the deleted gateway" >&2; exit 1; fi
 
 # Google's Node client library (@google-cloud/iot) against the same server,
 # over gRPC and REST: clients/node/check.mjs.

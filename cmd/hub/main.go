@@ -150,8 +150,6 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 		}
 		poolOpts = append(poolOpts, hub.WithBridgeTLS(tc))
 	}
-	pool := hub.NewPool(logger, cfg.Bridge, keys, poolOpts...)
-
 	var prov hub.Provisioner
 	if cfg.ManagerURL != "" {
 		tokFile := cfg.ManagerTokenFile
@@ -173,7 +171,11 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 			return err
 		}
 		prov = mp
+		// A gateway deleted through the admin API is dropped with its
+		// key, not reconnected.
+		poolOpts = append(poolOpts, hub.WithGatewayCheck(mp))
 	}
+	pool := hub.NewPool(logger, cfg.Bridge, keys, poolOpts...)
 
 	var sopts []hub.ServerOption
 	switch {

@@ -3,10 +3,13 @@
 // topic, a gateway (through the hub, which keeps its key), and a device to
 // bind; binds them; listens for config messages for the device and the
 // gateway, logging each to a CSV file; publishes 15 state messages on
-// behalf of the bound device; shows where to read them; and cleans up.
+// behalf of the bound device; shows where to read them; and, once the
+// user presses enter, cleans up. Deleting the gateway through the admin
+// API also ends the hub's connection for it and removes its key.
 //
 //	hubdemo [--admin-addr 127.0.0.1:8080] [--hub-addr 127.0.0.1:8090] [--data-dir ./passerelle-data]
 //	        [--token TOKEN] [--yes] [--set-config DATA] [--listen 30s]
+//	        [--config-log <data-dir>/config_log.csv]
 //
 // It talks to the manager with google.golang.org/api/cloudiot/v1, the Go
 // twin of the sample's googleapiclient, and to the hub with its gRPC API.
@@ -56,7 +59,7 @@ type demoConfig struct {
 	Listen     time.Duration
 	Project    string
 	Region     string
-	CSV        string
+	ConfigLog  string
 	States     int
 	StateEvery time.Duration
 }
@@ -74,7 +77,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.DurationVar(&c.Listen, "listen", 30*time.Second, "how long to listen for config messages")
 	fs.StringVar(&c.Project, "project", "passerelle-demo", "project id of the demo's resources")
 	fs.StringVar(&c.Region, "region", "us-central1", "location of the demo's registry")
-	fs.StringVar(&c.CSV, "csv", "config_log.csv", "file the received config messages are logged to (time,topic,data)")
+	fs.StringVar(&c.ConfigLog, "config-log", "", "CSV file the received config messages are logged to (time,topic,data); default <data-dir>/config_log.csv")
 	fs.IntVar(&c.States, "states", 15, "state messages to publish")
 	fs.DurationVar(&c.StateEvery, "state-interval", time.Second, "time between two state messages (the bridge takes one per second per device)")
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +89,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
 		fmt.Fprintf(stderr, "hubdemo: %v\n", err)
 		return 2
+	}
+	if c.ConfigLog == "" {
+		c.ConfigLog = filepath.Join(c.DataDir, "config_log.csv")
 	}
 	if c.Token == "" {
 		raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
@@ -118,6 +124,7 @@ func (bearer) RequireTransportSecurity() bool { return false }
 type demo struct {
 	cfg     demoConfig
 	in      *bufio.Reader
+	reading chan struct{} // closed when the line a pause waits for is read
 	out     io.Writer
 	admin   *cloudiot.ProjectsLocationsRegistriesService
 	hubConn *grpc.ClientConn
@@ -143,12 +150,28 @@ func (d *demo) close() { d.hubConn.Close() }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-func (d *demo) pause() {
+// pause shows prompt and waits for enter (or the end of stdin), or for
+// ctx to end (^C). Unless --yes. A read that ctx cut short is the one the
+// next pause waits for: one read of stdin at a time. The reading goroutine
+// ends with its line, or with stdin.
+func (d *demo) pause(ctx context.Context, prompt string) {
 	if d.cfg.Yes {
 		return
 	}
-	d.say("Press enter to continue")
-	_, _ = d.in.ReadString('\n')
+	d.say("%s", prompt)
+	if d.reading == nil {
+		done := make(chan struct{})
+		d.reading = done
+		go func() {
+			_, _ = d.in.ReadString('\n')
+			close(done)
+		}()
+	}
+	select {
+	case <-d.reading:
+		d.reading = nil
+	case <-ctx.Done():
+	}
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -228,6 +251,8 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.publish(ctx, registryID, gateway, device, gatewayID, deviceID); err != nil {
 		return err
 	}
+	// Time to read the states before they go with the device.
+	d.pause(ctx, "Press enter to clean up")
 	return nil
 }
 
@@ -238,12 +263,16 @@ func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID,
 	d.say("Try setting configuration with:")
 	d.say("  grpcurl -plaintext -H \"authorization: Bearer $(cat %s)\" -d '{\"name\": \"%s\", \"binaryData\": \"%s\"}' %s google.cloud.iot.v1.DeviceManager/ModifyCloudToDeviceConfig",
 		filepath.Join(d.cfg.DataDir, "admin.token"), device, "ZGV2aWNlLWNvbmZpZw==", d.cfg.AdminAddr)
-	d.pause()
+	d.pause(ctx, "Press enter to continue")
 
-	f, err := os.Create(d.cfg.CSV)
+	if err := os.MkdirAll(filepath.Dir(d.cfg.ConfigLog), 0o700); err != nil {
+		return fmt.Errorf("open the config log: %w", err)
+	}
+	f, err := os.Create(d.cfg.ConfigLog)
 	if err != nil {
 		return fmt.Errorf("open the config log: %w", err)
 	}
+	d.say("Logging config messages to %s", d.cfg.ConfigLog)
 	defer f.Close()
 	log := csv.NewWriter(f)
 	defer log.Flush()

@@ -412,7 +412,7 @@ func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs dev
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, popts...)
+	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, append(popts, hub.WithGatewayCheck(prov))...)
 	return hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), opts...), pool, nil
 }
 

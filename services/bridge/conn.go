@@ -15,6 +15,7 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
+	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
@@ -189,7 +190,7 @@ func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
 	now := c.b.opts.now()
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cfgQoS)},
-		TopicName:   deviceTopic(d.id, "config"),
+		TopicName:   devicetopic.Name(d.id, "config"),
 		Payload:     cfg.Data,
 	}
 	if d.cfgQoS == 1 {
@@ -322,7 +323,7 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 			span.SetAttributes(attrBytes.Int(len(cmd.Data)))
 		}
 		defer func() { endSpan(span, err) }()
-		topic := deviceTopic(d.id, "commands")
+		topic := devicetopic.Name(d.id, "commands")
 		if cmd.SubFolder != "" {
 			topic += "/" + cmd.SubFolder
 		}

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
@@ -225,14 +226,14 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (c *conn) allowSubscribe(filter string) bool {
-	t, err := ParseTopic(filter)
+	t, err := devicetopic.Parse(filter)
 	if err != nil || t.Kind.Publishable() {
 		c.misuse("subscription to " + filter + " is not allowed")
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t.Kind == TopicErrors {
+	if t.Kind == devicetopic.Errors {
 		if !c.gateway || t.DeviceID != c.self.id {
 			c.misuseLocked("subscription to " + filter + " is not allowed")
 			return false
@@ -278,20 +279,20 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		if i >= len(codes) || codes[i] >= 0x80 {
 			continue
 		}
-		t, err := ParseTopic(f.Filter)
+		t, err := devicetopic.Parse(f.Filter)
 		if err != nil {
 			continue
 		}
 		qos := int(codes[i])
 		switch t.Kind {
-		case TopicErrors:
+		case devicetopic.Errors:
 			c.errorsSub = true
-		case TopicConfig:
+		case devicetopic.Config:
 			if d := c.devs[t.DeviceID]; d != nil {
 				d.cfgQoS, d.cfgInitial = qos, true
 				c.initial = append(c.initial, d)
 			}
-		case TopicCommands:
+		case devicetopic.Commands:
 			d := c.devs[t.DeviceID]
 			if d == nil {
 				continue
@@ -318,18 +319,18 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range pk.Filters {
-		t, err := ParseTopic(f.Filter)
+		t, err := devicetopic.Parse(f.Filter)
 		if err != nil {
 			continue
 		}
 		d := c.devs[t.DeviceID]
 		switch {
-		case t.Kind == TopicErrors:
+		case t.Kind == devicetopic.Errors:
 			c.errorsSub = false
 		case d == nil:
-		case t.Kind == TopicConfig:
+		case t.Kind == devicetopic.Config:
 			c.unsubscribeConfigLocked(d)
-		case t.Kind == TopicCommands:
+		case t.Kind == devicetopic.Commands:
 			d.cmdQoS = -1
 			if d.cmdStop != nil {
 				d.cmdStop()

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
@@ -46,7 +47,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 
 // handlePublish reports whether the publish is accepted (to be PUBACKed).
 func (c *conn) handlePublish(pk packets.Packet) bool {
-	t, err := ParseTopic(pk.TopicName)
+	t, err := devicetopic.Parse(pk.TopicName)
 	if err != nil || !t.Kind.Publishable() {
 		c.close(codePermissionDenied, "publish to "+pk.TopicName+" is not allowed")
 		return false
@@ -59,7 +60,7 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 	d := c.devs[t.DeviceID]
 	c.mu.Unlock()
 	switch t.Kind {
-	case TopicAttach, TopicDetach:
+	case devicetopic.Attach, devicetopic.Detach:
 		if !c.gateway {
 			c.close(codePermissionDenied, "only gateways may attach or detach devices")
 			return false
@@ -68,7 +69,7 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 			c.gatewayError(gwAttachmentError, "a gateway cannot attach itself", t.DeviceID, pk)
 			return false
 		}
-		if t.Kind == TopicAttach {
+		if t.Kind == devicetopic.Attach {
 			c.b.tel.msgIn(kindAttach)
 			return c.attachTraced(t.DeviceID, pk)
 		}
@@ -104,7 +105,7 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 		gw := c.self.id
 		c.b.fields.touch(d.ref, func(f *fieldDelta) { f.gatewayID, f.gatewayTime = gw, later(f.gatewayTime, now) })
 	}
-	if t.Kind == TopicEvents {
+	if t.Kind == devicetopic.Events {
 		c.b.tel.msgIn(kindEvent)
 		return c.publishEvent(d, t.SubFolder, pk)
 	}
@@ -271,7 +272,7 @@ func (c *conn) gatewayErrorLocked(kind, desc, deviceID, msgType, topic string, p
 	})
 	if c.cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
-		TopicName:   deviceTopic(c.self.id, "errors"),
+		TopicName:   devicetopic.Name(c.self.id, "errors"),
 		Payload:     data,
 	}) == nil {
 		c.b.tel.msgOut(kindGatewayError)
@@ -411,6 +412,6 @@ func (c *conn) detachForError(d *devState, code int32, reason string) {
 	}
 	c.recordError(d, code, reason)
 	c.mu.Lock()
-	c.gatewayErrorLocked(gwDetachmentError, reason, d.id, "PUBLISH", deviceTopic(d.id, "state"), 0)
+	c.gatewayErrorLocked(gwDetachmentError, reason, d.id, "PUBLISH", devicetopic.Name(d.id, "state"), 0)
 	c.mu.Unlock()
 }

@@ -81,8 +81,22 @@ func TestBadInput(t *testing.T) {
 	wantCode(t, "missing device", attachErr(ctx, e.hub, &hubv1.AttachRequest{Gateway: gw, DeviceId: "nobody"}), codes.FailedPrecondition, "does not exist")
 	_, err := e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", Data: make([]byte, hub.MaxEventBytes+1)})
 	wantCode(t, "event too large", err, codes.InvalidArgument, "limit")
-	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", SubFolder: "a/#"})
-	wantCode(t, "wildcard subfolder", err, codes.InvalidArgument, "sub_folder")
+	// Sub folders by the bridge's own topic rules (pkg/devicetopic): the
+	// error names the field and the rule.
+	for sub, rule := range map[string]string{
+		"a/#":                    "'+', '#' or NUL",
+		"../../x":                `"." or ".."`,
+		"a/./b":                  `"." or ".."`,
+		"..":                     `"." or ".."`,
+		"a//b":                   "empty level",
+		"/a":                     "empty level",
+		"a\x00":                  "'+', '#' or NUL",
+		strings.Repeat("a", 257): "at most 256 bytes",
+	} {
+		_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", SubFolder: sub, Data: []byte("x")})
+		wantCode(t, fmt.Sprintf("subfolder %.20q", sub), err, codes.InvalidArgument, "'sub_folder' is invalid: ")
+		wantCode(t, fmt.Sprintf("subfolder %.20q", sub), err, codes.InvalidArgument, rule)
+	}
 	_, err = e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: "projects/p1", GatewayId: "gw-2"})
 	wantCode(t, "bad parent", err, codes.InvalidArgument, "parent")
 	_, err = e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: regName, GatewayId: "gw-1"})
@@ -93,7 +107,9 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("PublishEvent: %v", err)
 	}
 
-	// A gateway the bridge refuses (deleted from its registry).
+	// A gateway the bridge refuses because it was deleted from its
+	// registry before the hub first connected it: the hub asks the admin
+	// API, and answers NOT_FOUND.
 	testutil.Must(e.admin.Projects.Locations.Registries.UnbindDeviceFromGateway(regName, &cloudiot.UnbindDeviceFromGatewayRequest{DeviceId: "bound", GatewayId: "gw-1"}).Do())
 	resp, err := e.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: regName, GatewayId: "gw-gone", Algorithm: hubv1.Algorithm_ALGORITHM_ES256})
 	if err != nil {
@@ -101,7 +117,9 @@ func TestBadInput(t *testing.T) {
 	}
 	testutil.Must(e.admin.Projects.Locations.Registries.Devices.Delete(resp.GetGateway().GetName()).Do())
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
-	wantCode(t, "refused gateway", err, codes.FailedPrecondition, "refused")
+	wantCode(t, "deleted gateway", err, codes.NotFound, "deleted from its registry")
+	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
+	wantCode(t, "deleted gateway, again", err, codes.FailedPrecondition, "no key")
 }
 
 // TestSlowCommandSubscriber: a subscriber that does not read is ended with

@@ -10,6 +10,9 @@
 // (exponential backoff with jitter), and after every reconnect attaches
 // again every device held, subscribes again every topic held, and sends
 // again every QoS 1 publish not yet acknowledged: callers see no loss.
+// Before it reconnects a lost or refused gateway, it asks the admin API
+// whether the gateway still exists (WithGatewayCheck): one deleted from
+// its registry is dropped with its key, its calls end with NOT_FOUND.
 //
 // Flow control: config subscribers keep only the newest version they have
 // not read; command subscribers have a bounded buffer and a slow one is

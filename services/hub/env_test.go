@@ -33,6 +33,8 @@ type env struct {
 	hub       hubv1.HubClient
 	pool      *hub.Pool
 	hubAddr   string
+	keysDir   string        // the hub's key store
+	accepts   *atomic.Int64 // connections the bridge accepted (MQTT connects tried)
 	clockSkew *atomic.Int64 // added to the bridge's clock, in ns
 	// provHTTP is the hub provisioner's HTTP client: its idle keep-alive
 	// connections (and their goroutines) are closed by closeIdle.
@@ -109,15 +111,17 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	skew := &atomic.Int64{}
 	serverTLS, clientTLS := testTLS()
 	e := &env{
-		admin: admin, clockSkew: skew, provHTTP: provHTTP, adminHTTP: adminHTTP,
+		admin: admin, clockSkew: skew, accepts: &atomic.Int64{}, provHTTP: provHTTP, adminHTTP: adminHTTP,
 		t: t, log: log, st: st, bus: b, bridgeTLS: serverTLS,
 		bridgeOpts: append([]bridge.Option{bridge.WithClock(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })}, cfg.bridgeOpts...),
 	}
 	e.startBridge()
 
 	// The hub.
-	keys := testutil.Must(hub.NewKeys("", t.TempDir()+"/hub-keys"))
-	pool := hub.NewPool(log, e.bridgeAddr, keys, append([]hub.PoolOption{hub.WithBridgeTLS(clientTLS)}, cfg.poolOpts...)...)
+	e.keysDir = t.TempDir() + "/hub-keys"
+	keys := testutil.Must(hub.NewKeys("", e.keysDir))
+	prov := hub.NewManagerProvisioner(provSvc)
+	pool := hub.NewPool(log, e.bridgeAddr, keys, append([]hub.PoolOption{hub.WithBridgeTLS(clientTLS), hub.WithGatewayCheck(prov)}, cfg.poolOpts...)...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -125,7 +129,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 			t.Errorf("pool.Close: %v", err)
 		}
 	})
-	svc := hub.NewService(log, pool, keys, hub.NewManagerProvisioner(provSvc))
+	svc := hub.NewService(log, pool, keys, prov)
 	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	sopts := cfg.serverOpts
 	if sopts == nil {
@@ -155,7 +159,22 @@ func (e *env) startBridge() {
 	})
 	e.bridgeAddr = lis.Addr().String()
 	br := bridge.New(e.log, e.st, e.bus, e.bridgeOpts...)
+	lis = countingListener{lis, e.accepts}
 	e.stopBridge = start(e.t, func(ctx context.Context) error { return br.Serve(ctx, tls.NewListener(lis, e.bridgeTLS)) })
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 // closeIdle closes the idle keep-alive connections of the env's HTTP

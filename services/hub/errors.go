@@ -24,6 +24,9 @@ var (
 	// message was sent (compat-spec 6 closes it for an event of a
 	// registry without an event notification config, among other misuse).
 	ErrDropped = errors.New("the bridge closed the gateway connection each time this message was sent")
+	// ErrGatewayDeleted: the gateway no longer exists in its registry
+	// (see WithGatewayCheck).
+	ErrGatewayDeleted = errors.New("the gateway was deleted from its registry")
 	// ErrClosed: the pool is shut down.
 	ErrClosed = errors.New("the hub is shutting down")
 )

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +40,7 @@ type gw struct {
 
 	mu          sync.Mutex
 	stopped     bool
+	stopErr     error // why: ErrClosed, or ErrGatewayDeleted
 	client      paho.Client
 	gen         int64 // increases with each connection
 	connected   bool
@@ -97,12 +97,13 @@ func (g *gw) broadcastLocked() {
 	g.changed = make(chan struct{})
 }
 
-// shutdownLocked ends the run loop.
-func (g *gw) shutdownLocked() {
+// shutdownLocked ends the run loop; calls still waiting on the gateway
+// fail with err.
+func (g *gw) shutdownLocked(err error) {
 	if g.stopped {
 		return
 	}
-	g.stopped = true
+	g.stopped, g.stopErr = true, err
 	if g.idle != nil {
 		g.idle.Stop()
 		g.idle = nil
@@ -116,7 +117,7 @@ func (g *gw) shutdownLocked() {
 // reconnects with backoff until stop.
 func (g *gw) run() {
 	defer g.p.wg.Done()
-	defer g.endAll(ErrClosed)
+	defer g.endAll()
 	backoff := g.p.o.minBackoff
 	first := true
 	for {
@@ -128,9 +129,13 @@ func (g *gw) run() {
 		cl, lost, err := g.connect()
 		if err != nil {
 			g.p.tel.connectFailed(g.ctx)
-			g.mu.Lock()
 			var refusal *refusedError
-			if errors.As(err, &refusal) {
+			isRefusal := errors.As(err, &refusal)
+			if isRefusal && g.p.dropIfDeleted(g) {
+				return
+			}
+			g.mu.Lock()
+			if isRefusal {
 				g.refused = fmt.Errorf("%w: %v", ErrRefused, refusal.err)
 			}
 			if !first {
@@ -173,10 +178,10 @@ func (g *gw) run() {
 		}
 		renewIn := g.tokenExp.Sub(g.p.o.now()) - g.p.o.renewBefore
 		renew := time.NewTimer(max(renewIn, 0))
-		stopping := false
+		stopping, wasLost := false, false
 		select {
 		case <-lost:
-			g.log.Info("hub: gateway connection lost; reconnecting")
+			wasLost = true
 		case <-renew.C:
 			g.log.Debug("hub: renewing the gateway JWT")
 		case <-g.stop:
@@ -197,6 +202,14 @@ func (g *gw) run() {
 		closeClient(cl, 100)
 		if stopping {
 			return
+		}
+		if wasLost {
+			// The bridge closes the connection of a gateway deleted
+			// from its registry: ask before connecting again.
+			if g.p.dropIfDeleted(g) {
+				return
+			}
+			g.log.Info("hub: gateway connection lost; reconnecting")
 		}
 	}
 }
@@ -289,8 +302,9 @@ func (g *gw) waitConnected(ctx context.Context) (paho.Client, int64, chan struct
 	for {
 		g.mu.Lock()
 		if g.stopped {
+			err := g.stopErr
 			g.mu.Unlock()
-			return nil, 0, nil, ErrClosed
+			return nil, 0, nil, err
 		}
 		if g.connected {
 			cl, gen, done := g.client, g.gen, g.connDone
@@ -409,8 +423,15 @@ func (g *gw) sendAttach(ctx context.Context, cl paho.Client, connDone chan struc
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-g.stop:
-		return ErrClosed
+		return g.stopReason()
 	}
+}
+
+// stopReason is why the gateway stopped, once g.stop is closed.
+func (g *gw) stopReason() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopErr
 }
 
 // publish sends payload QoS 1 to /devices/{device}/{suffix} until the
@@ -456,7 +477,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 				case <-ctx.Done():
 					err = ctx.Err()
 				case <-g.stop:
-					err = ErrClosed
+					err = g.stopReason()
 				}
 			}
 		case <-connDone:
@@ -465,7 +486,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-g.stop:
-			err = ErrClosed
+			err = g.stopReason()
 		}
 		if d != nil {
 			g.mu.Lock()
@@ -558,7 +579,7 @@ func (g *gw) idleClose() {
 		delete(g.p.gws, g.name)
 	}
 	g.log.Debug("hub: closing an idle gateway connection")
-	g.shutdownLocked()
+	g.shutdownLocked(ErrClosed)
 }
 
 // detachAll detaches every attached device before a graceful close, for
@@ -661,11 +682,12 @@ func (g *gw) restoreTopics(d *device) {
 	}
 }
 
-// endAll ends every subscription and hold when the connection closes for
-// good.
-func (g *gw) endAll(err error) {
+// endAll ends every subscription and hold, with the reason the
+// connection closed for good.
+func (g *gw) endAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	err := g.stopErr
 	for _, ts := range g.topics {
 		ts.endLocked(err)
 	}
@@ -719,86 +741,6 @@ func (h *Holder) sendLocked(ev Event) {
 		case h.events <- ev:
 			return
 		default:
-		}
-	}
-}
-
-// route handles every message of the connection. It never blocks: config
-// subscribers keep the newest version, command subscribers have bounded
-// buffers, events are dropped for slow readers.
-func (g *gw) route(_ paho.Client, m paho.Message) {
-	now := g.p.o.now()
-	rest, ok := strings.CutPrefix(m.Topic(), "/devices/")
-	if !ok {
-		return
-	}
-	id, kind, _ := strings.Cut(rest, "/")
-	g.p.tel.received(g.ctx, kind)
-	// A root span: an MQTT message carries no trace context to join.
-	span := g.p.tel.receive(g.ctx, g.name, id, kind, m.Topic())
-	defer span.End()
-	switch {
-	case kind == "errors" && id == g.id:
-		var ge GatewayError
-		if err := json.Unmarshal(m.Payload(), &ge); err != nil {
-			g.log.Warn("hub: unreadable gateway error", "payload", string(m.Payload()))
-			return
-		}
-		g.routeError(&ge)
-	case kind == "config":
-		g.mu.Lock()
-		if ts := g.topics[configTopic(id)]; ts != nil {
-			ts.offerConfigLocked(Config{Data: m.Payload(), ReceiveTime: now})
-		}
-		g.mu.Unlock()
-	case kind == "commands" || strings.HasPrefix(kind, "commands/"):
-		sub, _ := strings.CutPrefix(kind, "commands")
-		sub = strings.TrimPrefix(sub, "/")
-		g.mu.Lock()
-		if ts := g.topics[commandsTopic(id)]; ts != nil {
-			ts.offerCommandLocked(Command{SubFolder: sub, Data: m.Payload(), ReceiveTime: now})
-		}
-		g.mu.Unlock()
-	}
-}
-
-func (g *gw) routeError(ge *GatewayError) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.log.Info("hub: gateway error", "device", ge.DeviceID, "error_type", ge.ErrorType, "description", ge.Description)
-	if ge.ErrorType == ErrorTypeAttachment {
-		if w := g.attachWait[ge.DeviceID]; w != nil {
-			select {
-			case w <- ge:
-			default:
-			}
-		}
-	}
-	d := g.devices[ge.DeviceID]
-	if d == nil {
-		return
-	}
-	for h := range d.holders {
-		h.sendLocked(Event{Error: ge})
-	}
-	if ge.ErrorType == ErrorTypeDeviceNotFound || ge.ErrorType == ErrorTypeDetachmentError {
-		// The bridge no longer has the device attached: its pending
-		// publishes will get no PUBACK.
-		for w := range d.pubWaiters {
-			select {
-			case w <- ge:
-			default:
-			}
-		}
-		if d.attachedGen == g.gen && g.connected && len(d.holders) > 0 {
-			g.clearAttachedLocked(d)
-			for _, ts := range g.topics {
-				if ts.deviceID == d.id {
-					ts.subscribedGen = 0
-				}
-			}
-			g.p.wg.Add(1)
-			go func() { defer g.p.wg.Done(); g.restoreDevice(d) }()
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -309,7 +310,7 @@ func (k *Keys) Commit(g *Generated) (*GatewayKey, error) {
 	if _, dup := k.keys[g.key.Name]; dup {
 		return nil, fmt.Errorf("%w: %s", ErrKeyExists, g.key.Name)
 	}
-	path := filepath.Join(k.dir, url.QueryEscape(g.key.Name)+".pem")
+	path := k.path(g.key.Name)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("key store: %w", err)
@@ -320,4 +321,30 @@ func (k *Keys) Commit(g *Generated) (*GatewayKey, error) {
 	}
 	k.keys[g.key.Name] = g.key
 	return g.key, nil
+}
+
+// Forget drops the key of gateway name (a gateway deleted from its
+// registry), deleting its file when it is in the key store. A gateways
+// file and the key files it names are the user's and are left alone.
+// Forgetting a key the hub does not hold does nothing.
+func (k *Keys) Forget(name string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key, ok := k.keys[name]
+	if !ok {
+		return nil
+	}
+	delete(k.keys, name)
+	if key.Source != SourceKeyStore || k.dir == "" {
+		return nil
+	}
+	if err := os.Remove(k.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("key store: %w", err)
+	}
+	return nil
+}
+
+// path is the key store file of gateway name.
+func (k *Keys) path(name string) string {
+	return filepath.Join(k.dir, url.QueryEscape(name)+".pem")
 }

@@ -36,6 +36,7 @@ type poolOptions struct {
 	commandBuffer  int
 	eventBuffer    int
 	keepAlive      time.Duration
+	gatewayCheck   GatewayChecker
 	now            func() time.Time
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
@@ -100,6 +101,18 @@ func WithMaxAttachedDevices(n int) PoolOption { return func(o *poolOptions) { o.
 // WithCommandBuffer sets how many commands a command subscriber may have
 // unread before it is ended with ErrSlowConsumer. Default 64.
 func WithCommandBuffer(n int) PoolOption { return func(o *poolOptions) { o.commandBuffer = n } }
+
+// WithGatewayCheck has the pool ask c whether a gateway still exists when
+// the bridge loses or refuses its connection, before connecting again. A
+// gateway that no longer exists is dropped at once: its calls end with
+// ErrGatewayDeleted, its key is forgotten (when the pool's KeyResolver is
+// a KeyForgetter, as Keys is) and it is not connected again. When c gives
+// no answer the pool reconnects as without it. Default: no check (a
+// deleted gateway is retried with backoff while anyone holds it, and for
+// the idle timeout after).
+func WithGatewayCheck(c GatewayChecker) PoolOption {
+	return func(o *poolOptions) { o.gatewayCheck = c }
+}
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) PoolOption { return func(o *poolOptions) { o.now = now } }

@@ -245,7 +245,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.closed = true
 		for _, g := range p.gws {
 			g.mu.Lock()
-			g.shutdownLocked()
+			g.shutdownLocked(ErrClosed)
 			g.mu.Unlock()
 		}
 	}

@@ -152,6 +152,23 @@ func (m *ManagerProvisioner) EnsureBound(ctx context.Context, registry, gatewayI
 	return true, nil
 }
 
+// GatewayExists implements GatewayChecker: name is a gateway unless the
+// admin API answers that no such device exists, or that it is not a
+// gateway.
+func (m *ManagerProvisioner) GatewayExists(ctx context.Context, name string) (bool, error) {
+	// The mask in camelCase: a query parameter carries a FieldMask in its
+	// JSON form.
+	d, err := m.svc.Projects.Locations.Registries.Devices.Get(name).FieldMask("gatewayConfig").Context(ctx).Do()
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && ge.Code == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, apiError(err)
+	}
+	return d.GatewayConfig != nil && d.GatewayConfig.GatewayType == "GATEWAY", nil
+}
+
 // DeviceConfigs implements Provisioner with ListDevices calls filtered by
 // device id, asking for the config field only. An all-digit id is a
 // numeric id (user ids start with a letter) and is answered under it.

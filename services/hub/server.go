@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -28,12 +29,22 @@ import (
 type ServerOption func(*serverOptions)
 
 type serverOptions struct {
-	tokens          *adminauth.Tokens
-	noAuth          bool
-	tls             *tls.Config
-	tracerProvider  trace.TracerProvider
-	meterProvider   metric.MeterProvider
-	shutdownTimeout time.Duration
+	tokens            *adminauth.Tokens
+	noAuth            bool
+	tls               *tls.Config
+	tracerProvider    trace.TracerProvider
+	meterProvider     metric.MeterProvider
+	shutdownTimeout   time.Duration
+	handshakeTimeout  time.Duration
+	maxConnectionIdle time.Duration
+}
+
+func defaultServerOptions() serverOptions {
+	return serverOptions{
+		shutdownTimeout:   5 * time.Second,
+		handshakeTimeout:  5 * time.Second,
+		maxConnectionIdle: 5 * time.Minute,
+	}
 }
 
 // WithTokens authenticates calls with bearer tokens from a tokens file
@@ -64,6 +75,21 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.shutdownTimeout = d }
 }
 
+// WithHandshakeTimeout bounds how long a new connection has to complete
+// its handshakes (TLS, then HTTP/2: the client's preface and settings)
+// before it is closed, so a client that connects and sends nothing does
+// not hold a connection. Default 5 s (gRPC's own default is 120 s).
+func WithHandshakeTimeout(d time.Duration) ServerOption {
+	return func(o *serverOptions) { o.handshakeTimeout = d }
+}
+
+// WithMaxConnectionIdle closes a connection that has had no call open for
+// this long (with an HTTP/2 GOAWAY, which gRPC clients answer by
+// reconnecting when they next call). Default 5 minutes.
+func WithMaxConnectionIdle(d time.Duration) ServerOption {
+	return func(o *serverOptions) { o.maxConnectionIdle = d }
+}
+
 // Server serves the Hub service with health, reflection, auth and tracing.
 type Server struct {
 	log  *slog.Logger
@@ -89,7 +115,7 @@ var methodRoles = map[string]adminauth.Role{
 
 // NewServer returns a gRPC server for svc.
 func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *Server {
-	o := serverOptions{shutdownTimeout: 5 * time.Second}
+	o := defaultServerOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -102,6 +128,13 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 		otelOpts = append(otelOpts, otelgrpc.WithMeterProvider(o.meterProvider))
 	}
 	gopts := []grpc.ServerOption{
+		// A front end serving the hub through net/http (Connect,
+		// gRPC-Web) takes the same two bounds: http.Server's
+		// ReadHeaderTimeout bounds the TLS handshake and an HTTP/1.1
+		// request's headers (its HTTP/2 bounds the preface at 10 s),
+		// and IdleTimeout is MaxConnectionIdle.
+		grpc.ConnectionTimeout(o.handshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.maxConnectionIdle}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := s.authorize(ctx, info.FullMethod); err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
@@ -84,6 +85,8 @@ func (s *Service) grpcError(err error) error {
 		}
 	case errors.As(err, &re), errors.Is(err, ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrGatewayDeleted):
+		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNoKey):
 		return status.Error(codes.FailedPrecondition, err.Error()+" (create it with CreateGateway, or name it in the gateways file)")
 	case errors.Is(err, ErrKeyExists):
@@ -336,8 +339,8 @@ func (s *Service) PublishEvent(ctx context.Context, req *hubv1.PublishEventReque
 	}
 	suffix := "events"
 	if sf := req.GetSubFolder(); sf != "" {
-		if strings.ContainsAny(sf, "#+") || strings.HasPrefix(sf, "/") || strings.HasSuffix(sf, "/") || strings.Contains(sf, "//") {
-			return nil, invalid("'sub_folder' %q must be topic levels without wildcards", sf)
+		if err := devicetopic.CheckSubfolder(sf); err != nil {
+			return nil, invalid("'sub_folder' is invalid: %v", err)
 		}
 		suffix += "/" + sf
 	}

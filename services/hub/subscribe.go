@@ -138,7 +138,7 @@ func (g *gw) sendSubscribe(ctx context.Context, cl paho.Client, connDone chan st
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-g.stop:
-		return ErrClosed
+		return g.stopReason()
 	}
 }
 

@@ -685,6 +685,10 @@ func TestErrors(t *testing.T) {
 			_, err := raw.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{Name: regName + "/devices/dev1", Subfolder: "a/#"})
 			return err
 		}, codes.InvalidArgument, "'subfolder'"},
+		{"command dot-dot subfolder", func() error {
+			_, err := raw.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{Name: regName + "/devices/dev1", Subfolder: "../x"})
+			return err
+		}, codes.InvalidArgument, `'subfolder' is invalid: a subfolder level may not be "." or ".."`},
 		{"command subfolder too long", func() error {
 			_, err := raw.SendCommandToDevice(ctx, &iotpb.SendCommandToDeviceRequest{Name: regName + "/devices/dev1", Subfolder: strings.Repeat("a", 257)})
 			return err

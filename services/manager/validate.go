@@ -8,6 +8,7 @@ import (
 
 	"cloud.google.com/go/iot/apiv1/iotpb"
 
+	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
@@ -118,24 +119,15 @@ func checkSubfolderMatches(field, s string) error {
 	return nil
 }
 
-// checkCommandSubfolder checks SendCommandToDevice's subfolder. Decided: it
-// may have several '/'-separated levels but no empty level (so no leading
-// or trailing '/'), since the device receives it appended to
-// /devices/{id}/commands/ and an empty level would make an odd topic.
+// checkCommandSubfolder checks SendCommandToDevice's subfolder by the
+// device topic rules (pkg/devicetopic): the device receives it appended to
+// /devices/{id}/commands/.
 func checkCommandSubfolder(s string) error {
 	if s == "" {
 		return nil
 	}
-	if len(s) > maxSubfolderBytes {
-		return invalidf("'subfolder' is %d characters, at most %d are allowed", len(s), maxSubfolderBytes)
-	}
-	if strings.ContainsAny(s, "+#\x00") {
-		return invalidf("'subfolder' must not contain '+', '#' or NUL, got %q", s)
-	}
-	for _, level := range strings.Split(s, "/") {
-		if level == "" {
-			return invalidf("'subfolder' is invalid: empty level in %q (no leading, trailing or double '/')", s)
-		}
+	if err := devicetopic.CheckSubfolder(s); err != nil {
+		return invalidf("'subfolder' is invalid: %v", err)
 	}
 	return nil
 }
