@@ -40,6 +40,7 @@ type env struct {
 	t    *testing.T
 	st   store.Store
 	bus  *bus.Bus
+	br   *bridge.Bridge
 	addr string
 	tls  *tls.Config // client side
 }
@@ -89,7 +90,7 @@ func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bri
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return &env{t: t, st: st, bus: b, addr: ln.Addr().String(), tls: clientTLS}
+	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS}
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.

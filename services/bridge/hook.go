@@ -15,9 +15,6 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
-// mqttDisabled is iotpb.MqttState MQTT_DISABLED.
-const mqttDisabled = 2
-
 // errQoS2 ends a connection that publishes at QoS 2.
 var errQoS2 = errors.New("QoS 2 is not supported")
 
@@ -68,6 +65,16 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b := h.b
 	_, span := b.tel.start(b.ctx, spanConnect, trace.SpanKindServer)
 	c, why, reason := b.authenticate(cl, pk)
+	if c != nil {
+		b.mu.Lock()
+		b.byCl[cl] = c
+		b.byNet[c.nc] = c
+		b.mu.Unlock()
+		if why, reason = b.recheckRegistry(c); reason != "" {
+			b.unregister(c)
+			c = nil
+		}
+	}
 	if c == nil {
 		b.tel.refuse(why)
 		if span.IsRecording() {
@@ -83,11 +90,37 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			attribute.Bool("passerelle.is_gateway", c.gateway), attrResult.String("ok"))
 	}
 	span.End()
-	b.mu.Lock()
-	b.byCl[cl] = c
-	b.byNet[c.nc] = c
-	b.mu.Unlock()
 	return true
+}
+
+// recheckRegistry closes the race of a registry announcement with a
+// CONNECT: an announcement handled after authenticate read the registry but
+// before c was registered could not see c, so the registry is read again
+// when any announcement came in between. Once c is registered, later
+// announcements find it. It returns a reason when c must be refused.
+func (b *Bridge) recheckRegistry(c *conn) (refuseReason, string) {
+	if b.regs.generation() == c.regGen {
+		return 0, ""
+	}
+	reg, err := b.registry(c.registry)
+	switch {
+	case err != nil:
+		return refusedRegistry, "registry: " + err.Error()
+	case !mqttEnabled(reg):
+		return refusedMQTTDisabled, errMQTTDisabled
+	}
+	return 0, ""
+}
+
+func (b *Bridge) unregister(c *conn) {
+	b.mu.Lock()
+	if b.byCl[c.cl] == c {
+		delete(b.byCl, c.cl)
+	}
+	if b.byNet[c.nc] == c {
+		delete(b.byNet, c.nc)
+	}
+	b.mu.Unlock()
 }
 
 func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuseReason, string) {
@@ -99,12 +132,13 @@ func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuse
 		return nil, refusedClientID, "the client id must name the device by its id, not its numeric id"
 	}
 	key := store.RegistryKey{Project: name.Project, Location: name.Location, ID: name.Registry.Registry}
+	regGen := b.regs.generation() // before the read: see recheckRegistry
 	reg, err := b.registry(key)
 	if err != nil {
 		return nil, refusedRegistry, "registry: " + err.Error()
 	}
-	if reg.MQTTEnabledState == mqttDisabled {
-		return nil, refusedMQTTDisabled, "MQTT is disabled on the registry"
+	if !mqttEnabled(reg) {
+		return nil, refusedMQTTDisabled, errMQTTDisabled
 	}
 	ctx, cancel := b.storeCtx()
 	dev, err := b.st.GetDevice(ctx, store.DeviceRef{Registry: key, ID: name.Device})
@@ -123,7 +157,7 @@ func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuse
 		return nil, refusedJWT, err.Error()
 	}
 	c := &conn{
-		b: b, cl: cl, nc: cl.Net.Conn, registry: key,
+		b: b, cl: cl, nc: cl.Net.Conn, registry: key, regGen: regGen,
 		gateway:     dev.GatewayType == store.GatewayTypeGateway,
 		exp:         claims.ExpiresAt,
 		authMethod:  dev.GatewayAuthMethod,

@@ -118,7 +118,10 @@ func WithConfigResendInterval(d time.Duration) Option {
 }
 
 // WithRegistryCacheTTL sets how long a registry read from the store is
-// reused (notification topics, MQTT enabled state). Default 10 s.
+// reused (notification topics, MQTT enabled state). A registry change
+// announced on the bus (the manager announces every update and deletion)
+// drops the entry at once and is applied to live connections; the TTL is
+// the safety net for announcements that never arrive. Default 10 s.
 func WithRegistryCacheTTL(d time.Duration) Option { return func(o *options) { o.registryTTL = d } }
 
 // WithMaxAttachedDevices caps the devices attached to one gateway
