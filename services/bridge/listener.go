@@ -134,6 +134,9 @@ type trackedConn struct {
 	once         sync.Once
 	writeTimeout time.Duration
 	log          *slog.Logger
+	// connack is the CONNACK return code of a refused CONNECT, set by the
+	// hook before mochi sends the refusal (on the connection's goroutine).
+	connack byte
 }
 
 func (c *trackedConn) Close() error {

@@ -83,13 +83,13 @@ func TestRecheckRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &conn{registry: key, regGen: gen}
-	if why, reason := b.recheckRegistry(c); reason != "" || st.reads.Load() != 1 {
-		t.Fatalf("recheck without an announcement: %v %q, %d reads", why, reason, st.reads.Load())
+	if r := b.recheckRegistry(c); r.reason != "" || st.reads.Load() != 1 {
+		t.Fatalf("recheck without an announcement: %+v, %d reads", r, st.reads.Load())
 	}
 	// MQTT disabled and announced between the read and the registration.
 	st.reg.MQTTEnabledState = mqttDisabled
 	b.regs.invalidate(key)
-	if why, reason := b.recheckRegistry(c); why != refusedMQTTDisabled || reason != errMQTTDisabled {
-		t.Fatalf("recheck after an announcement: %v %q, want refusedMQTTDisabled", why, reason)
+	if r := b.recheckRegistry(c); r.why != refusedMQTTDisabled || r.reason != errMQTTDisabled || r.code != connackNotAuthorized {
+		t.Fatalf("recheck after an announcement: %+v, want refusedMQTTDisabled with CONNACK 5", r)
 	}
 }
