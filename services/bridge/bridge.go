@@ -146,9 +146,11 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return fmt.Errorf("bridge: adding the hook: %w", err)
 	}
+	b.opts.maxConns = b.capUnderFileLimit(b.opts.maxConns)
+	adm := newAdmission(&b.opts, &b.count, b.log, b.tel)
 	var ls []*listener
 	for i, ln := range lis {
-		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, &b.count, &b.opts, b.connDone)
+		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, adm, &b.opts, b.connDone)
 		if err := srv.AddListener(l); err != nil {
 			for _, ln := range lis {
 				_ = ln.Close()
@@ -188,7 +190,8 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		return fmt.Errorf("bridge: starting mochi: %w", err)
 	}
 	for _, l := range ls {
-		b.log.Info("bridge: serving MQTT", "addr", l.Address())
+		b.log.Info("bridge: serving MQTT", "addr", l.Address(), "max_connections", adm.maxConns,
+			"max_pending", adm.maxPending, "max_pending_per_address", adm.perAddr)
 	}
 
 	<-ctx.Done()

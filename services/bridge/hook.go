@@ -94,6 +94,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			attribute.Bool("passerelle.is_gateway", c.gateway), attrResult.String("ok"))
 	}
 	span.End()
+	if tc, ok := cl.Net.Conn.(*trackedConn); ok {
+		tc.authenticated() // no longer counts against the pending limits
+	}
 	return true
 }
 
