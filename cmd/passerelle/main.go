@@ -143,6 +143,7 @@ type serveConfig struct {
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
+	Limits         config.ConnLimits // the MQTT bridge's connection limits
 }
 
 func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (serveConfig, error) {
@@ -160,6 +161,7 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
+	c.Limits.AddFlags(fs)
 	if err := config.Parse(fs, args, stderr, lookupEnv, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
@@ -176,6 +178,7 @@ func loadServeConfig(args []string, stderr io.Writer, lookupEnv func(string) (st
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
+	errs = append(errs, c.Limits.Validate())
 	return c, errors.Join(errs...)
 }
 
@@ -294,7 +297,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	defer b.Close()
 
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
-	br := bridge.New(logger, st, b)
+	br := bridge.New(logger, st, b, bridge.WithMaxConnections(cfg.Limits.MaxConnections),
+		bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress))
 	var (
 		hubSrv  *hub.Server
 		hubPool *hub.Pool
