@@ -155,13 +155,18 @@ func (b *Bridge) reapplyAllRegistries() {
 // connections of its devices: with MQTT disabled (or the registry gone)
 // they are closed, with the reason in the device's lastErrorStatus. The
 // other fields (notification configs) need nothing more: each message
-// reads the registry through the cache, which now holds the new one.
+// reads the registry through the cache, which now holds the new one. A
+// bridge that serves no device of the registry reads nothing (in a
+// cluster, every bridge hears every announcement).
 func (b *Bridge) applyRegistry(key store.RegistryKey) {
 	var conns []*conn
 	for _, c := range b.allConns() {
 		if c.registry == key {
 			conns = append(conns, c)
 		}
+	}
+	if len(conns) == 0 {
+		return
 	}
 	reg, err := b.registry(key) // also refills the cache for the next message
 	var code int32
@@ -170,12 +175,10 @@ func (b *Bridge) applyRegistry(key store.RegistryKey) {
 	case errors.Is(err, store.ErrNotFound):
 		code, reason = codeNotFound, "the registry was deleted"
 	case err != nil:
-		if len(conns) > 0 {
-			// The cache entry is gone: the next CONNECT and message read
-			// the store again; live connections keep their state until
-			// the next announcement or Resync.
-			b.log.Warn("bridge: re-reading a registry after its announcement", "registry", key.ID, "project", key.Project, "err", err)
-		}
+		// The cache entry is gone: the next CONNECT and message read the
+		// store again; live connections keep their state until the next
+		// announcement or Resync.
+		b.log.Warn("bridge: re-reading a registry after its announcement", "registry", key.ID, "project", key.Project, "err", err)
 		return
 	case !mqttEnabled(reg):
 		code, reason = codeFailedPrecondition, errMQTTDisabled
