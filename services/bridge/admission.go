@@ -120,8 +120,8 @@ func (a *admission) admit(src addrKey) (acceptRefusal, bool) {
 	return 0, true
 }
 
-// authenticated ends a connection's pending time.
-func (a *admission) authenticated(src addrKey) {
+// endPending ends a connection's pending time (authenticated, or closed).
+func (a *admission) endPending(src addrKey) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.pending--

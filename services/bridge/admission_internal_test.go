@@ -55,7 +55,7 @@ func TestAdmission(t *testing.T) {
 	admit(x, 0, true)
 	admit(x, refusedMaxPendingPerAddress, false)
 	admit(y, 0, true)
-	a.authenticated(x) // one of x's is in: x may have another pending
+	a.endPending(x) // one of x's is in: x may have another pending
 	admit(x, 0, true)
 	admit(y, 0, true)
 	admit(y, refusedMaxPendingPerAddress, false)
@@ -66,7 +66,7 @@ func TestAdmission(t *testing.T) {
 	admit(z, 0, true)
 	admit(z, refusedMaxPending, false) // 5 pending
 	for _, src := range []addrKey{x, x, y, y, z} {
-		a.authenticated(src)
+		a.endPending(src)
 	}
 	if a.pending != 0 || len(a.byAddr) != 0 {
 		t.Fatalf("pending %d, by address %v after every one authenticated", a.pending, a.byAddr)

@@ -95,7 +95,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	span.End()
 	if tc, ok := cl.Net.Conn.(*trackedConn); ok {
-		tc.authenticated() // no longer counts against the pending limits
+		tc.endPending() // no longer counts against the pending limits
 	}
 	return true
 }

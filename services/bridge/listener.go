@@ -146,15 +146,15 @@ type trackedConn struct {
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.authenticated()
+	c.endPending()
 	c.once.Do(c.adm.closed)
 	return err
 }
 
-// authenticated ends the connection's pending time (once).
-func (c *trackedConn) authenticated() {
+// endPending ends the connection's pending time, once: at authentication, or at close.
+func (c *trackedConn) endPending() {
 	if c.pending.CompareAndSwap(true, false) {
-		c.adm.authenticated(c.src)
+		c.adm.endPending(c.src)
 	}
 }
 
