@@ -89,10 +89,11 @@ db="$work/data/passerelle.db"
 
 # The bridge: plain and TLS listeners, its embedded NATS exposed for the
 # manager, the per-connection rate limits off (the telemetry run sends
-# more than 100 messages/s per device).
+# more than 100 messages/s per device), and the per-address limit on
+# handshakes off (the load comes from one address, C connects at a time).
 "$work/bin/bridge" --mqtt-addr "127.0.0.1:$tlsport" --tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" \
 	--mqtt-plain-addr "127.0.0.1:$plain" --data-dir "$work/data" --database-url "$db" \
-	--nats-listen "127.0.0.1:$nats" --message-rate 0 --byte-rate 0 --log-level warn 2>"$work/bridge.log" &
+	--nats-listen "127.0.0.1:$nats" --message-rate 0 --byte-rate 0 --max-pending-per-address 0 --log-level warn 2>"$work/bridge.log" &
 bridge_pid=$!
 pids+=("$bridge_pid")
 wait_port "$nats"

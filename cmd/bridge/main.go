@@ -149,6 +149,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		bridge.WithMessageRate(cfg.MessageRate, cfg.MessageBurst),
 		bridge.WithByteRate(cfg.ByteRate),
 		bridge.WithMaxConnections(cfg.MaxConnections),
+		bridge.WithMaxPendingConnections(cfg.MaxPendingConnections),
+		bridge.WithMaxPendingPerAddress(cfg.MaxPendingPerAddress),
 	)
 	// Serve returns once ctx ends and every device connection is closed.
 	return br.Serve(ctx, lis...)

@@ -147,7 +147,7 @@ func TestServeSeveralMQTTAddresses(t *testing.T) {
 		}
 		// An MQTT 3.1.1 CONNECT of an unknown device: the bridge answers
 		// CONNACK 5 (not authorized), which shows it serves the address.
-		if got := connack(t, conn, "projects/p/locations/l/registries/r/devices/nobody"); got != 5 {
+		if got := connack(t, conn, "projects/p1/locations/us-central1/registries/no-such-registry/devices/nobody"); got != 5 {
 			t.Errorf("%s: CONNACK %d, want 5", a.addr, got)
 		}
 		conn.Close()

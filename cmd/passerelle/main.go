@@ -146,6 +146,7 @@ type serveConfig struct {
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
+	Limits         config.ConnLimits // the MQTT bridge's connection limits
 }
 
 func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConfig, error) {
@@ -163,6 +164,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and the hub without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
+	c.Limits.AddFlags(fs)
 	if err := config.Parse(fs, args, stderr, env, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
@@ -191,6 +193,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
+	errs = append(errs, c.Limits.Validate())
 	return c, errors.Join(errs...)
 }
 
@@ -336,7 +339,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
 	var br *bridge.Bridge
 	if len(mqttLis) > 0 {
-		br = bridge.New(logger, st, b)
+		br = bridge.New(logger, st, b, bridge.WithMaxConnections(cfg.Limits.MaxConnections),
+			bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress))
 	}
 	var (
 		hubSrv  *hub.Server

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
 // AnnouncementKind says what changed.
@@ -22,16 +24,29 @@ const (
 	DeviceChanged AnnouncementKind = "deviceChanged"
 	// DeviceDeleted: the device is gone; a bridge holding it disconnects it.
 	DeviceDeleted AnnouncementKind = "deviceDeleted"
+	// RegistryChanged: the registry named by Project, Location and
+	// Registry changed (MQTT or HTTP enabled state, notification configs,
+	// CA certificates...): whoever caches it drops it, and a bridge
+	// applies it again to every live connection of that registry.
+	RegistryChanged AnnouncementKind = "registryChanged"
+	// RegistryDeleted: the registry is gone (it held no devices).
+	RegistryDeleted AnnouncementKind = "registryDeleted"
 	// Resync is never sent: the Bus hands it to a subscription's handler
 	// when announcements may have been lost (the handler fell behind and
 	// NATS dropped messages, or the connection to NATS was lost and came
 	// back). The bridge must then re-read from the store every device it
-	// holds.
+	// holds, and forget every registry it cached.
 	Resync AnnouncementKind = "resync"
 )
 
-// Announcement tells bridges that something about a device changed. It
-// travels as JSON on <ControlPrefix>.announce.<NumID>.
+// IsRegistry reports whether k is about a registry rather than a device.
+func (k AnnouncementKind) IsRegistry() bool { return k == RegistryChanged || k == RegistryDeleted }
+
+// Announcement tells bridges (and other manager instances) that something
+// about a device or a registry changed. A device's travels as JSON on
+// <ControlPrefix>.announce.<NumID>, and names the device's registry too; a
+// registry's on <ControlPrefix>.announce.registry, naming the registry
+// (Project, Location, Registry) and no device.
 type Announcement struct {
 	Kind     AnnouncementKind `json:"kind"`
 	Project  string           `json:"project,omitempty"`
@@ -45,6 +60,16 @@ type Announcement struct {
 	Config *AnnouncedConfig `json:"config,omitempty"`
 }
 
+// RegistryName returns the full resource name of the announcement's
+// registry, projects/{p}/locations/{l}/registries/{r}.
+func (a Announcement) RegistryName() string {
+	return resource.Registry{Project: a.Project, Location: a.Location, Registry: a.Registry}.Name()
+}
+
+// registrySubjectToken ends the subject of registry announcements; device
+// announcements end with a decimal number, so the two never meet.
+const registrySubjectToken = "registry"
+
 // AnnouncedConfig is a config version carried by an announcement.
 type AnnouncedConfig struct {
 	Version int64  `json:"version,string"`
@@ -55,13 +80,23 @@ type AnnouncedConfig struct {
 // forget (core NATS, no persistence): a bridge that misses one gets a
 // Resync and re-reads the store.
 func (b *Bus) Announce(ctx context.Context, a Announcement) error {
+	var token string
 	switch a.Kind {
 	case ConfigChanged, DeviceChanged, DeviceDeleted:
+		if a.NumID == 0 {
+			return fmt.Errorf("%w: announcement without a device number", ErrInvalid)
+		}
+		token = strconv.FormatUint(a.NumID, 10)
+	case RegistryChanged, RegistryDeleted:
+		if a.Project == "" || a.Location == "" || a.Registry == "" {
+			return fmt.Errorf("%w: %s announcement without the registry's project, location and id", ErrInvalid, a.Kind)
+		}
+		if a.NumID != 0 || a.DeviceID != "" || a.Config != nil {
+			return fmt.Errorf("%w: %s announcement naming a device", ErrInvalid, a.Kind)
+		}
+		token = registrySubjectToken
 	default:
 		return fmt.Errorf("%w: announcement kind %q", ErrInvalid, a.Kind)
-	}
-	if a.NumID == 0 {
-		return fmt.Errorf("%w: announcement without a device number", ErrInvalid)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -70,7 +105,7 @@ func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	if err != nil {
 		return fmt.Errorf("bus: encoding announcement: %w", err)
 	}
-	subject := b.opts.ControlPrefix + ".announce." + strconv.FormatUint(a.NumID, 10)
+	subject := b.opts.ControlPrefix + ".announce." + token
 	if err := b.nc.Publish(subject, data); err != nil {
 		return fmt.Errorf("bus: announcing on %s: %w", subject, closedErr(err))
 	}

@@ -5,8 +5,9 @@
 //   - Telemetry events and state notifications, published by the bridges
 //     into a JetStream stream, durably, where any NATS client can consume
 //     them (PublishNotification, PublishNotificationAsync).
-//   - Announcements from the manager to the bridges: a device's config
-//     changed, a device changed (blocked, credentials...) or was deleted
+//   - Announcements from the manager to the bridges (and to other manager
+//     instances): a device's config changed, a device changed (blocked,
+//     credentials...) or was deleted, a registry changed or was deleted
 //     (Announce, SubscribeAnnouncements). Core NATS, fire and forget.
 //   - Commands from the manager to the one bridge instance that holds a
 //     device's connection (SendCommand, HandleCommands). Core NATS
@@ -22,6 +23,7 @@
 //	PASSERELLE_PUBSUB              the JetStream stream capturing iot.pubsub.>
 //	                               (file storage, limits retention: 7 days, 1 GiB, discard old)
 //	passerelle.announce.<numId>    announcements for a device (JSON, see Announcement)
+//	passerelle.announce.registry   announcements for a registry (JSON, see Announcement)
 //	passerelle.command.<numId>     commands for a device (request/reply)
 //
 // In <project> and <topic>, every byte other than ASCII letters, digits and

@@ -160,13 +160,15 @@ func TestAnnouncements(t *testing.T) {
 				Config: &bus.AnnouncedConfig{Version: 7, Data: []byte{0, 1, 0xff}}},
 			{Kind: bus.DeviceChanged, Project: "p", Location: "l", Registry: "r", DeviceID: "d", NumID: 1},
 			{Kind: bus.DeviceDeleted, Project: "p", Location: "l", Registry: "r", DeviceID: "e", NumID: 2},
+			{Kind: bus.RegistryChanged, Project: "p", Location: "l", Registry: "r.1"},
+			{Kind: bus.RegistryDeleted, Project: "p", Location: "l", Registry: "r"},
 		}
 		for _, a := range sent {
 			if err := b.Announce(ctx, a); err != nil {
 				t.Fatalf("Announce: %v", err)
 			}
 		}
-		waitFor(t, 5*time.Second, "announcements", func() bool { return count(&r1) == 3 && count(&r2) == 3 })
+		waitFor(t, 5*time.Second, "announcements", func() bool { return count(&r1) == len(sent) && count(&r2) == len(sent) })
 		for i, a := range sent {
 			if !reflect.DeepEqual(r1.got[i], a) || !reflect.DeepEqual(r2.got[i], a) {
 				t.Errorf("announcement %d: got %+v and %+v, want %+v", i, r1.got[i], r2.got[i], a)
@@ -178,9 +180,12 @@ func TestAnnouncements(t *testing.T) {
 		if err := b.Announce(ctx, sent[0]); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "the fourth announcement", func() bool { return count(&r2) == 4 })
-		if n := count(&r1); n != 3 {
-			t.Errorf("stopped subscription got %d announcements, want 3", n)
+		waitFor(t, 5*time.Second, "one more announcement", func() bool { return count(&r2) == len(sent)+1 })
+		if n := count(&r1); n != len(sent) {
+			t.Errorf("stopped subscription got %d announcements, want %d", n, len(sent))
+		}
+		if got, want := r2.got[3].RegistryName(), "projects/p/locations/l/registries/r.1"; got != want {
+			t.Errorf("RegistryName() = %q, want %q", got, want)
 		}
 
 		if err := b.Announce(ctx, bus.Announcement{Kind: bus.Resync, NumID: 1}); !errors.Is(err, bus.ErrInvalid) {
@@ -188,6 +193,14 @@ func TestAnnouncements(t *testing.T) {
 		}
 		if err := b.Announce(ctx, bus.Announcement{Kind: bus.DeviceChanged}); !errors.Is(err, bus.ErrInvalid) {
 			t.Errorf("Announce without NumID = %v, want ErrInvalid", err)
+		}
+		for _, a := range []bus.Announcement{
+			{Kind: bus.RegistryChanged, Project: "p", Location: "l"},
+			{Kind: bus.RegistryDeleted, Project: "p", Location: "l", Registry: "r", NumID: 1},
+		} {
+			if err := b.Announce(ctx, a); !errors.Is(err, bus.ErrInvalid) {
+				t.Errorf("Announce(%+v) = %v, want ErrInvalid", a, err)
+			}
 		}
 	})
 }

@@ -38,8 +38,8 @@ type Bridge struct {
 	MessageRate  float64
 	MessageBurst int
 	ByteRate     int64
-	// MaxConnections caps the connections held at once.
-	MaxConnections int
+	// ConnLimits are the connection limits.
+	ConnLimits
 	// LogLevel is the least level logged.
 	LogLevel slog.Level
 	// CheckConfig asks to validate the configuration and exit.
@@ -48,11 +48,52 @@ type Bridge struct {
 
 // Defaults of Bridge.
 const (
-	DefaultMQTTAddr       = "127.0.0.1:8883"
-	DefaultMessageRate    = 100
-	DefaultByteRate       = 512 << 10
-	DefaultMaxConnections = 19000
+	DefaultMQTTAddr             = "127.0.0.1:8883"
+	DefaultMessageRate          = 100
+	DefaultByteRate             = 512 << 10
+	DefaultMaxConnections       = 19000
+	DefaultMaxPendingPerAddress = 128
 )
+
+// ConnLimits are the MQTT bridge's connection limits, flags of cmd/bridge
+// and of passerelle serve (services/bridge's WithMaxConnections,
+// WithMaxPendingConnections and WithMaxPendingPerAddress).
+type ConnLimits struct {
+	// MaxConnections caps the connections held at once.
+	MaxConnections int
+	// MaxPendingConnections caps the connections waiting to authenticate;
+	// 0 means a quarter of MaxConnections.
+	MaxPendingConnections int
+	// MaxPendingPerAddress caps the connections waiting to authenticate
+	// from one address; 0 removes the limit.
+	MaxPendingPerAddress int
+}
+
+// AddFlags declares the limits' flags on fs, writing into l.
+func (l *ConnLimits) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&l.MaxConnections, "max-connections", DefaultMaxConnections,
+		"MQTT connections held at once, authenticated or not; keep it under the open-file limit (ulimit -n), or the bridge lowers it to 95% of that limit")
+	fs.IntVar(&l.MaxPendingConnections, "max-pending-connections", 0,
+		"MQTT connections waiting to authenticate (TLS handshake, CONNECT, JWT) at once; past it new ones are closed at once (0: a quarter of --max-connections)")
+	fs.IntVar(&l.MaxPendingPerAddress, "max-pending-per-address", DefaultMaxPendingPerAddress,
+		"MQTT connections waiting to authenticate from one address (IPv6: one /64); past it new ones from that address are closed at once. "+
+			"Connected devices do not count, so a site behind one NAT address may hold any number (0: no limit, for a bridge behind a TCP proxy)")
+}
+
+// Validate checks the limits.
+func (l *ConnLimits) Validate() error {
+	var errs []error
+	if l.MaxConnections <= 0 {
+		errs = append(errs, errors.New("--max-connections must be positive"))
+	}
+	if l.MaxPendingConnections < 0 {
+		errs = append(errs, errors.New("--max-pending-connections must not be negative (0: a quarter of --max-connections)"))
+	}
+	if l.MaxPendingPerAddress < 0 {
+		errs = append(errs, errors.New("--max-pending-per-address must not be negative (0 removes the limit)"))
+	}
+	return errors.Join(errs...)
+}
 
 // AddFlags declares the bridge's flags on fs, writing into b.
 func (b *Bridge) AddFlags(fs *flag.FlagSet) {
@@ -68,7 +109,7 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&b.MessageRate, "message-rate", DefaultMessageRate, "incoming MQTT packets per second allowed on one connection; past it the connection is closed (0: no limit)")
 	fs.IntVar(&b.MessageBurst, "message-burst", 0, "packets a connection may send at once above --message-rate (0: one second's worth)")
 	fs.Int64Var(&b.ByteRate, "byte-rate", DefaultByteRate, "bytes per second allowed per device, each way (0: no limit)")
-	fs.IntVar(&b.MaxConnections, "max-connections", DefaultMaxConnections, "connections held at once; keep it under the open-file limit")
+	b.ConnLimits.AddFlags(fs)
 	fs.TextVar(&b.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&b.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
 }
@@ -105,8 +146,8 @@ func (b *Bridge) Validate() error {
 	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
 		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
 	}
-	if b.MaxConnections <= 0 {
-		errs = append(errs, errors.New("--max-connections must be positive"))
+	if err := b.ConnLimits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if tlsOn {
 		for _, f := range []struct{ flag, path string }{{"--tls-cert", b.TLSCert}, {"--tls-key", b.TLSKey}} {

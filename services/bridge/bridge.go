@@ -54,8 +54,7 @@ type Bridge struct {
 	byNet   map[net.Conn]*conn
 	holders map[uint64]map[*conn]struct{} // device numId -> connections serving it
 
-	regMu sync.Mutex
-	regs  map[store.RegistryKey]regEntry
+	regs *registryCache
 
 	lim            limits
 	tel            *instruments
@@ -66,11 +65,6 @@ type Bridge struct {
 	fields *fields
 	sem    chan struct{}  // bounds background work
 	wg     sync.WaitGroup // background work and loops
-}
-
-type regEntry struct {
-	reg *store.Registry
-	at  time.Time
 }
 
 // New returns a bridge over st and b. b may be nil in tests that do not
@@ -89,7 +83,7 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 		byCl:    make(map[*mqtt.Client]*conn),
 		byNet:   make(map[net.Conn]*conn),
 		holders: make(map[uint64]map[*conn]struct{}),
-		regs:    make(map[store.RegistryKey]regEntry),
+		regs:    newRegistryCache(o.registryTTL),
 		fields:  newFields(),
 		sem:     make(chan struct{}, max(o.workers, 1)),
 	}
@@ -152,9 +146,11 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return fmt.Errorf("bridge: adding the hook: %w", err)
 	}
+	b.opts.maxConns = b.capUnderFileLimit(b.opts.maxConns)
+	adm := newAdmission(&b.opts, &b.count, b.log, b.tel)
 	var ls []*listener
 	for i, ln := range lis {
-		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, &b.count, &b.opts, b.connDone)
+		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, adm, &b.opts, b.connDone)
 		if err := srv.AddListener(l); err != nil {
 			for _, ln := range lis {
 				_ = ln.Close()
@@ -194,7 +190,8 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		return fmt.Errorf("bridge: starting mochi: %w", err)
 	}
 	for _, l := range ls {
-		b.log.Info("bridge: serving MQTT", "addr", l.Address())
+		b.log.Info("bridge: serving MQTT", "addr", l.Address(), "max_connections", adm.maxConns,
+			"max_pending", adm.maxPending, "max_pending_per_address", adm.perAddr)
 	}
 
 	<-ctx.Done()
@@ -253,30 +250,6 @@ func (b *Bridge) goWork(f func()) {
 
 func (b *Bridge) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(b.ctx, b.opts.storeTimeout)
-}
-
-// registry returns a registry, cached for registryTTL.
-func (b *Bridge) registry(key store.RegistryKey) (*store.Registry, error) {
-	now := b.opts.now()
-	b.regMu.Lock()
-	e, ok := b.regs[key]
-	b.regMu.Unlock()
-	if ok && now.Sub(e.at) < b.opts.registryTTL {
-		return e.reg, nil
-	}
-	ctx, cancel := b.storeCtx()
-	defer cancel()
-	reg, err := b.st.GetRegistry(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	b.regMu.Lock()
-	if len(b.regs) > 10000 { // bound the cache; registries are few
-		clear(b.regs)
-	}
-	b.regs[key] = regEntry{reg: reg, at: now}
-	b.regMu.Unlock()
-	return reg, nil
 }
 
 // conn lookups and the index of devices held.
@@ -347,9 +320,14 @@ func (b *Bridge) connDone(nc net.Conn) {
 // work to the pool.
 func (b *Bridge) onAnnouncement(a bus.Announcement) {
 	if a.Kind == bus.Resync {
+		b.reapplyAllRegistries()
 		for _, c := range b.allConns() {
 			b.goWork(func() { c.recheckAll() })
 		}
+		return
+	}
+	if a.Kind.IsRegistry() {
+		b.onRegistryAnnouncement(a)
 		return
 	}
 	for _, c := range b.holdersOf(a.NumID) {

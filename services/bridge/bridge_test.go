@@ -131,25 +131,28 @@ func TestRefusals(t *testing.T) {
 
 	tests := []struct {
 		name, id, password string
+		want               error // paho's error for the CONNACK code
 	}{
-		{"alg none", clientID("good"), noneToken(t)},
-		{"wrong audience", clientID("good"), ecKey.token(t, "other", now, now.Add(time.Hour))},
-		{"expired", clientID("good"), ecKey.token(t, project, now.Add(-2*time.Hour), now.Add(-time.Hour))},
-		{"issued in the future", clientID("good"), ecKey.token(t, project, now.Add(time.Hour), now.Add(2*time.Hour))},
-		{"lifetime over 24 h", clientID("good"), ecKey.token(t, project, now, now.Add(25*time.Hour))},
-		{"key not the device's", clientID("good"), otherKey.jwt(t)},
-		{"expired credential", clientID("expired-cred"), ecKey.jwt(t)},
-		{"blocked device", clientID("blocked"), ecKey.jwt(t)},
-		{"unknown device", clientID("nobody"), ecKey.jwt(t)},
-		{"unknown registry", "projects/p1/locations/us-central1/registries/nope/devices/good", ecKey.jwt(t)},
-		{"bad client id", "good", ecKey.jwt(t)},
-		{"numeric device id", clientID("12345"), ecKey.jwt(t)},
+		{"alg none", clientID("good"), noneToken(t), packets.ErrorRefusedNotAuthorised},
+		{"wrong audience", clientID("good"), ecKey.token(t, "other", now, now.Add(time.Hour)), packets.ErrorRefusedNotAuthorised},
+		{"expired", clientID("good"), ecKey.token(t, project, now.Add(-2*time.Hour), now.Add(-time.Hour)), packets.ErrorRefusedNotAuthorised},
+		{"issued in the future", clientID("good"), ecKey.token(t, project, now.Add(time.Hour), now.Add(2*time.Hour)), packets.ErrorRefusedNotAuthorised},
+		{"lifetime over 24 h", clientID("good"), ecKey.token(t, project, now, now.Add(25*time.Hour)), packets.ErrorRefusedNotAuthorised},
+		{"key not the device's", clientID("good"), otherKey.jwt(t), packets.ErrorRefusedNotAuthorised},
+		{"expired credential", clientID("expired-cred"), ecKey.jwt(t), packets.ErrorRefusedNotAuthorised},
+		{"blocked device", clientID("blocked"), ecKey.jwt(t), packets.ErrorRefusedNotAuthorised},
+		{"unknown device", clientID("nobody"), ecKey.jwt(t), packets.ErrorRefusedNotAuthorised},
+		{"unknown registry", "projects/p1/locations/us-central1/registries/nope/devices/good", ecKey.jwt(t), packets.ErrorRefusedNotAuthorised},
+		// A client id that is not a device's name: 3.1.1's "identifier
+		// rejected".
+		{"bad client id", "good", ecKey.jwt(t), packets.ErrorRefusedIDRejected},
+		{"numeric device id", clientID("12345"), ecKey.jwt(t), packets.ErrorRefusedIDRejected},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.dial(tc.id, tc.password)
-			if !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
-				t.Fatalf("connect: %v, want CONNACK 5 (not authorised)", err)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("connect: %v, want %v", err, tc.want)
 			}
 		})
 	}

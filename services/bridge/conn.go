@@ -64,6 +64,7 @@ type conn struct {
 	cl       *mqtt.Client
 	nc       net.Conn
 	registry store.RegistryKey
+	regGen   uint64 // the registry cache's generation when authenticate read the registry
 	gateway  bool
 	cred     credID
 	exp      time.Time
@@ -148,14 +149,7 @@ func (c *conn) teardown(err error) {
 		for _, d := range devs {
 			c.b.removeHolder(d.ref.NumID, c)
 		}
-		c.b.mu.Lock()
-		if c.b.byCl[c.cl] == c {
-			delete(c.b.byCl, c.cl)
-		}
-		if c.b.byNet[c.nc] == c {
-			delete(c.b.byNet, c.nc)
-		}
-		c.b.mu.Unlock()
+		c.b.unregister(c)
 		c.b.log.Debug("bridge: connection ended", append(c.logAttrs(), "err", err)...)
 	})
 }

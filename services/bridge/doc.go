@@ -14,6 +14,13 @@
 // the clock. Spans and metrics go to OpenTelemetry (WithTracerProvider,
 // WithMeterProvider; the otel globals by default).
 //
+// Connections are admitted as they are accepted, in the bridge's own
+// listener (WithMaxConnections, WithMaxPendingConnections,
+// WithMaxPendingPerAddress): a flood of silent sockets from one address
+// cannot take the file descriptors or the handshake budget of the others.
+// Registry and device changes announced on the bus apply to live
+// connections at once.
+//
 // TLS is the caller's: Serve takes net.Listeners, typically made with
 // tls.NewListener (TLS 1.2 or newer), so the same bridge also serves plain
 // MQTT in tests or behind a TLS-terminating proxy.

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -40,6 +41,7 @@ type env struct {
 	t    *testing.T
 	st   store.Store
 	bus  *bus.Bus
+	br   *bridge.Bridge
 	addr string
 	tls  *tls.Config // client side
 }
@@ -54,8 +56,14 @@ func newEnv(t *testing.T, opts ...bridge.Option) *env {
 // not nil), for tests that watch what the bridge asks of it.
 func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
+	return newEnvLogged(t, testutil.Logger(t), wrap, opts...)
+}
+
+// newEnvLogged is newEnvWrapped logging to log, for tests that read the
+// bridge's log.
+func newEnvLogged(t *testing.T, log *slog.Logger, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+	t.Helper()
 	ctx := context.Background()
-	log := testutil.Logger(t)
 	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
 	b := testutil.Must(bus.Open(ctx, log, bus.Options{DataDir: t.TempDir()}))
@@ -89,7 +97,7 @@ func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bri
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return &env{t: t, st: st, bus: b, addr: ln.Addr().String(), tls: clientTLS}
+	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS}
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.

@@ -11,6 +11,7 @@ import (
 // google.rpc codes used in lastErrorStatus.
 const (
 	codeInvalidArgument    = 3
+	codeNotFound           = 5
 	codeAlreadyExists      = 6
 	codePermissionDenied   = 7
 	codeResourceExhausted  = 8

@@ -16,9 +16,6 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
-// mqttDisabled is iotpb.MqttState MQTT_DISABLED.
-const mqttDisabled = 2
-
 // errQoS2 ends a connection that publishes at QoS 2.
 var errQoS2 = errors.New("QoS 2 is not supported")
 
@@ -36,7 +33,7 @@ func (h *hook) ID() string { return "passerelle-bridge" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
-		mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnWill,
 	}, []byte{b})
 }
@@ -63,20 +60,34 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-// OnConnectAuthenticate checks the client id and the JWT. A false answer
-// makes mochi send CONNACK 5 (not authorised) to a 3.1.1 client.
+// OnConnectAuthenticate checks the client id and the JWT. On a false
+// answer mochi sends a CONNACK refusal, whose return code OnPacketEncode
+// sets to the refusal's (see connack.go).
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b := h.b
 	_, span := b.tel.start(b.ctx, spanConnect, trace.SpanKindServer)
-	c, why, reason := b.authenticate(cl, pk)
+	c, r := b.authenticate(cl, pk)
+	if c != nil {
+		b.mu.Lock()
+		b.byCl[cl] = c
+		b.byNet[c.nc] = c
+		b.mu.Unlock()
+		if r = b.recheckRegistry(c); r.reason != "" {
+			b.unregister(c)
+			c = nil
+		}
+	}
 	if c == nil {
-		b.tel.refuse(why)
+		b.tel.refuse(r.why)
+		if tc, ok := cl.Net.Conn.(*trackedConn); ok {
+			tc.connack = r.code
+		}
 		if span.IsRecording() {
-			span.SetAttributes(attribute.String("mqtt.client_id", cl.ID), attrResult.String(refuseReasonNames[why]))
-			span.SetStatus(codes.Error, reason)
+			span.SetAttributes(attribute.String("mqtt.client_id", cl.ID), attrResult.String(refuseReasonNames[r.why]))
+			span.SetStatus(codes.Error, r.reason)
 		}
 		span.End()
-		b.log.Info("bridge: connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+		b.log.Info("bridge: connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "reason", r.reason)
 		return false
 	}
 	if span.IsRecording() {
@@ -84,47 +95,77 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			attribute.Bool("passerelle.is_gateway", c.gateway), attrResult.String("ok"))
 	}
 	span.End()
-	b.mu.Lock()
-	b.byCl[cl] = c
-	b.byNet[c.nc] = c
-	b.mu.Unlock()
+	if tc, ok := cl.Net.Conn.(*trackedConn); ok {
+		tc.endPending() // no longer counts against the pending limits
+	}
 	return true
 }
 
-func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuseReason, string) {
+// recheckRegistry closes the race of a registry announcement with a
+// CONNECT: an announcement handled after authenticate read the registry but
+// before c was registered could not see c, so the registry is read again
+// when any announcement came in between. Once c is registered, later
+// announcements find it. It returns a refusal when c must be refused.
+func (b *Bridge) recheckRegistry(c *conn) refusal {
+	if b.regs.generation() == c.regGen {
+		return refusal{}
+	}
+	reg, err := b.registry(c.registry)
+	switch {
+	case err != nil:
+		return refuseRead(refusedRegistry, "registry", err)
+	case !mqttEnabled(reg):
+		return refuse(refusedMQTTDisabled, errMQTTDisabled)
+	}
+	return refusal{}
+}
+
+func (b *Bridge) unregister(c *conn) {
+	b.mu.Lock()
+	if b.byCl[c.cl] == c {
+		delete(b.byCl, c.cl)
+	}
+	if b.byNet[c.nc] == c {
+		delete(b.byNet, c.nc)
+	}
+	b.mu.Unlock()
+}
+
+func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refusal) {
 	name, err := resource.ParseDevice("client_id", cl.ID)
 	if err != nil {
-		return nil, refusedClientID, "bad client id: " + err.Error()
+		return nil, refusal{refusedClientID, "bad client id: " + err.Error(), connackIdentifierRejected}
 	}
 	if _, num := name.NumID(); num {
-		return nil, refusedClientID, "the client id must name the device by its id, not its numeric id"
+		return nil, refusal{refusedClientID, "the client id must name the device by its id, not its numeric id", connackIdentifierRejected}
 	}
 	key := store.RegistryKey{Project: name.Project, Location: name.Location, ID: name.Registry.Registry}
+	regGen := b.regs.generation() // before the read: see recheckRegistry
 	reg, err := b.registry(key)
 	if err != nil {
-		return nil, refusedRegistry, "registry: " + err.Error()
+		return nil, refuseRead(refusedRegistry, "registry", err)
 	}
-	if reg.MQTTEnabledState == mqttDisabled {
-		return nil, refusedMQTTDisabled, "MQTT is disabled on the registry"
+	if !mqttEnabled(reg) {
+		return nil, refuse(refusedMQTTDisabled, errMQTTDisabled)
 	}
 	ctx, cancel := b.storeCtx()
 	dev, err := b.st.GetDevice(ctx, store.DeviceRef{Registry: key, ID: name.Device})
 	cancel()
 	if err != nil {
-		return nil, refusedDevice, "device: " + err.Error()
+		return nil, refuseRead(refusedDevice, "device", err)
 	}
 	if dev.Blocked {
-		return nil, refusedBlocked, "the device is blocked"
+		return nil, refuse(refusedBlocked, "the device is blocked")
 	}
 	now := b.opts.now()
 	keys, ids := b.activeKeys(dev, now)
 	claims, err := b.jwt.Verify(string(pk.Connect.Password), keys, key.Project, now)
 	if err != nil {
 		b.recordAuthError(dev, err.Error())
-		return nil, refusedJWT, err.Error()
+		return nil, refuse(refusedJWT, err.Error())
 	}
 	c := &conn{
-		b: b, cl: cl, nc: cl.Net.Conn, registry: key,
+		b: b, cl: cl, nc: cl.Net.Conn, registry: key, regGen: regGen,
 		gateway:     dev.GatewayType == store.GatewayTypeGateway,
 		exp:         claims.ExpiresAt,
 		authMethod:  dev.GatewayAuthMethod,
@@ -139,7 +180,7 @@ func (b *Bridge) authenticate(cl *mqtt.Client, pk packets.Packet) (*conn, refuse
 	}
 	c.self = newDevState(dev.ID, store.DeviceRef{Registry: key, NumID: dev.NumID}, false)
 	c.devs[dev.ID] = c.self
-	return c, 0, ""
+	return c, refusal{}
 }
 
 func (b *Bridge) recordAuthError(dev *store.Device, msg string) {
@@ -177,12 +218,17 @@ func (h *hook) OnWill(_ *mqtt.Client, _ mqtt.Will) (mqtt.Will, error) {
 	return mqtt.Will{}, errors.New("wills are not supported")
 }
 
-// OnPacketRead sees every packet first: it refreshes the heartbeat,
-// refuses QoS 2 (mochi would downgrade it silently), and takes the
-// device's PUBACKs for the bridge's own messages.
+// OnPacketRead sees every packet first: it checks a CONNECT before mochi
+// does (checkConnect), refreshes the heartbeat, refuses QoS 2 (mochi would
+// downgrade it silently), and takes the device's PUBACKs for the bridge's
+// own messages.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Connect {
-		return pk, nil
+		pk, err := checkConnect(pk)
+		if err != nil {
+			h.b.tel.refuse(refusedProtocol)
+		}
+		return pk, err
 	}
 	c := h.b.connOf(cl)
 	if c == nil {

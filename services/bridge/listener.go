@@ -15,13 +15,14 @@ import (
 // listener adapts a net.Listener to mochi's listeners.Listener. It exists
 // because mochi's own TCP listener stops accepting for good after one
 // Accept error (design.md, "Facts measured"): this one retries with
-// backoff, caps the connections held, and bounds the time to CONNECT.
+// backoff, admits connections within the limits of admission (connections
+// held, and waiting to authenticate, in all and per address), and bounds
+// the time to CONNECT.
 type listener struct {
 	id     string
 	ln     net.Listener
 	log    *slog.Logger
-	count  *atomic.Int64 // connections held, shared by every listener of a Bridge
-	max    int64
+	adm    *admission // shared by every listener of a Bridge
 	opts   *options
 	onDone func(net.Conn) // called once the connection's handler returned
 
@@ -32,9 +33,9 @@ type listener struct {
 	served chan struct{}  // closed when Serve returns
 }
 
-func newListener(id string, ln net.Listener, log *slog.Logger, count *atomic.Int64, o *options, onDone func(net.Conn)) *listener {
+func newListener(id string, ln net.Listener, log *slog.Logger, adm *admission, o *options, onDone func(net.Conn)) *listener {
 	return &listener{
-		id: id, ln: ln, log: log, count: count, max: int64(o.maxConns), opts: o, onDone: onDone,
+		id: id, ln: ln, log: log, adm: adm, opts: o, onDone: onDone,
 		conns: make(map[*trackedConn]struct{}), served: make(chan struct{}),
 	}
 }
@@ -62,13 +63,14 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		if l.count.Add(1) > l.max {
-			l.count.Add(-1)
+		src := sourceOf(nc.RemoteAddr())
+		if why, ok := l.adm.admit(src); !ok {
 			_ = nc.Close()
-			l.log.Warn("bridge: connection cap reached, closing a new connection", "listener", l.id, "max", l.max)
+			l.adm.refused(why, src, l.id)
 			continue
 		}
-		tc := &trackedConn{Conn: nc, count: l.count, writeTimeout: l.opts.writeTimeout, log: l.log}
+		tc := &trackedConn{Conn: nc, adm: l.adm, src: src, writeTimeout: l.opts.writeTimeout, log: l.log}
+		tc.pending.Store(true)
 		// mochi does not bound the wait for CONNECT; after CONNECT it
 		// replaces this deadline with its keep-alive deadline.
 		_ = nc.SetDeadline(time.Now().Add(l.opts.connectTimeout))
@@ -127,19 +129,33 @@ func (l *listener) wait() {
 	l.wg.Wait()
 }
 
-// trackedConn releases its slot in the connection count once.
+// trackedConn releases its admission slots once each: the pending one when
+// it authenticates or closes, the connection one when it closes.
 type trackedConn struct {
 	net.Conn
-	count        *atomic.Int64
+	adm          *admission
+	src          addrKey
+	pending      atomic.Bool
 	once         sync.Once
 	writeTimeout time.Duration
 	log          *slog.Logger
+	// connack is the CONNACK return code of a refused CONNECT, set by the
+	// hook before mochi sends the refusal (on the connection's goroutine).
+	connack byte
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.count.Add(-1) })
+	c.endPending()
+	c.once.Do(c.adm.closed)
 	return err
+}
+
+// endPending ends the connection's pending time, once: at authentication, or at close.
+func (c *trackedConn) endPending() {
+	if c.pending.CompareAndSwap(true, false) {
+		c.adm.endPending(c.src)
+	}
 }
 
 // Write bounds every write: mochi sets no write deadline, so a client that

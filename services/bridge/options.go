@@ -13,31 +13,43 @@ import (
 type Option func(*options)
 
 type options struct {
-	maxConns         int
-	connectTimeout   time.Duration
-	writeTimeout     time.Duration
-	idleTimeout      time.Duration
-	jwtSkew          time.Duration
-	storeTimeout     time.Duration
-	publishTimeout   time.Duration
-	flushInterval    time.Duration
-	configResend     time.Duration
-	registryTTL      time.Duration
-	stateInterval    time.Duration
-	maxAttached      int
-	writesPending    int32
-	bufferSize       int
-	maxInflight      int
-	workers          int
-	acceptBackoffMax time.Duration
-	keyCache         *deviceauth.KeyCache
-	now              func() time.Time
-	msgRate          float64
-	msgBurst         int
-	byteRate         int64
-	tracerProvider   trace.TracerProvider
-	meterProvider    metric.MeterProvider
+	maxConns          int
+	maxPending        int
+	maxPendingPerAddr int
+	connectTimeout    time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	jwtSkew           time.Duration
+	storeTimeout      time.Duration
+	publishTimeout    time.Duration
+	flushInterval     time.Duration
+	configResend      time.Duration
+	registryTTL       time.Duration
+	stateInterval     time.Duration
+	maxAttached       int
+	writesPending     int32
+	bufferSize        int
+	maxInflight       int
+	workers           int
+	acceptBackoffMax  time.Duration
+	keyCache          *deviceauth.KeyCache
+	now               func() time.Time
+	msgRate           float64
+	msgBurst          int
+	byteRate          int64
+	tracerProvider    trace.TracerProvider
+	meterProvider     metric.MeterProvider
 }
+
+// Connection limits.
+const (
+	// DefaultMaxConnections is the connections a bridge holds at once,
+	// under the 20,000 open files of our machines.
+	DefaultMaxConnections = 19000
+	// DefaultMaxPendingPerAddress is the connections one source address
+	// (an IPv6 /64) may have waiting to authenticate.
+	DefaultMaxPendingPerAddress = 128
+)
 
 // Rate limits of compat-spec section 6.
 const (
@@ -51,33 +63,59 @@ const (
 // Defaults, in one place.
 func defaultOptions() options {
 	return options{
-		maxConns:         19000,
-		connectTimeout:   10 * time.Second,
-		writeTimeout:     10 * time.Second,
-		idleTimeout:      20 * time.Minute,
-		jwtSkew:          deviceauth.DefaultJWTSkew,
-		storeTimeout:     10 * time.Second,
-		publishTimeout:   10 * time.Second,
-		flushInterval:    time.Second,
-		configResend:     10 * time.Second,
-		registryTTL:      10 * time.Second,
-		stateInterval:    time.Second,
-		maxAttached:      1000,
-		writesPending:    64,
-		bufferSize:       1 << 10,
-		maxInflight:      64,
-		workers:          64,
-		acceptBackoffMax: time.Second,
-		now:              time.Now,
-		msgRate:          DefaultMessageRate,
-		byteRate:         DefaultByteRate,
+		maxConns:          DefaultMaxConnections,
+		maxPendingPerAddr: DefaultMaxPendingPerAddress,
+		connectTimeout:    10 * time.Second,
+		writeTimeout:      10 * time.Second,
+		idleTimeout:       20 * time.Minute,
+		jwtSkew:           deviceauth.DefaultJWTSkew,
+		storeTimeout:      10 * time.Second,
+		publishTimeout:    10 * time.Second,
+		flushInterval:     time.Second,
+		configResend:      10 * time.Second,
+		registryTTL:       10 * time.Second,
+		stateInterval:     time.Second,
+		maxAttached:       1000,
+		writesPending:     64,
+		bufferSize:        1 << 10,
+		maxInflight:       64,
+		workers:           64,
+		acceptBackoffMax:  time.Second,
+		now:               time.Now,
+		msgRate:           DefaultMessageRate,
+		byteRate:          DefaultByteRate,
 	}
 }
 
 // WithMaxConnections caps the connections the bridge holds at once, over
-// all listeners; past the cap a new connection is closed as soon as it is
-// accepted. Keep it under the process's open-file limit. Default 19,000.
+// all listeners, authenticated or not; past the cap a new connection is
+// closed as soon as it is accepted. Keep it under the process's open-file
+// limit: Serve lowers it (and says so in the log) to 95% of that limit,
+// leaving the rest to the store, the bus and the process's other files.
+// Default DefaultMaxConnections (19,000).
 func WithMaxConnections(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithMaxPendingConnections caps the connections accepted but not yet
+// authenticated (TLS handshake, CONNECT, JWT check), over all listeners;
+// past the cap a new connection is closed as soon as it is accepted, and
+// the refusal counted (passerelle.bridge.accepts.refused) and logged at
+// most once per 10 s. It bounds what silent sockets from many addresses
+// can take: the rest of the connection cap stays for authenticated
+// devices. 0 (the default): a quarter of the connection cap.
+func WithMaxPendingConnections(n int) Option { return func(o *options) { o.maxPending = n } }
+
+// WithMaxPendingPerAddress caps the connections waiting to authenticate
+// from one source address (IPv4 address, or IPv6 /64), so that a flood of
+// silent sockets from one address cannot exhaust the file limit nor lock
+// out devices elsewhere; past it a new connection from that address is
+// closed as soon as it is accepted (counted, logged at most once per 10 s
+// per address). Only the handshake counts: a site of many devices behind
+// one NAT address may hold any number of authenticated connections, and
+// in a reconnect storm its devices get in this many at a time (the others
+// are closed and retry). Never more than the pending cap. 0 removes the
+// limit: do so behind a TCP proxy, where every connection has the proxy's
+// address. Default DefaultMaxPendingPerAddress (128).
+func WithMaxPendingPerAddress(n int) Option { return func(o *options) { o.maxPendingPerAddr = n } }
 
 // WithWriteTimeout bounds each write to a client: one that does not read
 // for that long (its socket buffers full) is disconnected, so it never
@@ -118,7 +156,10 @@ func WithConfigResendInterval(d time.Duration) Option {
 }
 
 // WithRegistryCacheTTL sets how long a registry read from the store is
-// reused (notification topics, MQTT enabled state). Default 10 s.
+// reused (notification topics, MQTT enabled state). A registry change
+// announced on the bus (the manager announces every update and deletion)
+// drops the entry at once and is applied to live connections; the TTL is
+// the safety net for announcements that never arrive. Default 10 s.
 func WithRegistryCacheTTL(d time.Duration) Option { return func(o *options) { o.registryTTL = d } }
 
 // WithMaxAttachedDevices caps the devices attached to one gateway

@@ -93,10 +93,12 @@ type instruments struct {
 	in, out  metric.Int64Counter
 	attached metric.Int64UpDownCounter
 	limited  metric.Int64Counter
+	accepts  metric.Int64Counter
 
 	kindOpts   [numMsgKinds]metric.AddOption
 	reasonOpts [numRefuseReasons]metric.AddOption
 	limitOpts  [numLimitKinds]metric.AddOption
+	acceptOpts [numAcceptRefusals]metric.AddOption
 }
 
 func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instruments, error) {
@@ -133,6 +135,10 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 		metric.WithDescription("messages refused by a rate limit, by limit"), metric.WithUnit("{message}")); err != nil {
 		return nil, err
 	}
+	if t.accepts, err = m.Int64Counter("passerelle.bridge.accepts.refused",
+		metric.WithDescription("connections closed as soon as accepted, by the limit they met"), metric.WithUnit("{connection}")); err != nil {
+		return nil, err
+	}
 	for i, n := range msgKindNames {
 		t.kindOpts[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", n)))
 	}
@@ -141,6 +147,9 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 	}
 	for i, n := range limitKindNames {
 		t.limitOpts[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("limit", n)))
+	}
+	for i, n := range acceptRefusalNames {
+		t.acceptOpts[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("limit", n)))
 	}
 	return t, nil
 }
@@ -155,6 +164,9 @@ func (t *instruments) refuse(r refuseReason) {
 }
 func (t *instruments) rateLimited(k limitKind) {
 	t.limited.Add(context.Background(), 1, t.limitOpts[k])
+}
+func (t *instruments) acceptRefused(r acceptRefusal) {
+	t.accepts.Add(context.Background(), 1, t.acceptOpts[r])
 }
 func (t *instruments) connections(n int64)     { t.conns.Add(context.Background(), n) }
 func (t *instruments) attachedDevices(n int64) { t.attached.Add(context.Background(), n) }

@@ -128,15 +128,6 @@ func (c *conn) attributes(d *devState, subFolder string) bus.Attributes {
 	return a
 }
 
-func eventTopic(reg *store.Registry, subFolder string) string {
-	for _, n := range reg.EventNotificationConfigs {
-		if n.SubfolderMatches == "" || n.SubfolderMatches == subFolder {
-			return n.PubsubTopicName
-		}
-	}
-	return ""
-}
-
 func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bool {
 	if len(pk.Payload) > maxEventBytes {
 		c.close(codeInvalidArgument, "event larger than 256 KB")

@@ -57,11 +57,33 @@ func (m *deviceManager) announce(ctx context.Context, kind bus.AnnouncementKind,
 	}
 }
 
+// announceRegistry tells bridges (and other manager instances) that a
+// registry changed or was deleted, so that they drop what they cached of
+// it and apply it again to live connections. As with announce, the write
+// has succeeded: a failure is logged, and bridges fall back on their
+// registry cache's expiry.
+func (m *deviceManager) announceRegistry(ctx context.Context, kind bus.AnnouncementKind, key store.RegistryKey) {
+	if m.bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	a := bus.Announcement{Kind: kind, Project: key.Project, Location: key.Location, Registry: key.ID}
+	if err := m.bus.Announce(ctx, a); err != nil {
+		m.logger.Warn("announce a registry change to the bridges", "kind", kind, "registry", a.RegistryName(), "err", err)
+	}
+}
+
 // forgetAnnounced drops from the cache a device another manager instance
 // changed (and this one's own, already dropped).
 func (m *deviceManager) forgetAnnounced(a bus.Announcement) {
 	if a.Kind == bus.Resync {
 		m.cache.invalidateAll()
+		return
+	}
+	if a.Kind.IsRegistry() {
+		// The cache holds devices only, and no device field comes from
+		// its registry; GetDeviceRegistry reads the store.
 		return
 	}
 	reg := store.RegistryKey{Project: a.Project, Location: a.Location, ID: a.Registry}

@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/iot/apiv1/iotpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
@@ -85,6 +86,7 @@ func (m *deviceManager) UpdateDeviceRegistry(ctx context.Context, req *iotpb.Upd
 	if err != nil {
 		return nil, err
 	}
+	m.announceRegistry(ctx, bus.RegistryChanged, key)
 	return registryProto(r), nil
 }
 
@@ -97,6 +99,7 @@ func (m *deviceManager) DeleteDeviceRegistry(ctx context.Context, req *iotpb.Del
 	if err := m.store.DeleteRegistry(ctx, key); err != nil {
 		return nil, err
 	}
+	m.announceRegistry(ctx, bus.RegistryDeleted, key)
 	return &emptypb.Empty{}, nil
 }
 
