@@ -256,7 +256,11 @@ func (g *gw) connect() (paho.Client, <-chan struct{}, error) {
 		return nil, nil, errors.New("connect timed out")
 	}
 	if err := t.Error(); err != nil {
-		if ct, ok := t.(*paho.ConnectToken); ok && ct.ReturnCode() != packets.Accepted && ct.ReturnCode() != packets.ErrNetworkError {
+		// A refusal fails waiting callers at once, except "server
+		// unavailable" (3): the bridge cannot read its database, and the
+		// retry will likely get in.
+		if ct, ok := t.(*paho.ConnectToken); ok && ct.ReturnCode() != packets.Accepted &&
+			ct.ReturnCode() != packets.ErrNetworkError && ct.ReturnCode() != packets.ErrRefusedServerUnavailable {
 			return nil, nil, &refusedError{err}
 		}
 		return nil, nil, err

@@ -241,6 +241,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	if err != nil {
 		lis.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop
+		}
 		return fmt.Errorf("manager: read the page-token key from the database: %w", err)
 	}
 	copy(s.dm.tokenKey[:], key)

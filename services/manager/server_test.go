@@ -462,3 +462,26 @@ func TestPageTokensAcrossInstances(t *testing.T) {
 		}
 	}
 }
+
+// A manager stopped while it starts (its context ends before it serves)
+// stops cleanly: Serve returns nil and closes its listener.
+func TestServeStoppedWhileStarting(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := sqlstore.Open(context.Background(), logger, filepath.Join(t.TempDir(), "passerelle.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := manager.New(logger, st, manager.WithInsecureNoAuth()).Serve(ctx, lis); err != nil {
+		t.Fatalf("Serve with its context already done: %v, want nil", err)
+	}
+	if _, err := lis.Accept(); err == nil {
+		t.Fatal("the listener is still open")
+	}
+}
