@@ -91,9 +91,24 @@ func (h *restAPI) readBody(w http.ResponseWriter, r *http.Request, method string
 		}
 		return nil, false
 	}
+	if isJSON(r.Header.Get("Content-Type")) {
+		if msg := invalidUTF8Body(body); msg != "" {
+			release()
+			writeGoogleError(w, codes.InvalidArgument, msg, nil)
+			return nil, false
+		}
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	return release, true
+}
+
+// isJSON reports whether a request body of this content type is JSON (REST
+// requests may give none).
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "" || mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // closeUnread marks the connection of a request answered without reading

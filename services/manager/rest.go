@@ -62,6 +62,11 @@ func (h *restAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeGoogleError(w, st.Code(), st.Message(), nil)
 		return
 	}
+	if msg := invalidUTF8URL(r.URL); msg != "" {
+		closeUnread(w, r)
+		writeGoogleError(w, codes.InvalidArgument, msg, nil)
+		return
+	}
 	release, ok := h.readBody(w, r, method)
 	if !ok {
 		return
