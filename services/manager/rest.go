@@ -45,6 +45,7 @@ type restAPI struct {
 	routes          *routeTable
 	limits          map[string]int64
 	budget          *bodyBudget
+	masks           map[string]bool // field mask query parameters (fieldMaskParams)
 	names, enumInts http.Handler
 }
 
@@ -67,6 +68,13 @@ func (h *restAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeGoogleError(w, codes.InvalidArgument, msg, nil)
 		return
 	}
+	r2, err := normalizeMaskParams(r, h.masks)
+	if err != nil {
+		closeUnread(w, r)
+		writeGoogleError(w, codes.InvalidArgument, err.Error(), nil)
+		return
+	}
+	r = r2
 	release, ok := h.readBody(w, r, method)
 	if !ok {
 		return

@@ -217,8 +217,13 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		s.buildErr = fmt.Errorf("manager: read the REST routes: %w", err)
 		return s
 	}
+	masks, err := fieldMaskParams(routes)
+	if err != nil {
+		s.buildErr = fmt.Errorf("manager: %w", err)
+		return s
+	}
 	s.rest = &restAPI{
-		logger: logger, auth: auth, routes: routes, limits: restBodyLimits(),
+		logger: logger, auth: auth, routes: routes, limits: restBodyLimits(), masks: masks,
 		budget: newBodyBudget(o.maxBodyBytesInFlight),
 		names:  names, enumInts: numbers,
 	}
