@@ -59,7 +59,7 @@ type Server struct {
 	opts     options
 	grpc     *grpc.Server
 	health   *health.Server
-	rest     http.Handler // REST/JSON (and Connect, gRPC-Web) through the transcoder
+	rest     http.Handler // the discovery document, and REST/JSON (and Connect, gRPC-Web) through the transcoder
 	auth     *authorizer
 	dm       *deviceManager
 	buildErr error
@@ -222,11 +222,16 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		s.buildErr = fmt.Errorf("manager: %w", err)
 		return s
 	}
-	s.rest = &restAPI{
+	doc, err := buildDiscovery(routes)
+	if err != nil {
+		s.buildErr = fmt.Errorf("manager: %w", err)
+		return s
+	}
+	s.rest = &discoveryHandler{doc: doc, next: &restAPI{
 		logger: logger, auth: auth, routes: routes, limits: restBodyLimits(), masks: masks,
 		budget: newBodyBudget(o.maxBodyBytesInFlight),
 		names:  names, enumInts: numbers,
-	}
+	}}
 	return s
 }
 
