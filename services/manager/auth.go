@@ -181,18 +181,8 @@ func peerAddr(ctx context.Context) string {
 	return ""
 }
 
-// unaryAuthInterceptor authenticates and authorizes unary calls; tokens nil
-// disables both (--insecure-no-auth).
-func unaryAuthInterceptor(logger *slog.Logger, tokens *adminauth.Tokens) grpc.UnaryServerInterceptor {
-	return newAuthorizer(logger, tokens).unary
-}
-
-// streamAuthInterceptor is unaryAuthInterceptor for streaming calls.
-func streamAuthInterceptor(logger *slog.Logger, tokens *adminauth.Tokens) grpc.StreamServerInterceptor {
-	return newAuthorizer(logger, tokens).stream
-}
-
-// unary is a grpc.UnaryServerInterceptor.
+// unary is a grpc.UnaryServerInterceptor that authenticates and
+// authorizes unary calls.
 func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := a.authorize(ctx, info.FullMethod)
 	if err != nil {
@@ -201,7 +191,7 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	return handler(ctx, req)
 }
 
-// stream is a grpc.StreamServerInterceptor.
+// stream is unary for streaming calls.
 func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := a.authorize(ss.Context(), info.FullMethod)
 	if err != nil {

@@ -45,11 +45,16 @@ func TestRESTChecksTokenBeforeBody(t *testing.T) {
 		{"viewer, malformed body", m.addr, toks.viewer, `{"id":`, 403, "PERMISSION_DENIED", "requires role editor"},
 		{"no tokens configured, malformed body", closed.addr, toks.admin, `{"id":`, 401, "UNAUTHENTICATED", "no admin tokens configured"},
 		{"no token, unknown path", m.addr, "", `{"id":`, 401, "UNAUTHENTICATED", "missing bearer token"},
+		{"Connect, no token, malformed body", m.addr, "", `{"parent":`, 401, "UNAUTHENTICATED", "missing bearer token"},
+		{"Connect, viewer, malformed body", m.addr, toks.viewer, `{"parent":`, 403, "PERMISSION_DENIED", "requires role editor"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := regs
-			if strings.Contains(tc.name, "unknown path") {
+			switch {
+			case strings.Contains(tc.name, "unknown path"):
 				path = "/v2/nothing/here"
+			case strings.HasPrefix(tc.name, "Connect"):
+				path = "/google.cloud.iot.v1.DeviceManager/CreateDeviceRegistry"
 			}
 			resp := restDo(t, http.MethodPost, "http://"+tc.addr+path, tc.token, tc.body)
 			code, msg, st := readGoogleError(t, resp)
