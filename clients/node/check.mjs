@@ -109,6 +109,25 @@ async function run(transport, client) {
     expect(ids.join() === deviceIds.join(), `auto-pagination got ${ids}`);
     return `first page 2 + a page token, auto-pagination got ${ids.length}`;
   });
+  // Field masks go as query parameters over REST (fieldMask=config%2Cgateway_config):
+  // paths in snake_case, as Google's front end took them.
+  await step('ListDevices, fieldMask in snake_case', async () => {
+    const [devs] = await client.listDevices(
+      {parent: registry, fieldMask: {paths: ['config', 'gateway_config']}}, call);
+    expect(devs.length === deviceIds.length, `${devs.length} devices, want ${deviceIds.length}`);
+    for (const dev of devs) {
+      expect(dev.config && String(dev.config.version) !== '0' && dev.gatewayConfig,
+        `device ${dev.id} lacks config or gatewayConfig: ${JSON.stringify(dev)}`);
+    }
+    return 'config and gatewayConfig on each device';
+  });
+  await step('UpdateDevice, updateMask in snake_case', async () => {
+    const [dev] = await client.updateDevice({device: {name: device, logLevel: 'DEBUG', metadata: {k: 'v'}},
+      updateMask: {paths: ['log_level', 'metadata']}}, call);
+    expect(['DEBUG', 4].includes(dev.logLevel) && dev.metadata?.k === 'v',
+      `logLevel ${dev.logLevel}, metadata ${JSON.stringify(dev.metadata)}`);
+    return 'log_level and metadata updated';
+  });
   await step('GetDevice of a missing device is NOT_FOUND', async () => {
     const err = await client.getDevice({name: `${registry}/devices/missing`}, call).then(
       () => null, (e) => e);

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 )
@@ -63,34 +65,68 @@ func callerFromContext(ctx context.Context) (name string, role adminauth.Role, o
 }
 
 // authorizer checks the bearer token of each call against tokens and the
-// role the method needs.
+// role the method needs. It runs before a request's message or body is
+// read (a gRPC tap, the REST front end) and again in the interceptors,
+// which hand the caller to the methods.
 type authorizer struct {
 	logger *slog.Logger
-	tokens *adminauth.Tokens // nil: authentication disabled
-	roles  map[string]adminauth.Role
+	tokens *adminauth.Tokens // nil: authentication disabled, unless denyAll
+	// denyAll refuses every call but the public ones: a manager started
+	// without tokens fails closed rather than serving everyone.
+	denyAll bool
+	roles   map[string]adminauth.Role
 }
 
+// newAuthorizer checks tokens; tokens nil disables authentication
+// (--insecure-no-auth).
 func newAuthorizer(logger *slog.Logger, tokens *adminauth.Tokens) *authorizer {
 	return &authorizer{logger: logger, tokens: tokens, roles: methodRoles()}
 }
 
-// authorize returns the context to run the call with, or a gRPC status
+// newDenyAllAuthorizer refuses every call but health and reflection.
+func newDenyAllAuthorizer(logger *slog.Logger) *authorizer {
+	return &authorizer{logger: logger, denyAll: true, roles: methodRoles()}
+}
+
+const denyMessage = "this Passerelle manager has no admin tokens configured: restart it with a tokens file (or --insecure-no-auth for local experiments)"
+
+// authorize returns the context to run a gRPC call with, or a gRPC status
 // error (Unauthenticated or PermissionDenied) to end it with.
 func (a *authorizer) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
-	if a.tokens == nil || publicMethod(fullMethod) {
-		return ctx, nil
+	md, _ := metadata.FromIncomingContext(ctx)
+	c, err := a.check(ctx, fullMethod, md.Get("authorization"), peerAddr(ctx))
+	if err != nil || c == nil {
+		return ctx, err
 	}
-	token, problem := bearerToken(ctx)
+	return context.WithValue(ctx, callerKey{}, *c), nil
+}
+
+// check authenticates the authorization values sent with a call of
+// fullMethod and checks the role that method needs; fullMethod "" (a
+// request whose method is not known yet) is only authenticated. It returns
+// the caller (nil when authentication is off or the method is public), or a
+// gRPC status error.
+func (a *authorizer) check(ctx context.Context, fullMethod string, authorization []string, peer string) (*caller, error) {
+	if publicMethod(fullMethod) || (a.tokens == nil && !a.denyAll) {
+		return nil, nil
+	}
+	if a.denyAll {
+		return nil, status.Error(codes.Unauthenticated, denyMessage)
+	}
+	token, problem := bearerToken(authorization)
 	if problem != "" {
-		a.logger.InfoContext(ctx, "admin call refused", "method", fullMethod, "peer", peerAddr(ctx), "reason", problem)
+		a.logger.InfoContext(ctx, "admin call refused", "method", fullMethod, "peer", peer, "reason", problem)
 		return nil, status.Error(codes.Unauthenticated, problem)
 	}
 	name, role, ok := a.tokens.Authenticate(token)
 	if !ok {
 		// Never log the token, not even redacted beyond its prefix: a typo'd
 		// token is still most of a real one.
-		a.logger.InfoContext(ctx, "admin call refused", "method", fullMethod, "peer", peerAddr(ctx), "reason", "invalid token")
+		a.logger.InfoContext(ctx, "admin call refused", "method", fullMethod, "peer", peer, "reason", "invalid token")
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	if fullMethod == "" {
+		return &caller{name: name, role: role}, nil
 	}
 	need, known := a.roles[fullMethod]
 	if !known {
@@ -101,16 +137,29 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string) (context.
 		return nil, status.Errorf(codes.PermissionDenied, "%s requires role %s or higher; token %q has role %s",
 			fullMethod, need, name, role)
 	}
-	return context.WithValue(ctx, callerKey{}, caller{name: name, role: role}), nil
+	return &caller{name: name, role: role}, nil
+}
+
+// tap refuses a gRPC call that would be refused anyway before the server
+// reads its message, so that an unauthenticated caller costs a header
+// check and no more (grpc.InTapHandle; native gRPC only).
+func (a *authorizer) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	_, err := a.check(ctx, info.FullMethodName, info.Header.Get("authorization"), peerAddr(ctx))
+	return ctx, err
+}
+
+// checkHTTP is check for a request that arrives over HTTP (REST, Connect,
+// gRPC-Web, or gRPC through the TLS server), before its body is read.
+func (a *authorizer) checkHTTP(r *http.Request, fullMethod string) error {
+	_, err := a.check(r.Context(), fullMethod, r.Header.Values("Authorization"), r.RemoteAddr)
+	return err
 }
 
 // bearerToken extracts the token of "authorization: Bearer <token>". The
 // problem it returns is the message for the caller; it never quotes the
-// metadata value, which may be a secret.
-func bearerToken(ctx context.Context) (token, problem string) {
+// value, which may be a secret.
+func bearerToken(values []string) (token, problem string) {
 	const missing = "missing bearer token: send 'authorization: Bearer <token>' metadata (the HTTP Authorization header) with a Passerelle admin token"
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
 	switch {
 	case len(values) == 0:
 		return "", missing
@@ -132,32 +181,26 @@ func peerAddr(ctx context.Context) string {
 	return ""
 }
 
-// unaryAuthInterceptor authenticates and authorizes unary calls; tokens nil
-// disables both (--insecure-no-auth).
-func unaryAuthInterceptor(logger *slog.Logger, tokens *adminauth.Tokens) grpc.UnaryServerInterceptor {
-	a := newAuthorizer(logger, tokens)
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := a.authorize(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
+// unary is a grpc.UnaryServerInterceptor that authenticates and
+// authorizes unary calls.
+func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.authorize(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
 	}
+	return handler(ctx, req)
 }
 
-// streamAuthInterceptor is unaryAuthInterceptor for streaming calls.
-func streamAuthInterceptor(logger *slog.Logger, tokens *adminauth.Tokens) grpc.StreamServerInterceptor {
-	a := newAuthorizer(logger, tokens)
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := a.authorize(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
-		}
-		if ctx != ss.Context() {
-			ss = &authedStream{ServerStream: ss, ctx: ctx}
-		}
-		return handler(srv, ss)
+// stream is unary for streaming calls.
+func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.authorize(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
 	}
+	if ctx != ss.Context() {
+		ss = &authedStream{ServerStream: ss, ctx: ctx}
+	}
+	return handler(srv, ss)
 }
 
 // authedStream carries the caller's context into a stream handler.

@@ -45,10 +45,8 @@ type authTestTokens struct {
 func startAuthTestServer(t *testing.T, tokens *adminauth.Tokens) *grpc.ClientConn {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(unaryAuthInterceptor(logger, tokens)),
-		grpc.ChainStreamInterceptor(streamAuthInterceptor(logger, tokens)),
-	)
+	a := newAuthorizer(logger, tokens)
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
 	iotpb.RegisterDeviceManagerServer(srv, authTestDeviceManager{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis := bufconn.Listen(1 << 20)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -42,8 +44,21 @@ func unaryErrorInterceptor(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		if err == nil {
 			return resp, nil
 		}
-		return nil, toStatus(ctx, logger, info.FullMethod, err)
+		return nil, validUTF8(toStatus(ctx, logger, info.FullMethod, err))
 	}
+}
+
+// validUTF8 makes a status message valid UTF-8, as protobuf strings must
+// be: a message quoting bytes a caller sent could otherwise not be
+// marshalled for a REST or Connect client.
+func validUTF8(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || utf8.ValidString(st.Message()) {
+		return err
+	}
+	p := st.Proto()
+	p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
+	return status.ErrorProto(p)
 }
 
 // toStatus maps an error to a gRPC status error.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // systemParams are Google's system query parameters
@@ -27,38 +28,78 @@ func isSystemParam(name string) bool {
 	return systemParams[strings.TrimPrefix(name, "$")]
 }
 
-// restHandler serves REST/JSON v1 through next (the vanguard transcoder),
-// or through enumInts when the client asks for enums as numbers
-// ($alt=json;enum-encoding=int, as Google's generated REST clients do): it
-// drops Google's system query parameters, turns an access_token parameter
-// into a bearer token, keeps only the fields a "fields" parameter names,
-// and rewrites every error into Google's JSON error shape.
-func restHandler(logger *slog.Logger, next, enumInts http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var sys systemValues
-		if r.URL.RawQuery != "" {
-			r, sys = stripSystemParams(r)
-		}
-		h := next
-		if strings.Contains(sys.alt, "enum-encoding=int") {
-			h = enumInts
-		}
-		ew := &googleErrorWriter{ResponseWriter: w}
-		if sys.fields == "" {
-			h.ServeHTTP(ew, r)
-			ew.finish(logger)
-			return
-		}
-		sel, err := parseFields(sys.fields)
-		if err != nil {
-			writeGoogleError(w, codes.InvalidArgument, err.Error(), nil)
-			return
-		}
-		fw := &fieldsWriter{ResponseWriter: ew, sel: sel}
-		h.ServeHTTP(fw, r)
-		fw.finish()
-		ew.finish(logger)
-	})
+// restAPI serves REST/JSON v1 through the vanguard transcoder (names), or
+// through enumInts when the client asks for enums as numbers
+// ($alt=json;enum-encoding=int, as Google's generated REST clients do); it
+// also carries Connect and gRPC-Web, which the transcoder speaks too.
+//
+// Before the transcoder sees a request it drops Google's system query
+// parameters (an access_token parameter becomes a bearer token), checks the
+// token and the role of the method called, and only then reads the body:
+// at most the method's limit (restBodyLimits), within a budget shared by
+// every request in flight. Afterwards it keeps only the fields a "fields"
+// parameter names, and rewrites every error into Google's JSON error shape.
+type restAPI struct {
+	logger          *slog.Logger
+	auth            *authorizer
+	routes          *routeTable
+	limits          map[string]int64
+	budget          *bodyBudget
+	masks           map[string]bool // field mask query parameters (fieldMaskParams)
+	names, enumInts http.Handler
+}
+
+func (h *restAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var sys systemValues
+	if r.URL.RawQuery != "" {
+		r, sys = stripSystemParams(r)
+	}
+	method := h.routes.methodFor(r.Method, r.URL.EscapedPath())
+	// The token first: an unauthenticated request costs a header check,
+	// its body is never read.
+	if err := h.auth.checkHTTP(r, method); err != nil {
+		closeUnread(w, r)
+		st := status.Convert(err)
+		writeGoogleError(w, st.Code(), st.Message(), nil)
+		return
+	}
+	if msg := invalidUTF8URL(r.URL); msg != "" {
+		closeUnread(w, r)
+		writeGoogleError(w, codes.InvalidArgument, msg, nil)
+		return
+	}
+	r2, err := normalizeMaskParams(r, h.masks)
+	if err != nil {
+		closeUnread(w, r)
+		writeGoogleError(w, codes.InvalidArgument, err.Error(), nil)
+		return
+	}
+	r = r2
+	release, ok := h.readBody(w, r, method)
+	if !ok {
+		return
+	}
+	defer release()
+
+	next := h.names
+	if strings.Contains(sys.alt, "enum-encoding=int") {
+		next = h.enumInts
+	}
+	ew := &googleErrorWriter{ResponseWriter: w}
+	if sys.fields == "" {
+		next.ServeHTTP(ew, r)
+		ew.finish(h.logger)
+		return
+	}
+	sel, err := parseFields(sys.fields)
+	if err != nil {
+		writeGoogleError(w, codes.InvalidArgument, err.Error(), nil)
+		return
+	}
+	fw := &fieldsWriter{ResponseWriter: ew, sel: sel}
+	next.ServeHTTP(fw, r)
+	fw.finish()
+	ew.finish(h.logger)
 }
 
 // systemValues are the system parameters that change a response.
@@ -184,18 +225,24 @@ type googleErrorBody struct {
 	Details []json.RawMessage `json:"details,omitempty"`
 }
 
-// writeGoogleError writes an error in Google's shape.
+// writeGoogleError writes an error in Google's shape, with the HTTP status
+// Google gives its code.
 func writeGoogleError(w http.ResponseWriter, code codes.Code, message string, details []json.RawMessage) {
-	status := googleHTTPStatus(code)
+	writeGoogleErrorStatus(w, googleHTTPStatus(code), code, message, details)
+}
+
+// writeGoogleErrorStatus writes an error in Google's shape with an HTTP
+// status of its own (413 for a body over its limit, say).
+func writeGoogleErrorStatus(w http.ResponseWriter, httpStatus int, code codes.Code, message string, details []json.RawMessage) {
 	body, err := json.Marshal(googleError{Error: googleErrorBody{
-		Code:    status,
+		Code:    httpStatus,
 		Message: message,
 		Status:  codeName(code),
 		Details: details,
 	}})
 	if err != nil { // cannot happen with these types; keep the client informed anyway
 		body = []byte(`{"error":{"code":500,"message":"internal error","status":"INTERNAL"}}`)
-		status = http.StatusInternalServerError
+		httpStatus = http.StatusInternalServerError
 	}
 	h := w.Header()
 	for k := range h {
@@ -209,7 +256,7 @@ func writeGoogleError(w http.ResponseWriter, code codes.Code, message string, de
 	h.Del("Content-Encoding")
 	h.Set("Content-Type", "application/json; charset=UTF-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
+	w.WriteHeader(httpStatus)
 	_, _ = w.Write(append(body, '\n'))
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -46,8 +46,9 @@ const (
 	// sniffTimeout bounds how long a new plaintext connection may take to
 	// send the bytes that tell gRPC from HTTP/1.1.
 	sniffTimeout = 5 * time.Second
-	// maxRESTMessageBytes bounds a REST request or response body held in
-	// memory by the transcoder (device configs are at most 64 KB).
+	// maxRESTMessageBytes bounds a message the transcoder holds in memory:
+	// responses (a page of devices), since request bodies are capped
+	// before it sees them (restBodyLimits).
 	maxRESTMessageBytes = 8 << 20
 )
 
@@ -58,7 +59,8 @@ type Server struct {
 	opts     options
 	grpc     *grpc.Server
 	health   *health.Server
-	rest     http.Handler // REST/JSON (and Connect, gRPC-Web) through the transcoder
+	rest     http.Handler // the discovery document, and REST/JSON (and Connect, gRPC-Web) through the transcoder
+	auth     *authorizer
 	dm       *deviceManager
 	buildErr error
 }
@@ -72,6 +74,8 @@ type options struct {
 	shutdownTimeout time.Duration
 	bus             Bus
 	deviceCacheTTL  time.Duration
+	// maxBodyBytesInFlight bounds the REST request bodies held at once.
+	maxBodyBytesInFlight int64
 }
 
 // Option configures a Server.
@@ -129,28 +133,46 @@ func WithShutdownTimeout(d time.Duration) Option {
 	return func(o *options) { o.shutdownTimeout = d }
 }
 
+// WithMaxBodyBytesInFlight bounds the bytes of REST request bodies the
+// manager holds at once, across all requests: a request reserves its
+// Content-Length (or its method's largest legitimate body when it sends
+// none) before its body is read, and one that does not fit is refused with
+// RESOURCE_EXHAUSTED (HTTP 429, Retry-After: 1). Each body is also capped at
+// what its method can legitimately carry, whatever n is. Default: 64 MiB.
+func WithMaxBodyBytesInFlight(n int64) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxBodyBytesInFlight = n
+		}
+	}
+}
+
 // New builds the manager on st.
 func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
-	o := options{shutdownTimeout: defaultShutdownTimeout, deviceCacheTTL: defaultDeviceCacheTTL}
+	o := options{
+		shutdownTimeout:      defaultShutdownTimeout,
+		deviceCacheTTL:       defaultDeviceCacheTTL,
+		maxBodyBytesInFlight: defaultMaxBodyBytesInFlight,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	s := &Server{logger: logger, opts: o}
 
-	var unaryAuth grpc.UnaryServerInterceptor
-	var streamAuth grpc.StreamServerInterceptor
+	var auth *authorizer
 	switch {
 	case o.insecureNoAuth:
 		logger.Warn("ADMIN API AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this port can change or delete every registry and device")
-		unaryAuth, streamAuth = unaryAuthInterceptor(logger, nil), streamAuthInterceptor(logger, nil)
+		auth = newAuthorizer(logger, nil)
 	case o.tokens == nil:
 		// Fail closed: a manager built without tokens refuses every call
 		// rather than serving everyone.
 		logger.Error("no admin tokens configured: every admin call will fail with UNAUTHENTICATED")
-		unaryAuth, streamAuth = denyUnary, denyStream
+		auth = newDenyAllAuthorizer(logger)
 	default:
-		unaryAuth, streamAuth = unaryAuthInterceptor(logger, o.tokens), streamAuthInterceptor(logger, o.tokens)
+		auth = newAuthorizer(logger, o.tokens)
 	}
+	s.auth = auth
 
 	var otelOpts []otelgrpc.Option
 	if o.tracerProvider != nil {
@@ -161,8 +183,12 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 	}
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
-		grpc.ChainUnaryInterceptor(unaryAuth, unaryErrorInterceptor(logger)),
-		grpc.ChainStreamInterceptor(streamAuth),
+		// Refuse what the interceptors would refuse before reading the
+		// message (native gRPC; over TLS the HTTP handler checks first).
+		grpc.InTapHandle(auth.tap),
+		grpc.MaxRecvMsgSize(maxGRPCRequestBytes),
+		grpc.ChainUnaryInterceptor(auth.unary, unaryErrorInterceptor(logger)),
+		grpc.ChainStreamInterceptor(auth.stream),
 	)
 	s.dm = newDeviceManager(logger, st, time.Now, o.bus)
 	if o.deviceCacheTTL > 0 {
@@ -186,7 +212,26 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		s.buildErr = fmt.Errorf("manager: build REST transcoder: %w", err)
 		return s
 	}
-	s.rest = restHandler(logger, names, numbers)
+	routes, err := deviceManagerRoutes()
+	if err != nil {
+		s.buildErr = fmt.Errorf("manager: read the REST routes: %w", err)
+		return s
+	}
+	masks, err := fieldMaskParams(routes)
+	if err != nil {
+		s.buildErr = fmt.Errorf("manager: %w", err)
+		return s
+	}
+	doc, err := buildDiscovery(routes)
+	if err != nil {
+		s.buildErr = fmt.Errorf("manager: %w", err)
+		return s
+	}
+	s.rest = &discoveryHandler{doc: doc, next: &restAPI{
+		logger: logger, auth: auth, routes: routes, limits: restBodyLimits(), masks: masks,
+		budget: newBodyBudget(o.maxBodyBytesInFlight),
+		names:  names, enumInts: numbers,
+	}}
 	return s
 }
 
@@ -205,22 +250,6 @@ func newTranscoder(srv *grpc.Server, enumNumbers bool) (*vanguard.Transcoder, er
 		vanguard.WithUnknownHandler(notFoundHandler()),
 		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRESTMessageBytes)),
 	)
-}
-
-const denyMessage = "this Passerelle manager has no admin tokens configured: restart it with a tokens file (or --insecure-no-auth for local experiments)"
-
-func denyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if publicMethod(info.FullMethod) {
-		return handler(ctx, req)
-	}
-	return nil, status.Error(codes.Unauthenticated, denyMessage)
-}
-
-func denyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if publicMethod(info.FullMethod) {
-		return handler(srv, ss)
-	}
-	return status.Error(codes.Unauthenticated, denyMessage)
 }
 
 // Serve serves on lis until ctx is done, then stops gracefully: health
@@ -315,7 +344,14 @@ func (s *Server) servePlain(ctx context.Context, lis net.Listener) error {
 // goes to the gRPC server's http.Handler, the rest to REST.
 func (s *Server) serveTLS(ctx context.Context, lis net.Listener) error {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		if r.ProtoMajor == 2 && isGRPCContentType(r.Header.Get("Content-Type")) {
+			// The gRPC server reads a message before its tap or
+			// interceptors run when it serves through net/http: check
+			// the token here first.
+			if err := s.auth.checkHTTP(r, r.URL.Path); err != nil {
+				writeGRPCStatus(w, err)
+				return
+			}
 			s.grpc.ServeHTTP(w, r)
 			return
 		}
@@ -351,6 +387,39 @@ func (s *Server) serveTLS(ctx context.Context, lis net.Listener) error {
 		<-errc
 	}
 	return serveErr
+}
+
+// isGRPCContentType reports whether a content type is gRPC's own
+// (application/grpc, application/grpc+proto ...), not gRPC-Web's, which
+// the transcoder serves.
+func isGRPCContentType(ct string) bool {
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
+}
+
+// writeGRPCStatus ends a gRPC call over net/http with err's status, as a
+// trailers-only response.
+func writeGRPCStatus(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(int(st.Code())))
+	h.Set("Grpc-Message", grpcPercentEncode(st.Message()))
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpcPercentEncode encodes a grpc-message value: bytes outside printable
+// ASCII, and '%', as %XX (gRPC over HTTP/2, "Responses").
+func grpcPercentEncode(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // shutdown stops both servers: no new connections, in-flight calls get the
