@@ -59,6 +59,8 @@ Commands:
   serve    run the manager, the MQTT bridge and the hub on embedded defaults
   init     make a data folder's development CA, bridge certificate and admin
            token, for services run separately (docker-compose.yml)
+  probe    GET a URL (a service's /readyz) and exit 0 on success: a health
+           check for images without curl
   help     show this help
 
 Run 'passerelle serve --help' for the flags of serve.
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) i
 	case "serve":
 	case "init":
 		return runInit(args[1:], stderr)
+	case "probe":
+		return runProbe(ctx, args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "passerelle: unknown command %q\n\n%s", args[0], usage)
 		return 2
