@@ -46,9 +46,18 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &c); err != nil {
 		t.Fatalf("docker-compose.yml does not parse: %v", err)
 	}
-	for _, name := range []string{"postgres", "nats", "jaeger", "manager", "bridge", "hub"} {
+	for _, name := range []string{"postgres", "nats-1", "nats-2", "nats-3", "jaeger", "haproxy",
+		"manager-1", "manager-2", "bridge-1", "bridge-2", "hub-1", "hub-2"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("docker-compose.yml has no %q service", name)
+		}
+	}
+
+	lb := haproxyServers(t)
+	for target := range lb {
+		host, _, _ := net.SplitHostPort(target)
+		if _, ok := c.Services[host]; !ok {
+			t.Errorf("haproxy.cfg balances to %s, which is not a service", target)
 		}
 	}
 
@@ -121,24 +130,67 @@ func TestComposeFile(t *testing.T) {
 				if !flags[flag] || config.EnvName(flag) != env {
 					t.Errorf("%s sets %s, but %s has no --%s flag", name, env, s.Command[0], flag)
 				}
+				if flag == "advertise-addr" {
+					if h, _, err := net.SplitHostPort(value); err != nil || h != name {
+						t.Errorf("%s=%q: want %s:port, the address other replicas reach it at", env, value, name)
+					}
+					continue
+				}
 				if strings.HasSuffix(flag, "addr") || flag == "listen" {
 					_, port, err := net.SplitHostPort(value)
 					if err != nil {
 						t.Errorf("%s=%q is not host:port", env, value)
 						continue
 					}
-					if !slices.ContainsFunc(s.Ports, func(p string) bool { return strings.HasSuffix(p, ":"+port) }) {
-						t.Errorf("%s listens on %s (%s) but publishes %v", name, port, env, s.Ports)
+					// Reachable: published, or behind the load balancer.
+					published := slices.ContainsFunc(s.Ports, func(p string) bool { return strings.HasSuffix(p, ":"+port) })
+					if !published && !lb[name+":"+port] && flag != "ops-addr" {
+						t.Errorf("%s listens on %s (%s) but neither publishes it nor sits behind haproxy.cfg on it", name, port, env)
 					}
 				}
 				if strings.HasSuffix(flag, "-url") && strings.Contains(value, "://") {
-					host := strings.Split(strings.Split(strings.SplitN(value, "://", 2)[1], "/")[0], "@")
-					h, _, _ := net.SplitHostPort(host[len(host)-1])
-					if _, ok := c.Services[h]; !ok {
-						t.Errorf("%s=%s names host %q, which is not a service", env, value, h)
+					for _, u := range strings.Split(value, ",") { // a NATS cluster is a list
+						host := strings.Split(strings.Split(strings.SplitN(u, "://", 2)[1], "/")[0], "@")
+						h, _, _ := net.SplitHostPort(host[len(host)-1])
+						if _, ok := c.Services[h]; !ok {
+							t.Errorf("%s=%s names host %q, which is not a service", env, value, h)
+						}
 					}
 				}
 			}
 		})
+	}
+}
+
+// haproxyServers returns the host:port of every server line of
+// haproxy.cfg.
+func haproxyServers(t *testing.T) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile("haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*server \S+ (\S+)`).FindAllStringSubmatch(string(raw), -1) {
+		servers[m[1]] = true
+	}
+	if len(servers) == 0 {
+		t.Fatal("haproxy.cfg has no server line")
+	}
+	return servers
+}
+
+// TestHAProxyConfig checks deploy/haproxy.cfg with HAProxy itself (Debian's
+// haproxy package; .ci/run installs it).
+func TestHAProxyConfig(t *testing.T) {
+	path, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("haproxy is not installed under CI=true (apt-get install haproxy)")
+		}
+		t.Skip("haproxy is not installed")
+	}
+	if out, err := exec.Command(path, "-c", "-f", "haproxy.cfg").CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
 }
