@@ -16,11 +16,11 @@ import (
 )
 
 type compose struct {
-	Services map[string]service `yaml:"services"`
+	Services map[string]composeService `yaml:"services"`
 	Volumes  map[string]any     `yaml:"volumes"`
 }
 
-type service struct {
+type composeService struct {
 	Image       string            `yaml:"image"`
 	Build       string            `yaml:"build"`
 	Command     []string          `yaml:"command"`

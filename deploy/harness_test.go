@@ -3,7 +3,6 @@ package deploy
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -229,9 +228,8 @@ type natsCluster struct {
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{}
-	for i := range n {
+	for range n {
 		c.nodes = append(c.nodes, &natsNode{port: freePort(t), clusterPort: freePort(t), dir: t.TempDir()})
-		_ = i
 	}
 	for i := range c.nodes {
 		c.startNode(t, i)
@@ -305,5 +303,3 @@ func (c *natsCluster) connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
-
-var errNotYet = errors.New("not yet")
