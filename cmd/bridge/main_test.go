@@ -24,19 +24,10 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func lineCount(s string) int { return strings.Count(strings.TrimSpace(s), "\n") + 1 }
 
@@ -101,7 +92,7 @@ func TestBadDatabaseURL(t *testing.T) {
 func TestUnreachableNATS(t *testing.T) {
 	var out bytes.Buffer
 	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0",
-		"--data-dir", t.TempDir(), "--nats-url", "nats://" + freeAddr(t)}, &out, noEnv)
+		"--data-dir", t.TempDir(), "--nats-url", "nats://" + testutil.FreeAddr(t)}, &out, noEnv)
 	if code != 1 || !strings.Contains(out.String(), "NATS") || errorLines(out.String()) != 1 {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
@@ -133,11 +124,11 @@ func TestServesPlainMQTT(t *testing.T) {
 	}
 	st.Close()
 
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
 		done <- run(rctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", addr, "--data-dir", dataDir}, &out, noEnv)
 	}()

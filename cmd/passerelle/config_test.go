@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // --check-config checks what a start would: addresses, database and NATS
@@ -84,7 +85,7 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
@@ -110,10 +111,10 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 // Core served 8883 and 443): the bridge answers MQTT on every one.
 func TestServeSeveralMQTTAddresses(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	tls1, tls2, plain1, plain2 := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	tls1, tls2, plain1, plain2 := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
@@ -161,10 +162,10 @@ func TestServeSeveralMQTTAddresses(t *testing.T) {
 // --mqtt-addr "" with no plain address turns the bridge off, and with it
 // the hub, which reaches devices through the bridge; the admin API serves.
 func TestServeWithoutMQTT(t *testing.T) {
-	adminAddr := freeAddr(t)
+	adminAddr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
@@ -222,7 +223,7 @@ func connack(t *testing.T, conn net.Conn, clientID string) byte {
 func TestInsecureNoAuthSaysTheHubIsOpen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // TestServeConnectionLimitFlags: passerelle serve hands its connection
@@ -16,10 +17,10 @@ import (
 func TestServeConnectionLimitFlags(t *testing.T) {
 	env := config.MapEnv(map[string]string{"PASSERELLE_MAX_PENDING_PER_ADDRESS": "3"})
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", freeAddr(t), "--mqtt-addr", freeAddr(t),
+		done <- run(ctx, []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", testutil.FreeAddr(t), "--mqtt-addr", testutil.FreeAddr(t),
 			"--hub-addr", "", "--max-connections", "500", "--max-pending-connections", "20"}, &out, env)
 	}()
 	waitFor(t, &out, "Passerelle is ready")

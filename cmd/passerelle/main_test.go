@@ -9,11 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,38 +28,10 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
-
-// syncBuffer is a bytes.Buffer safe for the server's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 type bearer string
 
@@ -74,11 +46,11 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // on the same folder.
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	adminAddr, mqttAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &out, noEnv) }()
 	waitFor(t, &out, "Passerelle is ready")
@@ -214,7 +186,7 @@ func TestServe(t *testing.T) {
 	ca1, _ := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	var out2 syncBuffer
+	var out2 testutil.SyncBuffer
 	done2 := make(chan int, 1)
 	go func() { done2 <- run(ctx2, args, &out2, noEnv) }()
 	waitFor(t, &out2, "Passerelle is ready")
@@ -296,15 +268,15 @@ func lastLines(s string) string {
 	return strings.Join(keep, "\n")
 }
 
-func waitFor(t *testing.T, out *syncBuffer, what string) {
+// waitFor waits until out shows what.
+func waitFor(t *testing.T, out *testutil.SyncBuffer, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q after 20 s:\n%s", what, out.String())
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if !strings.Contains(out.String(), what) {
+			return fmt.Errorf("no %q in:\n%s", what, out.String())
 		}
-		time.Sleep(20 * time.Millisecond) // polling for start-up
-	}
+		return nil
+	})
 }
 
 func es256Key(t *testing.T) (*ecdsa.PrivateKey, string) {

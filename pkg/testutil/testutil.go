@@ -1,11 +1,15 @@
-// Package testutil holds the small helpers the service tests share: a
-// logger that writes into the test's log, polling until a condition holds,
-// and a must for test setup. Only tests import it.
+// Package testutil holds the small helpers the tests of every package
+// share: a logger that writes into the test's log, polling until a
+// condition holds, a must for test setup, a free address, and a buffer
+// that a server writes while the test reads it. Only tests import it.
 package testutil
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
+	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -46,4 +50,37 @@ func Must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// FreeAddr returns a TCP address on 127.0.0.1 that nothing listens on (for
+// a moment), for a server under test that takes an address rather than a
+// listener.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer that a server (its logger, a command's
+// stderr) may write while the test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
