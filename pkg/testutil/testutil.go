@@ -1,11 +1,13 @@
 // Package testutil holds the small helpers the tests of every package
 // share: a logger that writes into the test's log, polling until a
-// condition holds, a must for test setup, a free address, and a buffer
-// that a server writes while the test reads it. Only tests import it.
+// condition holds, a must for test setup, a free address, a buffer that a
+// server writes while the test reads it, and a server run for the length
+// of a test. Only tests import it.
 package testutil
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -83,4 +85,33 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// serveStopTimeout bounds how long Serve's stop waits for the server.
+const serveStopTimeout = 20 * time.Second
+
+// Serve runs serve in a goroutine until stop is called or the test ends:
+// then it cancels serve's context and waits for serve to return, failing
+// tb when it returns an error or has not returned after 20 s. stop may be
+// called more than once.
+func Serve(tb testing.TB, serve func(ctx context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("serve: %v", err)
+				}
+			case <-time.After(serveStopTimeout):
+				tb.Errorf("a server did not stop %s after its context ended", serveStopTimeout)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }
