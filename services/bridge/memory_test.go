@@ -65,7 +65,10 @@ func TestIdleMemory(t *testing.T) {
 			Credentials: []store.Credential{ecKey.cred}}, time.Now()))
 	}
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
-	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10))
+	// Every connection may be waiting to authenticate at once: the
+	// default pending cap, a quarter of the connection cap, would refuse
+	// some of the 32 handshakes in flight when n is small.
+	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10), bridge.WithMaxPendingConnections(n+10))
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- br.Serve(sctx, ln) }()
