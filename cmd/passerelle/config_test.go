@@ -190,6 +190,28 @@ func TestServeWithoutMQTT(t *testing.T) {
 	}
 }
 
+// The banner names the store that serve opened: a SQLite file whose name
+// starts with "postgres" is SQLite.
+func TestServeBannerNamesTheStore(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data-dir", "data", "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "",
+			"--database-url", "postgres-copy.db"}, &out, noEnv)
+	}()
+	waitFor(t, &out, "Passerelle is ready")
+	if want := "data:         SQLite postgres-copy.db,"; !strings.Contains(out.String(), want) {
+		t.Errorf("the banner does not say %q:\n%s", want, out.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
+}
+
 // connack sends an MQTT 3.1.1 CONNECT for clientID with a password and
 // returns the CONNACK's return code.
 func connack(t *testing.T, conn net.Conn, clientID string) byte {
