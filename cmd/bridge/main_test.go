@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
@@ -181,6 +184,38 @@ func TestServesPlainMQTT(t *testing.T) {
 		}
 	}
 	c.Disconnect(0)
+}
+
+// --mqtt-plain-addr (like --mqtt-addr) takes several addresses, comma
+// separated: the bridge answers MQTT on each (here CONNACK 5 for a device
+// that does not exist).
+func TestServesSeveralAddresses(t *testing.T) {
+	addrs := []string{testutil.FreeAddr(t), testutil.FreeAddr(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var out testutil.SyncBuffer
+	go func() {
+		done <- run(ctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", strings.Join(addrs, ","), "--data-dir", t.TempDir()}, &out, noEnv)
+	}()
+	for _, addr := range addrs {
+		testutil.WaitFor(t, 15*time.Second, func() error {
+			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).
+				SetClientID("projects/p1/locations/us-central1/registries/reg1/devices/nobody").
+				SetUsername("unused").SetPassword("not-a-jwt").SetProtocolVersion(4).
+				SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+			tok := c.Connect()
+			tok.WaitTimeout(10 * time.Second)
+			if err := tok.Error(); !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+				return fmt.Errorf("%s: %v, want CONNACK 5\n%s", addr, err, out.String())
+			}
+			return nil
+		})
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
