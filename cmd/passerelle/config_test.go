@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // --check-config checks what a start would: addresses, database and NATS
@@ -82,14 +82,7 @@ func TestMisspelledEnvironmentVariable(t *testing.T) {
 // process that holds it.
 func TestSecondServeOnOneDataFolder(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	first := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
 
 	var out2 bytes.Buffer
 	code := run(t.Context(), []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
@@ -100,26 +93,17 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 	if strings.Contains(out2.String(), "ready") {
 		t.Fatalf("the second serve started: %q", out2.String())
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("first serve: exit %d\n%s", code, out.String())
-	}
+	first.stop(t)
 }
 
 // --mqtt-addr and --mqtt-plain-addr take several addresses (Cloud IoT
 // Core served 8883 and 443): the bridge answers MQTT on every one.
 func TestServeSeveralMQTTAddresses(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	tls1, tls2, plain1, plain2 := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
-			"--mqtt-addr", tls1 + "," + tls2, "--mqtt-plain-addr", plain1 + "," + plain2}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	tls1, tls2, plain1, plain2 := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	s := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		"--mqtt-addr", tls1+","+tls2, "--mqtt-plain-addr", plain1+","+plain2)
+	out := &s.out
 	for _, a := range []string{"mqtts://" + tls1, "mqtts://" + tls2, "mqtt://" + plain1, "mqtt://" + plain2} {
 		if !strings.Contains(out.String(), a) {
 			t.Errorf("the banner does not list %s:\n%s", a, out.String())
@@ -152,24 +136,15 @@ func TestServeSeveralMQTTAddresses(t *testing.T) {
 		}
 		conn.Close()
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, out.String())
-	}
+	s.stop(t)
 }
 
 // --mqtt-addr "" with no plain address turns the bridge off, and with it
 // the hub, which reaches devices through the bridge; the admin API serves.
 func TestServeWithoutMQTT(t *testing.T) {
-	adminAddr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	adminAddr := testutil.FreeAddr(t)
+	s := startServe(t, noEnv, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0")
+	out := &s.out
 	for _, want := range []string{"MQTT bridge:  off", "hub:          off (it reaches devices through the bridge"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the banner does not say %q:\n%s", want, out.String())
@@ -183,10 +158,19 @@ func TestServeWithoutMQTT(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("admin API without a token: HTTP %d, want 401", resp.StatusCode)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, out.String())
+	s.stop(t)
+}
+
+// The banner names the store that serve opened: a SQLite file whose name
+// starts with "postgres" is SQLite.
+func TestServeBannerNamesTheStore(t *testing.T) {
+	t.Chdir(t.TempDir())
+	s := startServe(t, noEnv, "serve", "--data-dir", "data", "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "",
+		"--database-url", "postgres-copy.db")
+	if want := "data:         SQLite postgres-copy.db,"; !strings.Contains(s.out.String(), want) {
+		t.Errorf("the banner does not say %q:\n%s", want, s.out.String())
 	}
+	s.stop(t)
 }
 
 // connack sends an MQTT 3.1.1 CONNECT for clientID with a password and
@@ -220,20 +204,12 @@ func connack(t *testing.T, conn net.Conn, clientID string) byte {
 // --insecure-no-auth opens the hub as well as the admin API: the banner and
 // the log say so.
 func TestInsecureNoAuthSaysTheHubIsOpen(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
-			"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	s := startServe(t, noEnv, "serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
+		"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
 	for _, want := range []string{"the admin API and the hub are open to anyone", "HUB AUTHENTICATION IS OFF", "ADMIN API AUTHENTICATION IS OFF"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("no %q in:\n%s", want, out.String())
+		if !strings.Contains(s.out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, s.out.String())
 		}
 	}
-	cancel()
-	<-done
+	s.stop(t)
 }

@@ -355,7 +355,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 
 	store := "SQLite " + cfg.database()
-	if cfg.DatabaseURL != "" && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
+	if sqlstore.IsPostgresURL(cfg.DatabaseURL) {
 		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
 	}
 	nats := "embedded, JetStream in " + busOpts.DataDir
