@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds and runs the Java hub client with javac and java against the jars
+# Debian installs under /usr/share/java (Maven Central is not needed):
+#
+#   clients/java/build.sh build           compile src/main, examples and src/test into build/
+#   clients/java/build.sh test            build, then run the JUnit 4 tests (PASSERELLE_BIN: the passerelle binary)
+#   clients/java/build.sh demo [FLAGS]    build, then run examples/GatewayDemo.java
+#   clients/java/build.sh classpath       print the runtime classpath
+#
+# The Debian packages (bookworm): libprotobuf-java libgrpc-java libnetty-java
+# libgoogle-gson-java libperfmark-java libguava-java liberror-prone-java
+# libjsr305-java libgeronimo-annotation-1.3-spec-java, and junit4 for the
+# tests. pom.xml names the same versions for a Maven build.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+jars=/usr/share/java
+# libgrpc-java's grpc-netty needs these at run time, though the package does
+# not depend on them all (Debian bug: it depends on libopencensus-java only).
+runtime=(protobuf grpc-api grpc-context grpc-core grpc-netty grpc-protobuf grpc-protobuf-lite grpc-stub
+  guava error_prone_annotations jsr305 perfmark-api gson
+  netty-buffer netty-codec netty-codec-http netty-codec-http2 netty-codec-socks netty-common
+  netty-handler netty-handler-proxy netty-resolver netty-transport netty-transport-native-unix-common)
+compile_only=(geronimo-annotation-1.3-spec) # javax.annotation.Generated, on the generated stubs
+test_only=(junit4 hamcrest-core)
+
+path_of() {
+  local out="" j
+  for j in "$@"; do
+    [[ -f "$jars/$j.jar" ]] || { echo "build.sh: $jars/$j.jar is missing: apt-get install the packages named at the top of $0" >&2; exit 1; }
+    out+="${out:+:}$jars/$j.jar"
+  done
+  printf '%s' "$out"
+}
+
+build() {
+  local cp; cp="$(path_of "${runtime[@]}" "${compile_only[@]}")"
+  rm -rf "$here/build"
+  mkdir -p "$here/build"/{classes,examples,test-classes}
+  find "$here/src/main/java" -name '*.java' >"$here/build/main.txt"
+  javac -nowarn -encoding UTF-8 --release 17 -d "$here/build/classes" -cp "$cp" @"$here/build/main.txt"
+  javac -encoding UTF-8 --release 17 -Xlint:all -Werror -d "$here/build/examples" -cp "$cp:$here/build/classes" \
+    "$here"/examples/*.java
+  find "$here/src/test/java" -name '*.java' >"$here/build/test.txt"
+  javac -encoding UTF-8 --release 17 -Xlint:all -Werror -d "$here/build/test-classes" \
+    -cp "$cp:$(path_of "${test_only[@]}"):$here/build/classes" @"$here/build/test.txt"
+}
+
+runtime_cp() { printf '%s:%s' "$(path_of "${runtime[@]}")" "$here/build/classes"; }
+
+case "${1:-build}" in
+  build) build ;;
+  test)
+    build
+    tests=$(cd "$here/build/test-classes" && find . -name '*Test.class' | sed 's#^\./##; s#\.class$##; s#/#.#g')
+    # shellcheck disable=SC2086
+    exec java -cp "$(runtime_cp):$(path_of "${test_only[@]}"):$here/build/test-classes" org.junit.runner.JUnitCore $tests ;;
+  demo)
+    shift
+    build
+    exec java -cp "$(runtime_cp):$here/build/examples" GatewayDemo "$@" ;;
+  classpath) runtime_cp; echo ;;
+  *) echo "usage: $0 build|test|demo [FLAGS]|classpath" >&2; exit 2 ;;
+esac
