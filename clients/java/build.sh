@@ -5,6 +5,8 @@
 #   clients/java/build.sh build           compile src/main, examples and src/test into build/
 #   clients/java/build.sh test            build, then run the JUnit 4 tests (PASSERELLE_BIN: the passerelle binary)
 #   clients/java/build.sh demo [FLAGS]    build, then run examples/GatewayDemo.java
+#   clients/java/build.sh run-tests       run the tests of the last build
+#   clients/java/build.sh run-demo [FLAGS]  run the demo of the last build
 #   clients/java/build.sh classpath       print the runtime classpath
 #
 # The Debian packages (bookworm): libprotobuf-java libgrpc-java libnetty-java
@@ -47,17 +49,21 @@ build() {
 
 runtime_cp() { printf '%s:%s' "$(path_of "${runtime[@]}")" "$here/build/classes"; }
 
+run_tests() {
+  local tests
+  tests=$(cd "$here/build/test-classes" && find . -name '*Test.class' | sed 's#^\./##; s#\.class$##; s#/#.#g')
+  # shellcheck disable=SC2086
+  exec java -cp "$(runtime_cp):$(path_of "${test_only[@]}"):$here/build/test-classes" org.junit.runner.JUnitCore $tests
+}
+
+run_demo() { exec java -cp "$(runtime_cp):$here/build/examples" GatewayDemo "$@"; }
+
 case "${1:-build}" in
   build) build ;;
-  test)
-    build
-    tests=$(cd "$here/build/test-classes" && find . -name '*Test.class' | sed 's#^\./##; s#\.class$##; s#/#.#g')
-    # shellcheck disable=SC2086
-    exec java -cp "$(runtime_cp):$(path_of "${test_only[@]}"):$here/build/test-classes" org.junit.runner.JUnitCore $tests ;;
-  demo)
-    shift
-    build
-    exec java -cp "$(runtime_cp):$here/build/examples" GatewayDemo "$@" ;;
+  test) build; run_tests ;;
+  run-tests) run_tests ;;
+  demo) shift; build; run_demo "$@" ;;
+  run-demo) shift; run_demo "$@" ;;
   classpath) runtime_cp; echo ;;
-  *) echo "usage: $0 build|test|demo [FLAGS]|classpath" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|demo [FLAGS]|run-tests|run-demo [FLAGS]|classpath" >&2; exit 2 ;;
 esac
