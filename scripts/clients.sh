@@ -4,7 +4,7 @@
 # runs the gateway demo of each client (clients/{python,ts,java}/examples)
 # unattended against it and checks its output as scripts/e2e.sh checks
 # cmd/hubdemo's, stops the server, then runs each client's tests (which
-# start and restart servers of their own).
+# start and restart servers of their own, and a cmd/hub over TLS).
 #
 #   scripts/clients.sh            (make tools first: it installs clients/ts's packages)
 #
@@ -31,8 +31,8 @@ ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 start=$(date +%s%N)
-CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/passerelle
-export PASSERELLE_BIN="$work/bin/passerelle"
+CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/passerelle ./cmd/hub
+export PASSERELLE_BIN="$work/bin/passerelle" PASSERELLE_HUB_BIN="$work/bin/hub"
 if wants python; then
   "$PYTHON" -c 'import grpc, google.protobuf' 2>/dev/null ||
     fail "$PYTHON lacks grpc or protobuf: apt-get install python3-grpcio python3-protobuf (or set PYTHON)"
@@ -96,7 +96,8 @@ server_pid=""
 [[ $status -eq 0 ]] || { tail -20 "$work/serve.log"; fail "passerelle serve exited with $status"; }
 
 # Each client's tests: an error's status, a cancelled stream, a reconnect
-# after the hub restarts, against servers they start themselves.
+# after the hub restarts, TLS (cmd/hub), against servers they start
+# themselves.
 if wants python; then
   t0=$(date +%s%N)
   "$PYTHON" -m unittest discover -s clients/python/tests -v

@@ -7,12 +7,14 @@
 #   clients/java/build.sh demo [FLAGS]    build, then run examples/GatewayDemo.java
 #   clients/java/build.sh run-tests       run the tests of the last build
 #   clients/java/build.sh run-demo [FLAGS]  run the demo of the last build
-#   clients/java/build.sh classpath       print the runtime classpath
+#   clients/java/build.sh classpath       print the runtime classpath (run with
+#                                         -Djava.library.path=clients/java/build/native for TLS)
 #
 # The Debian packages (bookworm): libprotobuf-java libgrpc-java libnetty-java
 # libgoogle-gson-java libperfmark-java libguava-java liberror-prone-java
 # libjsr305-java libgeronimo-annotation-1.3-spec-java, and junit4 for the
-# tests. pom.xml names the same versions for a Maven build.
+# tests; for TLS, libnetty-tcnative-java and libnetty-tcnative-jni (see
+# below). pom.xml names the same versions for a Maven build.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 jars=/usr/share/java
@@ -23,6 +25,13 @@ runtime=(protobuf grpc-api grpc-context grpc-core grpc-netty grpc-protobuf grpc-
   netty-buffer netty-codec netty-codec-http netty-codec-http2 netty-codec-socks netty-common
   netty-handler netty-handler-proxy netty-resolver netty-transport netty-transport-native-unix-common)
 compile_only=(geronimo-annotation-1.3-spec) # javax.annotation.Generated, on the generated stubs
+# TLS: gRPC needs ALPN, which Debian's netty-handler has without its JDK
+# provider (JdkAlpnApplicationProtocolNegotiator is left out), so TLS goes
+# through OpenSSL with netty-tcnative. Netty looks for the JNI library as
+# libnetty_tcnative.so, which Debian names libnetty-tcnative.so, and
+# tcnative refuses a symbolic link: the build copies it to build/native/.
+tcnative_jni=/usr/lib/x86_64-linux-gnu/jni/libnetty-tcnative.so
+if [[ -f "$jars/netty-tcnative.jar" && -f "$tcnative_jni" ]]; then runtime+=(netty-tcnative); fi
 test_only=(junit4 hamcrest-core)
 
 path_of() {
@@ -38,6 +47,7 @@ build() {
   local cp; cp="$(path_of "${runtime[@]}" "${compile_only[@]}")"
   rm -rf "$here/build"
   mkdir -p "$here/build"/{classes,examples,test-classes}
+  if [[ -f "$tcnative_jni" ]]; then mkdir -p "$here/build/native" && cp "$tcnative_jni" "$here/build/native/libnetty_tcnative.so"; fi
   find "$here/src/main/java" -name '*.java' >"$here/build/main.txt"
   javac -nowarn -encoding UTF-8 --release 17 -d "$here/build/classes" -cp "$cp" @"$here/build/main.txt"
   javac -encoding UTF-8 --release 17 -Xlint:all -Werror -d "$here/build/examples" -cp "$cp:$here/build/classes" \
@@ -48,15 +58,16 @@ build() {
 }
 
 runtime_cp() { printf '%s:%s' "$(path_of "${runtime[@]}")" "$here/build/classes"; }
+native=(-Djava.library.path="$here/build/native")
 
 run_tests() {
   local tests
   tests=$(cd "$here/build/test-classes" && find . -name '*Test.class' | sed 's#^\./##; s#\.class$##; s#/#.#g')
   # shellcheck disable=SC2086
-  exec java -cp "$(runtime_cp):$(path_of "${test_only[@]}"):$here/build/test-classes" org.junit.runner.JUnitCore $tests
+  exec java "${native[@]}" -cp "$(runtime_cp):$(path_of "${test_only[@]}"):$here/build/test-classes" org.junit.runner.JUnitCore $tests
 }
 
-run_demo() { exec java -cp "$(runtime_cp):$here/build/examples" GatewayDemo "$@"; }
+run_demo() { exec java "${native[@]}" -cp "$(runtime_cp):$here/build/examples" GatewayDemo "$@"; }
 
 case "${1:-build}" in
   build) build ;;

@@ -2,7 +2,8 @@
 ports on 127.0.0.1, started, restarted on the same ports and stopped.
 
 The binary is $PASSERELLE_BIN (scripts/clients.sh builds it), else the
-repository's bin/passerelle (make build).
+repository's bin/passerelle (make build). TLSHub runs cmd/hub
+($PASSERELLE_HUB_BIN, else bin/hub) over TLS beside it.
 """
 
 from __future__ import annotations
@@ -114,3 +115,43 @@ class Serve:
         except urllib.error.HTTPError as err:
             raise AssertionError(f"{method} {path}: HTTP {err.code}: {err.read().decode(errors='replace')}") from None
         return json.loads(raw) if raw.strip() else {}
+
+
+class TLSHub:
+    """cmd/hub serving TLS with serve's certificate for 127.0.0.1 (signed by
+    its ca.pem) and taking serve's tokens, against serve's bridge and admin
+    API."""
+
+    def __init__(self, serve: Serve) -> None:
+        self.binary = os.environ.get("PASSERELLE_HUB_BIN") or os.path.join(REPO, "bin", "hub")
+        if not os.access(self.binary, os.X_OK):
+            raise RuntimeError(f"no hub binary at {self.binary}: run make build, or set PASSERELLE_HUB_BIN")
+        self.addr = f"127.0.0.1:{_free_port()}"
+        self.ca = os.path.join(serve.data_dir, "ca.pem")
+        self.log_path = os.path.join(serve._dir.name, "tls-hub.log")
+        d = serve.data_dir
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "--listen", self.addr, "--tls-cert", os.path.join(d, "bridge.pem"),
+                 "--tls-key", os.path.join(d, "bridge.key"), "--tokens-file", os.path.join(d, "tokens"),
+                 "--bridge", serve.mqtt_addr, "--bridge-ca", self.ca,
+                 "--manager-url", f"http://{serve.admin_addr}", "--manager-token-file", os.path.join(d, "admin.token"),
+                 "--data-dir", os.path.join(serve._dir.name, "tls-hub")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def serving() -> bool:
+            with open(self.log_path) as f:
+                text = f.read()
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cmd/hub exited with {self.proc.returncode}:\n{text[-4000:]}")
+            return "hub serving" in text
+
+        wait_for("cmd/hub to serve", serving)
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -19,7 +19,7 @@ import grpc  # noqa: E402
 
 from passerelle.hub import connect  # noqa: E402
 from passerelle.hub.v1 import hub_pb2, hub_pb2_grpc  # noqa: E402
-from serve import Serve, wait_for  # noqa: E402
+from serve import Serve, TLSHub, wait_for  # noqa: E402
 
 PARENT = "projects/p1/locations/us-central1"
 TIMEOUT = 30  # seconds, for every call: a test never hangs
@@ -91,6 +91,32 @@ class HubTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("the hub holds no key for this gateway", cm.exception.details())
         self.assertIn("create it with CreateGateway", cm.exception.details())
+
+    def test_tls(self) -> None:
+        """Over TLS the hub's certificate is checked against the CA given,
+        and the token goes along."""
+        hub = TLSHub(self.serve)
+        self.addCleanup(hub.close)
+        with open(hub.ca, "rb") as f:
+            ca = f.read()
+        channel = connect(hub.addr, token=self.serve.token, root_certificates=ca)
+        self.addCleanup(channel.close)
+        gateways = hub_pb2_grpc.HubStub(channel).ListGateways(hub_pb2.ListGatewaysRequest(), timeout=TIMEOUT,
+                                                              wait_for_ready=True)
+        self.assertEqual(list(gateways.gateways), [])
+
+        no_token = connect(hub.addr, root_certificates=ca)
+        self.addCleanup(no_token.close)
+        with self.assertRaises(grpc.RpcError) as cm:
+            hub_pb2_grpc.HubStub(no_token).ListGateways(hub_pb2.ListGatewaysRequest(), timeout=TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+        # The system's roots do not know passerelle serve's development CA.
+        untrusted = connect(hub.addr, token=self.serve.token, tls=True)
+        self.addCleanup(untrusted.close)
+        with self.assertRaises(grpc.RpcError) as cm:
+            hub_pb2_grpc.HubStub(untrusted).ListGateways(hub_pb2.ListGatewaysRequest(), timeout=TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
 
     def test_cancelled_stream(self) -> None:
         """Cancelling a stream ends it with CANCELLED here and releases the

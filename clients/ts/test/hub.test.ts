@@ -17,7 +17,8 @@ import {
   retryInterceptor,
 } from "../src/index.js";
 import type {AttachRequest, HubConnection, PublishStateRequest} from "../src/index.js";
-import {Serve, waitFor} from "./serve.js";
+import {Serve, TLSHub, waitFor} from "./serve.js";
+import {readFileSync} from "node:fs";
 
 const parent = "projects/p1/locations/us-central1";
 const timeoutMs = 30_000; // for every call: a test never hangs
@@ -93,6 +94,28 @@ describe("hub client", () => {
     assert.equal(err.code, Code.FailedPrecondition);
     assert.match(err.rawMessage, /the hub holds no key for this gateway/);
     assert.match(err.rawMessage, /create it with CreateGateway/);
+  });
+
+  it("checks the hub's certificate over TLS, and sends the token", async () => {
+    const tlsHub = new TLSHub(serve);
+    await tlsHub.start();
+    const ca = readFileSync(tlsHub.ca);
+    const clients = [connectHub(tlsHub.addr, {token: serve.token, ca}), connectHub(tlsHub.addr, {ca}),
+      connectHub(tlsHub.addr, {token: serve.token, tls: true})];
+    try {
+      const [trusted, noToken, untrusted] = clients.map((c) => c.hub);
+      assert.deepEqual((await trusted.listGateways({}, {timeoutMs})).gateways, []);
+      assert.equal((await failure(noToken.listGateways({}, {timeoutMs}))).code, Code.Unauthenticated);
+      // The system's roots do not know passerelle serve's development CA.
+      // (Connect reports a failed TLS handshake as INTERNAL, where gRPC's
+      // own clients say UNAVAILABLE: not retried either way.)
+      const err = await failure(untrusted.listGateways({}, {timeoutMs}));
+      assert.equal(err.code, Code.Internal, err.message);
+      assert.match(err.message, /certificate/);
+    } finally {
+      clients.forEach((c) => c.close());
+      await tlsHub.close();
+    }
   });
 
   it("ends a cancelled stream with CANCELLED and the hub releases the device", async () => {

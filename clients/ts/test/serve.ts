@@ -1,7 +1,8 @@
 // A real `passerelle serve` for the tests: its own data folder and free
 // ports on 127.0.0.1, started, restarted on the same ports and stopped.
 // The binary is $PASSERELLE_BIN (scripts/clients.sh builds it), else the
-// repository's bin/passerelle (make build).
+// repository's bin/passerelle (make build). TLSHub runs cmd/hub
+// ($PASSERELLE_HUB_BIN, else bin/hub) over TLS beside it.
 import {spawn} from "node:child_process";
 import type {ChildProcess} from "node:child_process";
 import {accessSync, constants, mkdtempSync, openSync, closeSync, readFileSync, rmSync, statSync} from "node:fs";
@@ -116,5 +117,55 @@ export class Serve {
     const text = await resp.text();
     if (!resp.ok) throw new Error(`${method} ${path}: HTTP ${resp.status}: ${text}`);
     return text.trim() ? JSON.parse(text) : {};
+  }
+}
+
+/**
+ * TLSHub is cmd/hub serving TLS with serve's certificate for 127.0.0.1
+ * (signed by its ca.pem) and taking serve's tokens, against serve's bridge
+ * and admin API.
+ */
+export class TLSHub {
+  readonly binary = process.env.PASSERELLE_HUB_BIN || join(repo, "bin", "hub");
+  addr = "";
+  readonly ca: string;
+  private proc?: ChildProcess;
+  private exited?: Promise<number | null>;
+
+  constructor(private readonly serve: Serve) {
+    this.ca = join(serve.dataDir, "ca.pem");
+  }
+
+  async start(): Promise<void> {
+    try {
+      accessSync(this.binary, constants.X_OK);
+    } catch {
+      throw new Error(`no hub binary at ${this.binary}: run make build, or set PASSERELLE_HUB_BIN`);
+    }
+    this.addr = `127.0.0.1:${await freePort()}`;
+    const d = this.serve.dataDir;
+    const logPath = join(this.serve.dir, "tls-hub.log");
+    const log = openSync(logPath, "w");
+    const proc = spawn(this.binary, ["--listen", this.addr, "--tls-cert", join(d, "bridge.pem"), "--tls-key", join(d, "bridge.key"),
+      "--tokens-file", join(d, "tokens"), "--bridge", this.serve.mqttAddr, "--bridge-ca", this.ca,
+      "--manager-url", `http://${this.serve.adminAddr}`, "--manager-token-file", join(d, "admin.token"),
+      "--data-dir", join(this.serve.dir, "tls-hub")], {stdio: ["ignore", log, log]});
+    closeSync(log);
+    this.proc = proc;
+    this.exited = new Promise((r) => proc.once("exit", (code) => r(code)));
+    await waitFor("cmd/hub to serve", () => {
+      const text = readFileSync(logPath, "utf8");
+      if (proc.exitCode !== null) throw new Error(`cmd/hub exited with ${proc.exitCode}:\n${text.slice(-4000)}`);
+      return text.includes("hub serving");
+    });
+  }
+
+  async close(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null) return;
+    proc.kill("SIGINT");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+    await this.exited;
+    clearTimeout(timer);
   }
 }

@@ -5,6 +5,8 @@ import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
 import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.stub.MetadataUtils;
 import java.io.File;
 import java.util.List;
@@ -68,11 +70,22 @@ public final class HubChannels {
    * the system's roots when ca is null. token as for {@link #plaintext}.
    */
   public static ManagedChannel tls(String target, String token, File ca) throws SSLException {
-    NettyChannelBuilder b = NettyChannelBuilder.forTarget(target).useTransportSecurity();
+    SslContextBuilder ssl = GrpcSslContexts.forClient();
     if (ca != null) {
-      b.sslContext(GrpcSslContexts.forClient().trustManager(ca).build());
+      ssl.trustManager(ca);
     }
-    return configure(b, token).build();
+    SslContext context;
+    try {
+      context = ssl.build();
+    } catch (UnsupportedOperationException e) {
+      // Debian's netty leaves out the JDK's ALPN support, which gRPC needs.
+      throw new IllegalStateException(
+          "TLS needs ALPN, which this netty lacks for the JDK's TLS: put netty-tcnative on the"
+              + " classpath and its JNI library on java.library.path (on Debian: libnetty-tcnative-java"
+              + " and libnetty-tcnative-jni, see clients/java/build.sh), or use netty from Maven Central",
+          e);
+    }
+    return configure(NettyChannelBuilder.forTarget(target).sslContext(context), token).build();
   }
 
   /**

@@ -156,6 +156,33 @@ public class HubClientTest {
   }
 
   @Test
+  public void tls() throws Exception {
+    Serve.TLSHub tlsHub = serve.new TLSHub();
+    List<ManagedChannel> channels = new ArrayList<>();
+    try {
+      channels.add(HubChannels.tls(tlsHub.addr, serve.token, tlsHub.ca));
+      channels.add(HubChannels.tls(tlsHub.addr, null, tlsHub.ca));
+      channels.add(HubChannels.tls(tlsHub.addr, serve.token, null));
+      HubGrpc.HubBlockingStub trusted = HubGrpc.newBlockingStub(channels.get(0)).withDeadlineAfter(TIMEOUT_S, TimeUnit.SECONDS);
+      assertEquals(0, trusted.listGateways(ListGatewaysRequest.getDefaultInstance()).getGatewaysCount());
+      StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () ->
+          HubGrpc.newBlockingStub(channels.get(1)).withDeadlineAfter(TIMEOUT_S, TimeUnit.SECONDS)
+              .listGateways(ListGatewaysRequest.getDefaultInstance()));
+      assertEquals(Status.Code.UNAUTHENTICATED, e.getStatus().getCode());
+      // The system's roots do not know passerelle serve's development CA.
+      e = assertThrows(StatusRuntimeException.class, () ->
+          HubGrpc.newBlockingStub(channels.get(2)).withDeadlineAfter(TIMEOUT_S, TimeUnit.SECONDS)
+              .listGateways(ListGatewaysRequest.getDefaultInstance()));
+      assertEquals(e.toString(), Status.Code.UNAVAILABLE, e.getStatus().getCode());
+    } finally {
+      for (ManagedChannel c : channels) {
+        c.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
+      tlsHub.close();
+    }
+  }
+
+  @Test
   public void cancelledStream() throws Exception {
     String gateway = gatewayWithDevice("java-cancel");
     Context.CancellableContext ctx = Context.current().withCancellation();

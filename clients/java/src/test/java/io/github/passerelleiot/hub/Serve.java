@@ -20,7 +20,8 @@ import java.util.stream.Stream;
 /**
  * A real {@code passerelle serve} for the tests: its own data folder and free ports on 127.0.0.1,
  * started, restarted on the same ports and stopped. The binary is $PASSERELLE_BIN
- * (scripts/clients.sh builds it), else the repository's bin/passerelle (make build).
+ * (scripts/clients.sh builds it), else the repository's bin/passerelle (make build). {@link
+ * TLSHub} runs cmd/hub ($PASSERELLE_HUB_BIN, else bin/hub) over TLS beside it.
  */
 final class Serve {
   final Path dir;
@@ -142,5 +143,48 @@ final class Serve {
       throw new AssertionError(method + " " + path + ": HTTP " + resp.statusCode() + ": " + resp.body());
     }
     return resp.body();
+  }
+
+  /**
+   * cmd/hub serving TLS with serve's certificate for 127.0.0.1 (signed by its ca.pem) and taking
+   * serve's tokens, against serve's bridge and admin API.
+   */
+  final class TLSHub {
+    final String addr;
+    final File ca = dataDir.resolve("ca.pem").toFile();
+    private final Process hub;
+
+    TLSHub() throws Exception {
+      String bin = System.getenv("PASSERELLE_HUB_BIN");
+      String binary = bin != null && !bin.isEmpty() ? bin : repo().resolve("bin").resolve("hub").toString();
+      if (!new File(binary).canExecute()) {
+        throw new IllegalStateException("no hub binary at " + binary + ": run make build, or set PASSERELLE_HUB_BIN");
+      }
+      addr = "127.0.0.1:" + freePort();
+      Path hubLog = dir.resolve("tls-hub.log");
+      hub = new ProcessBuilder(binary, "--listen", addr,
+              "--tls-cert", dataDir.resolve("bridge.pem").toString(), "--tls-key", dataDir.resolve("bridge.key").toString(),
+              "--tokens-file", dataDir.resolve("tokens").toString(), "--bridge", mqttAddr, "--bridge-ca", ca.toString(),
+              "--manager-url", "http://" + adminAddr, "--manager-token-file", dataDir.resolve("admin.token").toString(),
+              "--data-dir", dir.resolve("tls-hub").toString())
+          .redirectErrorStream(true)
+          .redirectOutput(hubLog.toFile())
+          .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+          .start();
+      waitFor("cmd/hub to serve", () -> {
+        String text = Files.readString(hubLog, StandardCharsets.UTF_8);
+        if (!hub.isAlive()) {
+          throw new IllegalStateException("cmd/hub exited with " + hub.exitValue() + ":\n" + text);
+        }
+        return text.contains("hub serving");
+      });
+    }
+
+    void close() throws Exception {
+      new ProcessBuilder("kill", "-INT", Long.toString(hub.pid())).inheritIO().start().waitFor();
+      if (!hub.waitFor(30, TimeUnit.SECONDS)) {
+        hub.destroyForcibly().waitFor();
+      }
+    }
   }
 }
