@@ -82,6 +82,7 @@ type conn struct {
 	done        bool
 	established bool // counted in passerelle.bridge.connections
 	expTimer    *time.Timer
+	release     func() // ends the cluster-wide presence claim; nil without one
 
 	msgs bucket // incoming packets; the connection's reader only
 
@@ -117,13 +118,23 @@ func (c *conn) close(code int32, msg string) {
 	})
 }
 
+// shed closes the connection for the bridge's drain: nothing is recorded
+// on the device (it did nothing wrong), and the log line is at debug, as
+// a drain sheds every connection.
+func (c *conn) shed() {
+	c.closeOnce.Do(func() {
+		c.b.log.Debug("bridge: shedding a connection", c.logAttrs()...)
+		c.cl.Stop(errDraining)
+	})
+}
+
 // teardown releases everything the connection holds. It runs once, from
 // OnDisconnect or, failing that, when the listener sees the socket end.
 func (c *conn) teardown(err error) {
 	c.teardownOnce.Do(func() {
 		if errors.Is(c.cl.StopCause(), packets.ErrSessionTakenOver) {
 			c.closeOnce.Do(func() {
-				c.recordError(c.self, codeAlreadyExists, "another active connection with the same device id")
+				c.recordError(c.self, codeAlreadyExists, errTakenOver)
 			})
 		}
 		c.mu.Lock()
@@ -134,6 +145,8 @@ func (c *conn) teardown(err error) {
 		if c.expTimer != nil {
 			c.expTimer.Stop()
 		}
+		release := c.release
+		c.release = nil
 		devs := c.devs
 		c.devs = map[string]*devState{}
 		for _, d := range devs {
@@ -146,6 +159,9 @@ func (c *conn) teardown(err error) {
 			}
 		}
 		c.mu.Unlock()
+		if release != nil {
+			release()
+		}
 		for _, d := range devs {
 			c.b.removeHolder(d.ref.NumID, c)
 		}
