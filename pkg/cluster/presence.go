@@ -107,6 +107,7 @@ type Presence struct {
 	cond     *sync.Cond // workers wait on it for work, health or the end
 	idle     *sync.Cond // Close waits on it for the queue to empty
 	keys     map[string]*presenceKey
+	recent   map[string]recentEntry // the last change seen of any key, bounded
 	queue    []string // keys waiting for a worker, each once (presenceKey.queued)
 	busy     int      // workers in a round trip
 	degraded bool     // JetStream unreachable: workers wait
@@ -135,6 +136,20 @@ type presenceKey struct {
 	busy   bool // a worker is syncing it
 	again  bool // changed while busy: queue again after
 }
+
+// recentEntry is the last change of a key the watch delivered, kept for
+// any key (held here or not), so that a claim can compare-and-set in one
+// round trip, without reading the record first. A stale one costs a
+// failed write and a read: correctness rests on the revision check.
+type recentEntry struct {
+	rev   uint64
+	put   bool
+	value []byte
+}
+
+// maxRecent bounds the recent changes kept (about 150 bytes each); past
+// it they are dropped all at once, and claims read before they write.
+const maxRecent = 1 << 16
 
 type presenceClaim struct {
 	key  string
@@ -193,7 +208,7 @@ func NewPresence(ctx context.Context, logger *slog.Logger, js jetstream.JetStrea
 	}
 	p := &Presence{
 		log: logger.With("component", "presence"), js: js, instance: instance, replicas: max(replicas, 1), o: o,
-		keys: make(map[string]*presenceKey), restart: make(chan struct{}, 1),
+		keys: make(map[string]*presenceKey), recent: make(map[string]recentEntry), restart: make(chan struct{}, 1),
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.idle = sync.NewCond(&p.mu)

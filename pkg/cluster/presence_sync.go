@@ -40,9 +40,18 @@ func (p *Presence) work() {
 			wantRec = &r
 		}
 		mine, seen := ks.mine, ks.seen
+		recent, hasRecent := p.recent[key]
 		p.mu.Unlock()
 
-		res, err := p.sync(key, wantRec, mine, seen)
+		var res syncResult
+		var err error
+		done := false
+		if hasRecent && wantRec != nil {
+			res, done, err = p.syncFromRecent(key, *wantRec, recent)
+		}
+		if !done && err == nil {
+			res, err = p.sync(key, wantRec, mine, seen)
+		}
 
 		p.mu.Lock()
 		p.busy--
@@ -150,6 +159,33 @@ func (p *Presence) sync(key string, want, mine *PresenceRecord, seen uint64) (sy
 	// Another process kept writing the key: its watcher and ours settle
 	// it; the key is checked again on the next change.
 	return syncResult{rev: seen}, nil
+}
+
+// syncFromRecent writes the claim want against the last change of key
+// the watch saw, in one round trip; done is false when that change was
+// not the last one any more (the write found another revision), and sync
+// then reads the record.
+func (p *Presence) syncFromRecent(key string, want PresenceRecord, r recentEntry) (res syncResult, done bool, err error) {
+	if r.put {
+		if cur, derr := decodeRecord(r.value); derr == nil {
+			switch {
+			case cur.same(want):
+				return syncResult{current: &want, mine: &want, rev: r.rev}, true, nil
+			case !cur.Released && cur.newer(want):
+				return syncResult{current: &cur, rev: r.rev}, true, nil
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.o.opTimeout)
+	defer cancel()
+	rev, err := p.kv.Update(ctx, key, encodeRecord(want), r.rev)
+	switch {
+	case err == nil:
+		return syncResult{current: &want, mine: &want, rev: rev}, true, nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return syncResult{}, false, nil
+	}
+	return syncResult{}, false, err
 }
 
 func encodeRecord(r PresenceRecord) []byte {

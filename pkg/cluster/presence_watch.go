@@ -104,6 +104,12 @@ func (p *Presence) onMsg(m jetstream.Msg) {
 func (p *Presence) onEntry(key string, rev uint64, put bool, value []byte) {
 	p.mu.Lock()
 	p.delivered = max(p.delivered, rev)
+	if r, ok := p.recent[key]; !ok || rev > r.rev {
+		if !ok && len(p.recent) >= maxRecent {
+			clear(p.recent)
+		}
+		p.recent[key] = recentEntry{rev: rev, put: put, value: append([]byte(nil), value...)}
+	}
 	ks := p.keys[key]
 	if ks == nil || rev <= ks.seen {
 		p.mu.Unlock()
@@ -196,6 +202,7 @@ func (p *Presence) probe() {
 				for _, ks := range p.keys {
 					ks.seen, ks.mine = 0, nil // revisions start again
 				}
+				clear(p.recent)
 				p.delivered, p.probedDelivered, p.probedPending = 0, 0, 0
 			}
 			n := p.recheckAllLocked()
