@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -108,12 +109,17 @@ func (c *conn) recordError(d *devState, code int32, msg string) {
 
 // close ends the connection, recording why on the device when code is
 // not 0. MQTT 3.1.1 has no server DISCONNECT, so the socket just closes.
-func (c *conn) close(code int32, msg string) {
+func (c *conn) close(code int32, msg string) { c.closeAt(slog.LevelInfo, code, msg) }
+
+// closeAt is close logging at level: a takeover, which a reconnect storm
+// makes by the thousand, is logged at debug, as mochi's own takeover on
+// one bridge is.
+func (c *conn) closeAt(level slog.Level, code int32, msg string) {
 	c.closeOnce.Do(func() {
 		if code != 0 {
 			c.recordError(c.self, code, msg)
 		}
-		c.b.log.Info("bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
+		c.b.log.Log(c.b.ctx, level, "bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
 		c.cl.Stop(errors.New(msg))
 	})
 }

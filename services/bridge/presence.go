@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -44,5 +45,5 @@ func (c *conn) claimPresenceLocked(at time.Time) {
 // presenceLost runs on a goroutine of the Presence, which it must not hold
 // up: the close goes to the pool.
 func (c *conn) presenceLost() {
-	c.b.goWork(func() { c.close(codeAlreadyExists, errTakenOver) })
+	c.b.goWork(func() { c.closeAt(slog.LevelDebug, codeAlreadyExists, errTakenOver) })
 }
