@@ -108,9 +108,9 @@ type Presence struct {
 	idle     *sync.Cond // Close waits on it for the queue to empty
 	keys     map[string]*presenceKey
 	recent   map[string]recentEntry // the last change seen of any key, bounded
-	queue    []string // keys waiting for a worker, each once (presenceKey.queued)
-	busy     int      // workers in a round trip
-	degraded bool     // JetStream unreachable: workers wait
+	queue    []string               // keys waiting for a worker, each once (presenceKey.queued)
+	busy     int                    // workers in a round trip
+	degraded bool                   // JetStream unreachable: workers wait
 	since    time.Time
 	closing  bool // Close called: no new claims
 	stopped  bool // workers end
