@@ -147,8 +147,9 @@ type recentEntry struct {
 	value []byte
 }
 
-// maxRecent bounds the recent changes kept (about 150 bytes each); past
-// it they are dropped all at once, and claims read before they write.
+// maxRecent bounds the recent changes kept (about 200 bytes each); past
+// it an arbitrary one makes room for each new key, and a claim of a key
+// no longer kept reads the record before it writes.
 const maxRecent = 1 << 16
 
 type presenceClaim struct {

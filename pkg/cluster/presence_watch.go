@@ -106,7 +106,10 @@ func (p *Presence) onEntry(key string, rev uint64, put bool, value []byte) {
 	p.delivered = max(p.delivered, rev)
 	if r, ok := p.recent[key]; !ok || rev > r.rev {
 		if !ok && len(p.recent) >= maxRecent {
-			clear(p.recent)
+			for k := range p.recent { // an arbitrary one
+				delete(p.recent, k)
+				break
+			}
 		}
 		p.recent[key] = recentEntry{rev: rev, put: put, value: append([]byte(nil), value...)}
 	}
