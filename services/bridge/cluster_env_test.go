@@ -30,6 +30,7 @@ type clusterEnv struct {
 	serverTLS *tls.Config
 	clientTLS *tls.Config
 	mgr       *bus.Bus
+	replicas  int // of the stream and the presence bucket
 }
 
 // bridgeNode is one bridge of a clusterEnv: the env its devices connect
@@ -43,9 +44,15 @@ type bridgeNode struct {
 
 func newClusterEnv(t *testing.T) *clusterEnv {
 	t.Helper()
+	return newClusterEnvOn(t, natstest.Server(t).ClientURL(), 1)
+}
+
+// newClusterEnvOn is newClusterEnv on the NATS servers of natsURL, with
+// the stream and the presence bucket replicated replicas times.
+func newClusterEnvOn(t *testing.T, natsURL string, replicas int) *clusterEnv {
+	t.Helper()
 	ctx := context.Background()
 	log := testutil.Logger(t)
-	srv := natstest.Server(t)
 	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
 	t.Cleanup(func() { _ = st.Close() })
 	if err := st.CreateRegistry(ctx, &store.Registry{
@@ -56,7 +63,7 @@ func newClusterEnv(t *testing.T) *clusterEnv {
 		t.Fatal(err)
 	}
 	serverTLS, clientTLS := testTLS(t)
-	ce := &clusterEnv{t: t, st: st, natsURL: srv.ClientURL(), serverTLS: serverTLS, clientTLS: clientTLS}
+	ce := &clusterEnv{t: t, st: st, natsURL: natsURL, serverTLS: serverTLS, clientTLS: clientTLS, replicas: replicas}
 	ce.mgr = ce.openBus("manager")
 	return ce
 }
@@ -68,7 +75,7 @@ func (ce *clusterEnv) openBus(name string) *bus.Bus {
 
 func (ce *clusterEnv) openBusAt(name, url string) *bus.Bus {
 	ce.t.Helper()
-	b := testutil.Must(bus.Open(context.Background(), testutil.Logger(ce.t), bus.Options{URL: url, Name: name}))
+	b := testutil.Must(bus.Open(context.Background(), testutil.Logger(ce.t), bus.Options{URL: url, Name: name, Replicas: ce.replicas}))
 	ce.t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -85,7 +92,7 @@ func (ce *clusterEnv) addBridge(name, url string, opts ...bridge.Option) *bridge
 	b := ce.openBusAt("bridge-"+name, url)
 	js := testutil.Must(jetstream.New(b.Conn()))
 	instance := name + "-" + cluster.NewInstanceID()
-	p := testutil.Must(cluster.NewPresence(context.Background(), log, js, instance, 1,
+	p := testutil.Must(cluster.NewPresence(context.Background(), log, js, instance, ce.replicas,
 		cluster.WithPresenceProbe(100*time.Millisecond, 50*time.Millisecond)))
 	t.Cleanup(func() { _ = p.Close() })
 

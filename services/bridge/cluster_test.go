@@ -311,6 +311,27 @@ func TestClusterSplitHeals(t *testing.T) {
 	stillUp(t, other, "dev-2")
 }
 
+// On a three-server NATS cluster, with the stream and the presence bucket
+// replicated three times and each bridge on another server, a takeover
+// across bridges works as on one server, and QoS 1 events are
+// acknowledged once replicated.
+func TestClusterOnThreeNATSServers(t *testing.T) {
+	keys(t)
+	servers := natstest.Cluster(t, 3)
+	ce := newClusterEnvOn(t, natstest.URLs(servers...), 3)
+	a := ce.addBridge("a", natstest.URLs(servers[0], servers[1]))
+	b := ce.addBridge("b", natstest.URLs(servers[2], servers[1]))
+	dev := a.createDevice("dev-1", ecKey, nil)
+	onA := a.connect("dev-1", ecKey)
+	stillUp(t, onA, "dev-1")
+	a.holds(dev)
+	onB := b.connect("dev-1", ecKey)
+	lostWithinLogged(t, "dev-1 on bridge a (NATS server 0) after connecting through b (server 2)", onA)
+	stillUp(t, onB, "dev-1")
+	b.holds(dev)
+	a.waitLastError("dev-1", 6, errTakenOver)
+}
+
 // Readiness: not before Serve, ready while serving, not while the bus is
 // down.
 func TestReady(t *testing.T) {
