@@ -111,14 +111,33 @@ func TestClusterConnectRace(t *testing.T) {
 		ids[i] = "race-" + strconv.Itoa(i)
 		a.createDevice(ids[i], ecKey, nil)
 	}
+	// Each device's two connects race; 25 devices at a time, so that the
+	// handshakes fit their timeouts on a loaded machine under -race.
 	onA, onB := make([]*client, n), make([]*client, n)
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 25)
+	dial := func(e *bridgeNode, id string, into **client) {
+		defer wg.Done()
+		c, err := e.dial(clientID(id), ecKey.jwt(t))
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+			return
+		}
+		*into = c
+	}
 	for i, id := range ids {
+		sem <- struct{}{}
 		wg.Add(2)
-		go func() { defer wg.Done(); onA[i] = testutil.Must(a.dial(clientID(id), ecKey.jwt(t))) }()
-		go func() { defer wg.Done(); onB[i] = testutil.Must(b.dial(clientID(id), ecKey.jwt(t))) }()
+		var pair sync.WaitGroup
+		pair.Add(2)
+		go func() { defer pair.Done(); dial(a, id, &onA[i]) }()
+		go func() { defer pair.Done(); dial(b, id, &onB[i]) }()
+		go func() { pair.Wait(); <-sem }()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		for i, id := range ids {
 			if onA[i].IsConnectionOpen() == onB[i].IsConnectionOpen() {
