@@ -69,6 +69,25 @@ func TestCheckConfigOpensNothing(t *testing.T) {
 	}
 }
 
+// --drain and --instance-id are checked before anything opens.
+func TestClusterFlagsChecked(t *testing.T) {
+	base := []string{"--check-config", "--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:1883", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--drain", "30s", "--instance-id", "bridge-a.zone1"}, ""},
+		{[]string{"--drain", "-5s"}, "--drain must not be negative"},
+		{[]string{"--instance-id", "bridge a"}, "--instance-id: instance id \"bridge a\""},
+	} {
+		var out bytes.Buffer
+		code := run(t.Context(), append(append([]string{}, base...), tc.args...), &out, noEnv)
+		if tc.want == "" && code != 0 || tc.want != "" && (code != 2 || !strings.Contains(out.String(), tc.want)) {
+			t.Errorf("%v: exit %d, output %q; want %q", tc.args, code, out.String(), tc.want)
+		}
+	}
+}
+
 func TestBusyPort(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

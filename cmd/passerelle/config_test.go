@@ -41,6 +41,10 @@ func TestCheckConfigChecksAsAStartWould(t *testing.T) {
 		{"boolean from the environment", nil, map[string]string{"PASSERELLE_INSECURE_NO_AUTH": "yes-please"},
 			`PASSERELLE_INSECURE_NO_AUTH="yes-please": not a boolean: give true or false`},
 		{"address from the environment", nil, map[string]string{"PASSERELLE_ADMIN_ADDR": "bogus"}, "--admin-addr"},
+		{"drain and instance id", []string{"--drain", "30s", "--instance-id", "serve-1.example"}, nil, ""},
+		{"negative drain", []string{"--drain", "-1s"}, nil, "--drain must not be negative"},
+		{"instance id with a space", []string{"--instance-id", "serve 1"}, nil, "--instance-id: instance id \"serve 1\": only ASCII letters"},
+		{"instance id from the environment", nil, map[string]string{"PASSERELLE_INSTANCE_ID": "a*b"}, "--instance-id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

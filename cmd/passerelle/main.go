@@ -32,10 +32,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
@@ -147,6 +149,7 @@ type serveConfig struct {
 	LogLevel       slog.Level
 	CheckConfig    bool
 	Limits         config.ConnLimits // the MQTT bridge's connection limits
+	Cluster        config.Cluster    // the MQTT bridge's instance id and drain
 }
 
 func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConfig, error) {
@@ -165,6 +168,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
 	c.Limits.AddFlags(fs)
+	c.Cluster.AddFlags(fs)
 	if err := config.Parse(fs, args, stderr, env, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
@@ -193,7 +197,12 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, c.Limits.Validate())
+	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate())
+	if c.Cluster.InstanceID != "" {
+		if err := cluster.CheckInstanceID(c.Cluster.InstanceID); err != nil {
+			errs = append(errs, fmt.Errorf("--instance-id: %w", err))
+		}
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -217,6 +226,11 @@ func (c serveConfig) database() string {
 // serve runs everything until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serveConfig) error {
 	start := time.Now()
+	instance := cfg.Cluster.InstanceID
+	if instance == "" {
+		instance = cluster.NewInstanceID()
+	}
+	logger = logger.With("instance", instance)
 	// One process a data folder: a second serve on it would share the
 	// SQLite file and the JetStream folder, and its announcements would
 	// never reach the first one's devices.
@@ -339,8 +353,24 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
 	var br *bridge.Bridge
 	if len(mqttLis) > 0 {
+		// One bridge, but the cluster's code path: the rule of one
+		// connection per device goes through the presence bucket here
+		// too. Its replicas: 1, the embedded server's (or, on an
+		// external one, until the bus says how many its streams have).
+		js, err := jetstream.New(b.Conn())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot use JetStream for presence: %w", err)
+		}
+		presence, err := cluster.NewPresence(ctx, logger, js, instance, 1)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot start presence: %w", err)
+		}
+		defer presence.Close()
 		br = bridge.New(logger, st, b, bridge.WithMaxConnections(cfg.Limits.MaxConnections),
-			bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress))
+			bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress),
+			bridge.WithPresence(presence), bridge.WithDrain(cfg.Cluster.Drain))
 	}
 	var (
 		hubSrv  *hub.Server
