@@ -52,7 +52,7 @@ type clusterRig struct {
 
 type bridgeProc struct {
 	addr   string
-	out    *syncBuffer
+	out    *testutil.SyncBuffer
 	cancel context.CancelFunc
 	done   chan int
 	once   sync.Once
@@ -109,7 +109,7 @@ func (r *clusterRig) startManager(i int) *iot.DeviceManagerClient {
 
 func (r *clusterRig) startBridge(i int, extra ...string) *bridgeProc {
 	tb := r.t
-	p := &bridgeProc{addr: freeAddrTB(tb), out: &syncBuffer{}, done: make(chan int, 1)}
+	p := &bridgeProc{addr: testutil.FreeAddr(tb), out: &testutil.SyncBuffer{}, done: make(chan int, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	args := append([]string{"--mqtt-addr", "", "--mqtt-plain-addr", p.addr, "--data-dir", tb.TempDir(),
@@ -141,13 +141,6 @@ func (p *bridgeProc) stop(tb testing.TB) {
 			tb.Errorf("bridge did not stop\n%s", p.out.String())
 		}
 	})
-}
-
-func freeAddrTB(tb testing.TB) string {
-	tb.Helper()
-	l := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (r *clusterRig) createRegistry(id string) {
