@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -76,9 +78,13 @@ type AnnouncedConfig struct {
 	Data    []byte `json:"data"`
 }
 
-// Announce sends an announcement to every subscribed bridge. It is fire and
-// forget (core NATS, no persistence): a bridge that misses one gets a
-// Resync and re-reads the store.
+// Announce sends an announcement to every subscribed bridge and manager.
+// It is fire and forget (core NATS, no persistence): a subscriber that
+// misses one gets a Resync and re-reads the store. While connected it
+// returns once the NATS server has the announcement (a flush), so that a
+// read another instance starts after Announce returned, through
+// SyncAnnouncements, sees it; while reconnecting it leaves it in the
+// client's buffer, to go out with the reconnection.
 func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	var token string
 	switch a.Kind {
@@ -107,20 +113,137 @@ func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	}
 	subject := b.opts.ControlPrefix + ".announce." + token
 	if err := b.nc.Publish(subject, data); err != nil {
-		return fmt.Errorf("bus: announcing on %s: %w", subject, closedErr(err))
+		return fmt.Errorf("bus: announcing on %s: %w", subject, unavailableErr(closedErr(err)))
+	}
+	if !b.nc.IsConnected() {
+		return nil
+	}
+	fctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("bus: announcing on %s: the server did not confirm: %w", subject, unavailableErr(closedErr(err)))
 	}
 	return nil
 }
 
+// withDefaultTimeout gives ctx a deadline d away when it has none (NATS
+// flushes and requests need one).
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 type annSub struct {
+	sub    *nats.Subscription
 	resync chan struct{} // capacity 1: pending Resync requests collapse into one
 	stop   chan struct{}
+
+	// What SyncAnnouncements waits for: messages handled (of those NATS
+	// delivered, sub.Delivered), Resync requests covered by a handled
+	// Resync, and messages NATS dropped that a handled Resync covers.
+	handled        atomic.Int64
+	resyncAsked    atomic.Uint64
+	resyncCovered  atomic.Uint64
+	droppedCovered atomic.Int64
+
+	progressMu sync.Mutex
+	progress   chan struct{} // closed and replaced after each handled message or Resync
 }
 
 func (s *annSub) requestResync() {
+	s.resyncAsked.Add(1)
 	select {
 	case s.resync <- struct{}{}:
 	default:
+	}
+}
+
+// progressed wakes the SyncAnnouncements callers waiting on s.
+func (s *annSub) progressed() {
+	s.progressMu.Lock()
+	close(s.progress)
+	s.progress = make(chan struct{})
+	s.progressMu.Unlock()
+}
+
+func (s *annSub) progressCh() <-chan struct{} {
+	s.progressMu.Lock()
+	defer s.progressMu.Unlock()
+	return s.progress
+}
+
+// SyncAnnouncements returns once the handlers of this Bus's announcement
+// subscriptions have handled every announcement the NATS server had sent
+// to this connection when the call began. Since Announce returns only once
+// the server has an announcement, a manager that calls it before serving
+// from a cache sees every change another instance finished before the
+// read began (through one NATS server; across a cluster, an announcement
+// still crossing a route between servers may arrive just after).
+//
+// It returns an error wrapping ErrUnavailable when announcements may have
+// been lost and the Resync that follows is not handled yet (the
+// connection is down, was re-established a moment ago, or NATS dropped
+// messages for a slow handler), and ctx's error when ctx ends first:
+// either way the caller must read the store. Without a deadline on ctx it
+// waits at most Options.PublishTimeout.
+func (b *Bus) SyncAnnouncements(ctx context.Context) error {
+	if err := b.Ready(ctx); err != nil {
+		return err
+	}
+	seen := b.reconnects.Load()
+	if b.nc.Stats().Reconnects != seen {
+		return fmt.Errorf("%w: reconnected to NATS a moment ago; announcements may have been lost", ErrUnavailable)
+	}
+	ctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	// Every message the server sent before its answer to this flush is in
+	// a subscription's channel once it returns: the client reads both on
+	// one connection, in order.
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("bus: syncing announcements: %w", unavailableErr(closedErr(err)))
+	}
+	b.annMu.Lock()
+	subs := make([]*annSub, 0, len(b.annSubs))
+	for _, s := range b.annSubs {
+		subs = append(subs, s)
+	}
+	b.annMu.Unlock()
+	for _, s := range subs {
+		if err := s.waitHandled(ctx); err != nil {
+			return err
+		}
+	}
+	if b.nc.Stats().Reconnects != seen {
+		return fmt.Errorf("%w: the connection to NATS was re-established meanwhile; announcements may have been lost", ErrUnavailable)
+	}
+	return nil
+}
+
+// waitHandled waits until s's handler has handled what NATS delivered to
+// it so far, and the Resyncs asked so far.
+func (s *annSub) waitHandled(ctx context.Context) error {
+	delivered, err := s.sub.Delivered()
+	if err != nil {
+		return nil // unsubscribed meanwhile: nothing to wait for
+	}
+	asked := s.resyncAsked.Load()
+	for {
+		progress := s.progressCh()
+		if dropped, err := s.sub.Dropped(); err == nil && int64(dropped) > s.droppedCovered.Load() {
+			return fmt.Errorf("%w: NATS dropped announcements for a slow handler; a Resync is due", ErrUnavailable)
+		}
+		if s.handled.Load() >= delivered && s.resyncCovered.Load() >= asked {
+			return nil
+		}
+		select {
+		case <-progress:
+		case <-s.stop:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("bus: syncing announcements: %w", ctx.Err())
+		}
 	}
 }
 
@@ -136,7 +259,7 @@ func (s *annSub) requestResync() {
 // subscription too.
 func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
 	ch := make(chan *nats.Msg, b.opts.AnnouncementBuffer)
-	s := &annSub{resync: make(chan struct{}, 1), stop: make(chan struct{})}
+	s := &annSub{resync: make(chan struct{}, 1), stop: make(chan struct{}), progress: make(chan struct{})}
 	b.annMu.Lock()
 	select {
 	case <-b.closed:
@@ -149,6 +272,7 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 		b.annMu.Unlock()
 		return nil, fmt.Errorf("bus: subscribing to announcements: %w", closedErr(err))
 	}
+	s.sub = sub
 	b.annSubs[sub] = s
 	b.wg.Add(1)
 	b.annMu.Unlock()
@@ -166,11 +290,18 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 				var a Announcement
 				if err := json.Unmarshal(m.Data, &a); err != nil {
 					b.logger.Warn("bus: dropping an unreadable announcement", "subject", m.Subject, "err", err)
-					continue
+				} else {
+					handler(a)
 				}
-				handler(a)
+				s.handled.Add(1)
+				s.progressed()
 			case <-s.resync:
+				asked := s.resyncAsked.Load()
+				dropped, _ := sub.Dropped()
 				handler(Announcement{Kind: Resync})
+				s.resyncCovered.Store(asked)
+				s.droppedCovered.Store(int64(dropped))
+				s.progressed()
 			case <-s.stop:
 				return
 			case <-b.closed:

@@ -165,9 +165,13 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 }
 
 // PublishNotification stores a telemetry event or state notification in
-// the stream and returns once the stream has acknowledged it (the PubAck),
-// so a bridge may then PUBACK the device. Without a deadline on ctx, it
-// waits at most Options.PublishTimeout.
+// the stream and returns once the stream has acknowledged it (the PubAck:
+// on a cluster, once a majority of the stream's replicas hold it), so a
+// bridge may then PUBACK the device. Without a deadline on ctx, it waits
+// at most Options.PublishTimeout. While the connection to NATS is down the
+// message waits in the client's buffer for the reconnection; an error
+// wrapping ErrUnavailable means it was not acknowledged in time (it may be
+// stored or not: the device sends it again).
 func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) error {
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
@@ -177,7 +181,7 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 		return ErrClosed
 	}
 	if _, err := b.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	return nil
 }
@@ -227,7 +231,7 @@ func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind K
 		if b.take(m) != nil {
 			<-b.pubSem
 		}
-		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	return nil
 }
@@ -261,7 +265,7 @@ func (b *Bus) finishAsync(m *nats.Msg, err error) {
 	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
 		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, ErrClosed)
 	default:
-		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	done(err)
 }

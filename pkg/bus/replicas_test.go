@@ -1,0 +1,132 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+)
+
+func streamReplicas(tb testing.TB, b *bus.Bus) int {
+	tb.Helper()
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(tb), b.StreamName())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st.CachedInfo().Config.Replicas
+}
+
+// A single server, embedded or not, gets 1 replica; more is refused with
+// what to do.
+func TestReplicasOnASingleServer(t *testing.T) {
+	b := openEmbedded(t, bus.Options{})
+	if n := b.Replicas(); n != 1 {
+		t.Errorf("embedded: %d replicas, want 1", n)
+	}
+	if _, err := bus.Open(t.Context(), discard(), bus.Options{DataDir: t.TempDir(), Replicas: 3}); !errors.Is(err, bus.ErrInvalid) ||
+		!strings.Contains(err.Error(), "single server") {
+		t.Errorf("3 replicas on the embedded server: %v", err)
+	}
+
+	node := newNode(t, "single")
+	node.start()
+	b = openUnique(t, bus.Options{URL: node.url()})
+	if n := b.Replicas(); n != 1 || streamReplicas(t, b) != 1 {
+		t.Errorf("single external server: %d replicas (stream %d), want 1", n, streamReplicas(t, b))
+	}
+	_, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.url(), Replicas: 3, StreamName: "PASSERELLE_R3"})
+	if err == nil || !strings.Contains(err.Error(), "is a single server, not a cluster: give --nats-replicas 1") {
+		t.Errorf("3 replicas on a single server: %v", err)
+	}
+	if _, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.url(), Replicas: 6}); !errors.Is(err, bus.ErrInvalid) {
+		t.Errorf("6 replicas: %v", err)
+	}
+}
+
+// On a cluster of three, the stream gets 3 replicas; a stream made with 1
+// is updated to 3; 5 cannot be placed and the error says so. Then the
+// acknowledgement needs a majority of the replicas: with one server of
+// three down publishes are acknowledged, with two down none is (an error
+// wrapping ErrUnavailable), and they are again once one comes back.
+func TestClusterReplicasAndQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server NATS cluster")
+	}
+	nodes := newCluster(t, 3)
+	url := clusterURL(nodes)
+	ctx := t.Context()
+
+	one, err := bus.Open(ctx, discard(), bus.Options{URL: url, Replicas: 1, Name: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := streamReplicas(t, one); n != 1 {
+		t.Fatalf("explicit 1: stream has %d replicas", n)
+	}
+	one.Close()
+
+	var logs syncBuffer
+	b, err := bus.Open(ctx, textLogger(&logs), bus.Options{URL: url, Name: "auto", PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if n := b.Replicas(); n != 3 {
+		t.Errorf("cluster of three: Replicas() %d, want 3", n)
+	}
+	waitFor(t, 30*time.Second, "the stream at 3 replicas", func() bool { return streamReplicas(t, b) == 3 })
+	if !strings.Contains(logs.String(), "changed the stream's replica count") || !strings.Contains(logs.String(), "from=1 to=3") {
+		t.Errorf("no line about the replica change:\n%s", logs.String())
+	}
+
+	if _, err := bus.Open(ctx, discard(), bus.Options{URL: url, Replicas: 5, StreamName: "PASSERELLE_R5", SubjectPrefix: "r5.pubsub", SetupTimeout: time.Second}); err == nil ||
+		!strings.Contains(err.Error(), "cannot place 5 copies") {
+		t.Errorf("5 replicas on 3 servers: %v", err)
+	}
+
+	publish := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return b.PublishNotification(pctx, "projects/p/topics/quorum", bus.KindEvent, []byte("x"), bus.Attributes{DeviceID: "d"})
+	}
+	// Wait until the stream's replicas are all current before stopping any.
+	waitFor(t, 30*time.Second, "a first acknowledged publish", func() bool { return publish() == nil })
+
+	// The server this Bus is connected to goes first: the client moves.
+	connected := b.Conn().ConnectedServerName()
+	var down []*natsNode
+	for _, n := range nodes {
+		if n.opts.ServerName == connected {
+			n.stop()
+			down = append(down, n)
+		}
+	}
+	waitFor(t, 30*time.Second, "publishes acknowledged with one server of three down", func() bool { return publish() == nil })
+
+	for _, n := range nodes {
+		if n.srv != nil && len(down) < 2 {
+			n.stop()
+			down = append(down, n)
+		}
+	}
+	waitFor(t, 30*time.Second, "the client on the last server", func() bool { return b.Ready(ctx) == nil })
+	err = publish()
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish with one server of three: %v, want no acknowledgement (ErrUnavailable)", err)
+	}
+
+	down[1].start()
+	waitFor(t, 60*time.Second, "publishes acknowledged again with two servers of three", func() bool { return publish() == nil })
+	if err := b.StreamReady(ctx); err != nil {
+		t.Errorf("StreamReady with two servers of three: %v", err)
+	}
+}
