@@ -82,8 +82,8 @@ type AnnouncedConfig struct {
 // It is fire and forget (core NATS, no persistence): a subscriber that
 // misses one gets a Resync and re-reads the store. While connected it
 // returns once the NATS server has the announcement (a flush), so that a
-// read another instance starts after Announce returned, through
-// SyncAnnouncements, sees it; while reconnecting it leaves it in the
+// read another instance starts after Announce returned sees it (through
+// AnnouncementSub.Sync); while reconnecting it leaves it in the
 // client's buffer, to go out with the reconnection.
 func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	var token string
@@ -135,14 +135,18 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 	return context.WithTimeout(ctx, d)
 }
 
-type annSub struct {
+// AnnouncementSub is a subscription to announcements (WatchAnnouncements).
+type AnnouncementSub struct {
+	b      *Bus
 	sub    *nats.Subscription
 	resync chan struct{} // capacity 1: pending Resync requests collapse into one
 	stop   chan struct{}
+	done   chan struct{} // closed when the handler's loop has returned
+	once   sync.Once
 
-	// What SyncAnnouncements waits for: messages handled (of those NATS
-	// delivered, sub.Delivered), Resync requests covered by a handled
-	// Resync, and messages NATS dropped that a handled Resync covers.
+	// What Sync waits for: messages handled (of those NATS delivered,
+	// sub.Delivered), Resync requests covered by a handled Resync, and
+	// messages NATS dropped that a handled Resync covers.
 	handled        atomic.Int64
 	resyncAsked    atomic.Uint64
 	resyncCovered  atomic.Uint64
@@ -152,7 +156,7 @@ type annSub struct {
 	progress   chan struct{} // closed and replaced after each handled message or Resync
 }
 
-func (s *annSub) requestResync() {
+func (s *AnnouncementSub) requestResync() {
 	s.resyncAsked.Add(1)
 	select {
 	case s.resync <- struct{}{}:
@@ -160,35 +164,51 @@ func (s *annSub) requestResync() {
 	}
 }
 
-// progressed wakes the SyncAnnouncements callers waiting on s.
-func (s *annSub) progressed() {
+// progressed wakes the Sync callers waiting on s.
+func (s *AnnouncementSub) progressed() {
 	s.progressMu.Lock()
 	close(s.progress)
 	s.progress = make(chan struct{})
 	s.progressMu.Unlock()
 }
 
-func (s *annSub) progressCh() <-chan struct{} {
+func (s *AnnouncementSub) progressCh() <-chan struct{} {
 	s.progressMu.Lock()
 	defer s.progressMu.Unlock()
 	return s.progress
 }
 
-// SyncAnnouncements returns once the handlers of this Bus's announcement
-// subscriptions have handled every announcement the NATS server had sent
-// to this connection when the call began. Since Announce returns only once
-// the server has an announcement, a manager that calls it before serving
-// from a cache sees every change another instance finished before the
-// read began (through one NATS server; across a cluster, an announcement
-// still crossing a route between servers may arrive just after).
+// Stop unsubscribes and returns once the handler has returned for the
+// last time; it must not be called from the handler. Calling it again
+// does nothing.
+func (s *AnnouncementSub) Stop() {
+	s.once.Do(func() {
+		s.b.annMu.Lock()
+		delete(s.b.annSubs, s.sub)
+		s.b.annMu.Unlock()
+		_ = s.sub.Unsubscribe()
+		close(s.stop)
+		<-s.done
+	})
+}
+
+// Sync returns once the handler has handled every announcement the NATS
+// server had sent to this connection when the call began. Since Announce
+// returns only once the server has an announcement, a manager that calls
+// it before serving from a cache sees every change another instance
+// finished before the read began (through one NATS server; across a
+// cluster, an announcement still crossing a route between two servers may
+// arrive just after).
 //
 // It returns an error wrapping ErrUnavailable when announcements may have
 // been lost and the Resync that follows is not handled yet (the
 // connection is down, was re-established a moment ago, or NATS dropped
 // messages for a slow handler), and ctx's error when ctx ends first:
 // either way the caller must read the store. Without a deadline on ctx it
-// waits at most Options.PublishTimeout.
-func (b *Bus) SyncAnnouncements(ctx context.Context) error {
+// waits at most Options.PublishTimeout. It costs a round trip to the NATS
+// server.
+func (s *AnnouncementSub) Sync(ctx context.Context) error {
+	b := s.b
 	if err := b.Ready(ctx); err != nil {
 		return err
 	}
@@ -199,21 +219,13 @@ func (b *Bus) SyncAnnouncements(ctx context.Context) error {
 	ctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
 	// Every message the server sent before its answer to this flush is in
-	// a subscription's channel once it returns: the client reads both on
-	// one connection, in order.
+	// the subscription's channel once it returns: the client reads both
+	// on one connection, in order.
 	if err := b.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("bus: syncing announcements: %w", unavailableErr(closedErr(err)))
 	}
-	b.annMu.Lock()
-	subs := make([]*annSub, 0, len(b.annSubs))
-	for _, s := range b.annSubs {
-		subs = append(subs, s)
-	}
-	b.annMu.Unlock()
-	for _, s := range subs {
-		if err := s.waitHandled(ctx); err != nil {
-			return err
-		}
+	if err := s.waitHandled(ctx); err != nil {
+		return err
 	}
 	if b.nc.Stats().Reconnects != seen {
 		return fmt.Errorf("%w: the connection to NATS was re-established meanwhile; announcements may have been lost", ErrUnavailable)
@@ -221,12 +233,12 @@ func (b *Bus) SyncAnnouncements(ctx context.Context) error {
 	return nil
 }
 
-// waitHandled waits until s's handler has handled what NATS delivered to
-// it so far, and the Resyncs asked so far.
-func (s *annSub) waitHandled(ctx context.Context) error {
+// waitHandled waits until the handler has handled what NATS delivered to
+// the subscription so far, and the Resyncs asked so far.
+func (s *AnnouncementSub) waitHandled(ctx context.Context) error {
 	delivered, err := s.sub.Delivered()
 	if err != nil {
-		return nil // unsubscribed meanwhile: nothing to wait for
+		return ErrClosed // stopped
 	}
 	asked := s.resyncAsked.Load()
 	for {
@@ -240,26 +252,32 @@ func (s *annSub) waitHandled(ctx context.Context) error {
 		select {
 		case <-progress:
 		case <-s.stop:
-			return nil
+			return ErrClosed
 		case <-ctx.Done():
 			return fmt.Errorf("bus: syncing announcements: %w", ctx.Err())
 		}
 	}
 }
 
-// SubscribeAnnouncements calls handler for every announcement, in order,
-// on one goroutine per subscription. Up to Options.AnnouncementBuffer
+// SubscribeAnnouncements is WatchAnnouncements for callers that need only
+// to stop the subscription: stop is the subscription's Stop.
+func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
+	s, err := b.WatchAnnouncements(handler)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stop, nil
+}
+
+// WatchAnnouncements calls handler for every announcement, in order, on
+// one goroutine per subscription. Up to Options.AnnouncementBuffer
 // announcements wait for the handler; past that NATS drops them (a "slow
 // consumer") and the handler then receives an Announcement of kind Resync,
 // as it does after a reconnection to NATS. The handler should not block
-// long.
-//
-// stop unsubscribes and returns once the handler has returned for the last
-// time; it must not be called from the handler. Close stops every
-// subscription too.
-func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
+// long. Close stops every subscription too.
+func (b *Bus) WatchAnnouncements(handler func(Announcement)) (*AnnouncementSub, error) {
 	ch := make(chan *nats.Msg, b.opts.AnnouncementBuffer)
-	s := &annSub{resync: make(chan struct{}, 1), stop: make(chan struct{}), progress: make(chan struct{})}
+	s := &AnnouncementSub{b: b, resync: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), progress: make(chan struct{})}
 	b.annMu.Lock()
 	select {
 	case <-b.closed:
@@ -280,10 +298,9 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 		b.logger.Warn("bus: flushing an announcement subscription", "err", err)
 	}
 
-	loopDone := make(chan struct{})
 	go func() {
 		defer b.wg.Done()
-		defer close(loopDone)
+		defer close(s.done)
 		for {
 			select {
 			case m := <-ch:
@@ -309,18 +326,7 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 			}
 		}
 	}()
-
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.annMu.Lock()
-			delete(b.annSubs, sub)
-			b.annMu.Unlock()
-			_ = sub.Unsubscribe()
-			close(s.stop)
-			<-loopDone
-		})
-	}, nil
+	return s, nil
 }
 
 // closedErr maps the client's "connection closed" to ErrClosed.

@@ -243,7 +243,7 @@ type Bus struct {
 	pending map[*nats.Msg]func(error)
 
 	annMu   sync.Mutex
-	annSubs map[*nats.Subscription]*annSub
+	annSubs map[*nats.Subscription]*AnnouncementSub
 
 	cmdMu   sync.Mutex
 	cmdSubs map[*nats.Subscription]CommandHandler
@@ -258,7 +258,7 @@ type Bus struct {
 	downMu    sync.Mutex
 	downErr   error
 	// reconnects is the client's count of reconnections when onReconnect
-	// last asked every subscription for a Resync, for SyncAnnouncements.
+	// last asked every subscription for a Resync, for AnnouncementSub.Sync.
 	reconnects atomic.Uint64
 }
 
@@ -283,7 +283,7 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 		connClosed: make(chan struct{}),
 		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
 		pending:    make(map[*nats.Msg]func(error)),
-		annSubs:    make(map[*nats.Subscription]*annSub),
+		annSubs:    make(map[*nats.Subscription]*AnnouncementSub),
 		cmdSubs:    make(map[*nats.Subscription]CommandHandler),
 		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
 		cmdSem:     make(chan struct{}, opts.CommandConcurrency),

@@ -55,11 +55,11 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	other := openUnique(t, bus.Options{URL: node.url(), StreamName: b.StreamName()}) // the manager's side
 	var anns announcements
-	stopSub, err := b.SubscribeAnnouncements(anns.handle)
+	sub, err := b.WatchAnnouncements(anns.handle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stopSub()
+	defer sub.Stop()
 	var cmds atomic.Int64
 	stopCmd, err := b.HandleCommands(7, func(context.Context, bus.Command) error { cmds.Add(1); return nil })
 	if err != nil {
@@ -92,8 +92,8 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 	if err := b.SendCommand(ctx, 7, bus.Command{Data: []byte("c")}); !errors.Is(err, bus.ErrUnavailable) {
 		t.Errorf("SendCommand during the outage: %v", err)
 	}
-	if err := b.SyncAnnouncements(ctx); !errors.Is(err, bus.ErrUnavailable) {
-		t.Errorf("SyncAnnouncements during the outage: %v", err)
+	if err := sub.Sync(ctx); !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("Sync during the outage: %v", err)
 	}
 	// A publish made now waits for the server's return.
 	waiting := make(chan error, 1)
@@ -105,8 +105,8 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, "Ready again", func() bool { return b.Ready(ctx) == nil })
 	waitFor(t, 10*time.Second, "a Resync", func() bool { return anns.count(bus.Resync) == 1 })
-	if err := b.SyncAnnouncements(ctx); err != nil {
-		t.Errorf("SyncAnnouncements after the Resync: %v", err)
+	if err := sub.Sync(ctx); err != nil {
+		t.Errorf("Sync after the Resync: %v", err)
 	}
 
 	waitFor(t, 10*time.Second, "the other connection back", func() bool { return other.Ready(ctx) == nil })
@@ -145,15 +145,15 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 	}
 }
 
-// SyncAnnouncements returns only once the handler has handled what was
-// announced before it was called.
-func TestSyncAnnouncementsWaitsForTheHandler(t *testing.T) {
+// Sync returns only once the handler has handled what was announced
+// before it was called, and does not wait for other subscriptions.
+func TestSyncWaitsForTheHandler(t *testing.T) {
 	eachBackend(t, func(t *testing.T, open func(tb testing.TB, opts bus.Options) *bus.Bus) {
 		a, b := pair(t, open)
 
 		release := make(chan struct{})
 		var handled atomic.Int64
-		stop, err := b.SubscribeAnnouncements(func(x bus.Announcement) {
+		sub, err := b.WatchAnnouncements(func(x bus.Announcement) {
 			if x.Kind == bus.DeviceChanged {
 				<-release
 				handled.Add(1)
@@ -162,18 +162,26 @@ func TestSyncAnnouncementsWaitsForTheHandler(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer stop()
-		if err := b.SyncAnnouncements(t.Context()); err != nil {
-			t.Fatalf("SyncAnnouncements with nothing announced: %v", err)
+		defer sub.Stop()
+		// Another subscription, stuck: Sync does not wait for it.
+		block := make(chan struct{})
+		stuck, err := b.WatchAnnouncements(func(bus.Announcement) { <-block })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stuck.Stop()
+		defer close(block) // before Stop, which waits for the handler
+		if err := sub.Sync(t.Context()); err != nil {
+			t.Fatalf("Sync with nothing announced: %v", err)
 		}
 		if err := a.Announce(t.Context(), bus.Announcement{Kind: bus.DeviceChanged, NumID: 9}); err != nil {
 			t.Fatal(err)
 		}
 		synced := make(chan error, 1)
-		go func() { synced <- b.SyncAnnouncements(t.Context()) }()
+		go func() { synced <- sub.Sync(t.Context()) }()
 		select {
 		case err := <-synced:
-			t.Fatalf("SyncAnnouncements returned (%v) while the handler was still blocked", err)
+			t.Fatalf("Sync returned (%v) while the handler was still blocked", err)
 		case <-time.After(100 * time.Millisecond):
 		}
 		close(release)
@@ -181,24 +189,14 @@ func TestSyncAnnouncementsWaitsForTheHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		if handled.Load() != 1 {
-			t.Fatal("SyncAnnouncements returned before the handler handled the announcement")
+			t.Fatal("Sync returned before the handler handled the announcement")
 		}
 
-		// A handler that stays blocked: the caller's deadline ends the wait.
-		block := make(chan struct{})
-		stop2, err := b.SubscribeAnnouncements(func(bus.Announcement) { <-block })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop2()
-		defer close(block) // before stop2, which waits for the handler
-		if err := a.Announce(t.Context(), bus.Announcement{Kind: bus.ConfigChanged, NumID: 9}); err != nil {
-			t.Fatal(err)
-		}
+		// The stuck handler's own Sync ends with the caller's deadline.
 		sctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
-		if err := b.SyncAnnouncements(sctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("SyncAnnouncements with a stuck handler: %v", err)
+		if err := stuck.Sync(sctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Sync with a stuck handler: %v", err)
 		}
 	})
 }
