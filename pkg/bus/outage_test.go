@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // announcements records what a subscription's handler got.
@@ -44,16 +45,16 @@ func (a *announcements) count(k bus.AnnouncementKind) int {
 // ready again by itself, subscriptions get a Resync, and announcements and
 // commands flow again.
 func TestNATSOutageAndRecovery(t *testing.T) {
-	node := newNode(t, "restarted")
-	node.start()
+	node := testutil.NewNATSNode(t, "restarted")
+	node.Start()
 	var logs syncBuffer
 	ctx := t.Context()
-	b, err := bus.Open(ctx, textLogger(&logs), bus.Options{URL: node.url(), Name: "under-test", PublishTimeout: 2 * time.Second})
+	b, err := bus.Open(ctx, textLogger(&logs), bus.Options{URL: node.URL(), Name: "under-test", PublishTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	other := openUnique(t, bus.Options{URL: node.url(), StreamName: b.StreamName()}) // the manager's side
+	other := openUnique(t, bus.Options{URL: node.URL(), StreamName: b.StreamName()}) // the manager's side
 	var anns announcements
 	sub, err := b.WatchAnnouncements(anns.handle)
 	if err != nil {
@@ -79,9 +80,9 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	node.stop()
+	node.Stop()
 	waitFor(t, 10*time.Second, "Ready to fail", func() bool { return b.Ready(ctx) != nil })
-	if err := b.Ready(ctx); !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "not connected to NATS at "+node.url()) {
+	if err := b.Ready(ctx); !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "not connected to NATS at "+node.URL()) {
 		t.Errorf("Ready during the outage: %v", err)
 	}
 	for i := range 20 {
@@ -99,7 +100,7 @@ func TestNATSOutageAndRecovery(t *testing.T) {
 	waiting := make(chan error, 1)
 	go func() { waiting <- publish(30*time.Second, "waited") }()
 
-	node.start()
+	node.Start()
 	if err := <-waiting; err != nil {
 		t.Fatalf("the publish made during the outage: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 func streamReplicas(tb testing.TB, b *bus.Bus) int {
@@ -37,17 +38,17 @@ func TestReplicasOnASingleServer(t *testing.T) {
 		t.Errorf("3 replicas on the embedded server: %v", err)
 	}
 
-	node := newNode(t, "single")
-	node.start()
-	b = openUnique(t, bus.Options{URL: node.url()})
+	node := testutil.NewNATSNode(t, "single")
+	node.Start()
+	b = openUnique(t, bus.Options{URL: node.URL()})
 	if n := b.Replicas(); n != 1 || streamReplicas(t, b) != 1 {
 		t.Errorf("single external server: %d replicas (stream %d), want 1", n, streamReplicas(t, b))
 	}
-	_, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.url(), Replicas: 3, StreamName: "PASSERELLE_R3"})
+	_, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.URL(), Replicas: 3, StreamName: "PASSERELLE_R3"})
 	if err == nil || !strings.Contains(err.Error(), "is a single server, not a cluster: give --nats-replicas 1") {
 		t.Errorf("3 replicas on a single server: %v", err)
 	}
-	if _, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.url(), Replicas: 6}); !errors.Is(err, bus.ErrInvalid) {
+	if _, err := bus.Open(t.Context(), discard(), bus.Options{URL: node.URL(), Replicas: 6}); !errors.Is(err, bus.ErrInvalid) {
 		t.Errorf("6 replicas: %v", err)
 	}
 }
@@ -61,8 +62,8 @@ func TestClusterReplicasAndQuorum(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-server NATS cluster")
 	}
-	nodes := newCluster(t, 3)
-	url := clusterURL(nodes)
+	nodes := testutil.StartNATSCluster(t, 3)
+	url := testutil.ClusterURL(nodes)
 	ctx := t.Context()
 
 	one, err := bus.Open(ctx, discard(), bus.Options{URL: url, Replicas: 1, Name: "r1"})
@@ -103,18 +104,18 @@ func TestClusterReplicasAndQuorum(t *testing.T) {
 
 	// The server this Bus is connected to goes first: the client moves.
 	connected := b.Conn().ConnectedServerName()
-	var down []*natsNode
+	var down []*testutil.NATSNode
 	for _, n := range nodes {
-		if n.opts.ServerName == connected {
-			n.stop()
+		if n.Opts.ServerName == connected {
+			n.Stop()
 			down = append(down, n)
 		}
 	}
 	waitFor(t, 30*time.Second, "publishes acknowledged with one server of three down", func() bool { return publish() == nil })
 
 	for _, n := range nodes {
-		if n.srv != nil && len(down) < 2 {
-			n.stop()
+		if n.Server() != nil && len(down) < 2 {
+			n.Stop()
 			down = append(down, n)
 		}
 	}
@@ -124,7 +125,7 @@ func TestClusterReplicasAndQuorum(t *testing.T) {
 		t.Fatalf("publish with one server of three: %v, want no acknowledgement (ErrUnavailable)", err)
 	}
 
-	down[1].start()
+	down[1].Start()
 	waitFor(t, 60*time.Second, "publishes acknowledged again with two servers of three", func() bool { return publish() == nil })
 	if err := b.StreamReady(ctx); err != nil {
 		t.Errorf("StreamReady with two servers of three: %v", err)
