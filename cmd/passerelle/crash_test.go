@@ -39,7 +39,7 @@ func TestCrashSafety(t *testing.T) {
 	adminAddr, mqttAddr, natsAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--admin-addr", adminAddr,
+		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
 			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {

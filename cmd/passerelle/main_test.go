@@ -9,7 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +31,7 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
@@ -74,8 +78,8 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // on the same folder.
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
+	adminAddr, mqttAddr, hubAddr, opsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	args := []string{"serve", "--ops-addr", opsAddr, "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
@@ -89,6 +93,28 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "admin.token") || !strings.Contains(out.String(), "ca.pem") {
 		t.Errorf("the banner does not name the token and the CA:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "readiness:    http://"+opsAddr+"/readyz") {
+		t.Errorf("the banner does not name the readiness address:\n%s", out.String())
+	}
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if code, body := readyz(); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return nil
+	})
+	if _, body := readyz(); !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"nats":"ok"`) ||
+		!strings.Contains(body, `"jetstream":"ok"`) || !strings.Contains(body, `"manager":"ok"`) {
+		t.Errorf("/readyz names the checks %s", body)
 	}
 
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -259,14 +285,14 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"no command", nil, 2, "Usage"},
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
-		{"busy port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
-		{"busy hub port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"busy port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"busy hub port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
-		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
-		{"corrupt tokens file", []string{"serve", "--data-dir", corrupt}, 1, "tokens:1"},
-		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"data folder is a file", []string{"serve", "--ops-addr", "", "--data-dir", notDir}, 1, "data folder"},
+		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
+		{"wrong database URL", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

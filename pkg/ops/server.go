@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -155,4 +156,34 @@ type debugLog struct{ logger *slog.Logger }
 func (l debugLog) Write(p []byte) (int, error) {
 	l.logger.Debug("ops: HTTP server", "msg", strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// Run watches health's checks, logging each change, and serves s on lis
+// (when lis is not nil) until stop is called; stop ends both, waits for
+// them and returns Serve's error. A process runs it before its services
+// and stops it after they have stopped, so that /readyz keeps answering
+// "draining" while they drain.
+func Run(health *Health, s *Server, lis net.Listener) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		health.Watch(ctx, DefaultWatchEvery)
+	}()
+	served := make(chan error, 1)
+	if lis != nil {
+		go func() { served <- s.Serve(ctx, lis) }()
+	} else {
+		served <- nil
+	}
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			<-watched
+			err = <-served
+		})
+		return err
+	}
 }
