@@ -84,9 +84,10 @@ func connectDevice(t *testing.T, addr, id string, key *ecdsa.PrivateKey) (paho.C
 }
 
 type readyBody struct {
-	Status  string            `json:"status"`
-	Failing []string          `json:"failing"`
-	Checks  map[string]string `json:"checks"`
+	Status   string            `json:"status"`
+	Failing  []string          `json:"failing"`
+	Degraded []string          `json:"degraded"`
+	Checks   map[string]string `json:"checks"`
 }
 
 func getReadyz(opsAddr string) (int, readyBody, error) {
@@ -176,7 +177,10 @@ func TestNATSOutage(t *testing.T) {
 	}
 
 	node.Stop()
-	body = waitReadyz(t, opsAddr, http.StatusServiceUnavailable, "jetstream", "nats")
+	body = waitReadyz(t, opsAddr, http.StatusServiceUnavailable, "nats")
+	if !slices.Contains(body.Degraded, "jetstream") {
+		t.Errorf("/readyz does not report jetstream degraded: %+v", body)
+	}
 	if !strings.Contains(body.Checks["nats"], "not connected to NATS at "+node.URL()) {
 		t.Errorf("/readyz says %q about nats", body.Checks["nats"])
 	}
@@ -219,14 +223,14 @@ func TestNATSOutage(t *testing.T) {
 
 	log := out.String()
 	for line, want := range map[string]int{
-		"disconnected from NATS":             1,
-		"reconnected to NATS":                1,
-		"not ready: nats check failing":      1,
-		"not ready: jetstream check failing": 1,
-		"nats check passing again":           1,
-		"jetstream check passing again":      1,
-		"level=ERROR":                        0,
-		"forwarding an event":                0,
+		"disconnected from NATS":            1,
+		"reconnected to NATS":               1,
+		"not ready: nats check failing":     1,
+		"degraded: jetstream check failing": 1,
+		"nats check passing again":          1,
+		"jetstream check passing again":     1,
+		"level=ERROR":                       0,
+		"forwarding an event":               0,
 	} {
 		if n := strings.Count(log, line); n != want {
 			t.Errorf("%d log lines with %q, want %d", n, line, want)

@@ -395,7 +395,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	health.Add("database", st.Ping)
 	health.Add("nats", b.Ready)
 	if br != nil {
-		health.Add("jetstream", b.StreamReady)
+		health.AddDegraded("jetstream", b.StreamReady) // shared by every bridge: reported, not counted
 		if r, ok := any(br).(ops.Readier); ok { // (*bridge.Bridge).Ready: not ready while it drains
 			health.AddReadier("bridge", r)
 		}

@@ -55,6 +55,9 @@ const (
 type Result struct {
 	Name string
 	Err  error // nil: the check passed
+	// Degraded marks a check added with AddDegraded: its failure is
+	// reported, not counted against readiness.
+	Degraded bool
 }
 
 // Report is the outcome of every check, in the order they were added.
@@ -65,11 +68,16 @@ type Report struct {
 	At time.Time
 }
 
-// Failing returns the results that did not pass.
-func (r Report) Failing() []Result {
+// Failing returns the failed results that make the process not ready.
+func (r Report) Failing() []Result { return r.failed(false) }
+
+// DegradedResults returns the failed results of AddDegraded checks.
+func (r Report) DegradedResults() []Result { return r.failed(true) }
+
+func (r Report) failed(degraded bool) []Result {
 	var out []Result
 	for _, res := range r.Results {
-		if res.Err != nil {
+		if res.Err != nil && res.Degraded == degraded {
 			out = append(out, res)
 		}
 	}
@@ -94,8 +102,9 @@ type Health struct {
 }
 
 type namedCheck struct {
-	name  string
-	check Check
+	name     string
+	check    Check
+	degraded bool
 }
 
 // downState is what Health remembers of a failing check, to log its
@@ -146,8 +155,21 @@ func NewHealth(logger *slog.Logger, opts ...HealthOption) *Health {
 func (h *Health) Add(name string, check Check) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.checks = append(h.checks, namedCheck{name, check})
+	h.checks = append(h.checks, namedCheck{name: name, check: check})
 	h.last = nil // the next Report runs the new check too
+}
+
+// AddDegraded registers a check that is reported (in /readyz's body, and
+// in the log when it changes) but does not make the process unready: for
+// a dependency every replica shares, whose loss would turn them all unready
+// at once while each still does part of its work. A bridge's JetStream is
+// one: without it no event can be acknowledged, but devices still connect
+// and get their configs and commands, and no other bridge would do better.
+func (h *Health) AddDegraded(name string, check Check) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = append(h.checks, namedCheck{name: name, check: check, degraded: true})
+	h.last = nil
 }
 
 // AddReadier registers r.Ready under name.
@@ -229,6 +251,7 @@ func (h *Health) evaluate(ctx context.Context, checks []namedCheck) Report {
 	var wg sync.WaitGroup
 	for i, c := range checks {
 		r.Results[i].Name = c.name
+		r.Results[i].Degraded = c.degraded
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -236,11 +259,7 @@ func (h *Health) evaluate(ctx context.Context, checks []namedCheck) Report {
 		}()
 	}
 	wg.Wait()
-	for _, res := range r.Results {
-		if res.Err != nil {
-			r.Ready = false
-		}
-	}
+	r.Ready = len(r.Failing()) == 0
 	return r
 }
 
@@ -277,7 +296,11 @@ func (h *Health) logChanges(r Report) {
 		switch {
 		case res.Err != nil && !wasDown:
 			h.down[res.Name] = downState{since: r.At}
-			h.logger.Warn("ops: not ready: "+res.Name+" check failing", "check", res.Name, "err", res.Err)
+			what := "not ready"
+			if res.Degraded {
+				what = "degraded"
+			}
+			h.logger.Warn("ops: "+what+": "+res.Name+" check failing", "check", res.Name, "err", res.Err)
 		case res.Err == nil && wasDown:
 			delete(h.down, res.Name)
 			h.logger.Info("ops: "+res.Name+" check passing again", "check", res.Name, "failed_for", r.At.Sub(st.since).Round(time.Millisecond))

@@ -95,11 +95,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyBody is the JSON body of /readyz: each check's result by name
-// ("ok" or what is wrong), and the names of the failing ones.
+// ("ok" or what is wrong), the names of the failing ones, and of the
+// failing ones that do not count against readiness (AddDegraded).
 type readyBody struct {
-	Status  string            `json:"status"` // "ready" or "not ready"
-	Failing []string          `json:"failing,omitempty"`
-	Checks  map[string]string `json:"checks"`
+	Status   string            `json:"status"` // "ready" or "not ready"
+	Failing  []string          `json:"failing,omitempty"`
+	Degraded []string          `json:"degraded,omitempty"`
+	Checks   map[string]string `json:"checks"`
 }
 
 // readyz answers 200 when every check passes, 503 otherwise, with
@@ -116,7 +118,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		body.Checks[res.Name] = oneLine(res.Err.Error())
-		body.Failing = append(body.Failing, res.Name)
+		if res.Degraded {
+			body.Degraded = append(body.Degraded, res.Name)
+		} else {
+			body.Failing = append(body.Failing, res.Name)
+		}
 	}
 	code := http.StatusOK
 	if !rep.Ready {

@@ -53,9 +53,10 @@ func get(t *testing.T, method, url string) (int, http.Header, []byte) {
 }
 
 type readyBody struct {
-	Status  string            `json:"status"`
-	Failing []string          `json:"failing"`
-	Checks  map[string]string `json:"checks"`
+	Status   string            `json:"status"`
+	Failing  []string          `json:"failing"`
+	Degraded []string          `json:"degraded"`
+	Checks   map[string]string `json:"checks"`
 }
 
 func TestReadyz(t *testing.T) {
@@ -130,5 +131,17 @@ func TestServeReportsListenerFailure(t *testing.T) {
 	s := ops.NewServer(testutil.Logger(t), ops.NewHealth(testutil.Logger(t)))
 	if err := s.Serve(t.Context(), lis); err == nil {
 		t.Fatal("Serve on a closed listener returned nil")
+	}
+}
+
+// A degraded check is reported, not counted against readiness.
+func TestReadyzDegraded(t *testing.T) {
+	h := ops.NewHealth(testutil.Logger(t))
+	h.Add("nats", func(context.Context) error { return nil })
+	h.AddDegraded("jetstream", func(context.Context) error { return errors.New("no stream leader") })
+	base := serve(t, ops.NewServer(testutil.Logger(t), h))
+	code, _, raw := get(t, "GET", base+"/readyz")
+	if code != http.StatusOK || string(raw) != `{"status":"ready","degraded":["jetstream"],"checks":{"jetstream":"no stream leader","nats":"ok"}}`+"\n" {
+		t.Fatalf("%d %s", code, raw)
 	}
 }
