@@ -173,8 +173,10 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	health := ops.NewHealth(logger)
 	health.Add("database", st.Ping)
 	health.Add("nats", b.Ready)
-	health.AddDegraded("jetstream", b.StreamReady) // shared by every bridge: reported, not counted
-	if r, ok := any(br).(ops.Readier); ok {        // (*bridge.Bridge).Ready: not ready while it drains
+	// Shared by every bridge: reported, not counted against readiness.
+	health.AddDegraded("jetstream", b.StreamReady)
+	// (*bridge.Bridge).Ready: not ready while it drains.
+	if r, ok := any(br).(ops.Readier); ok {
 		health.AddReadier("bridge", r)
 	}
 	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)

@@ -222,7 +222,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 		}
 	}
 	health := ops.NewHealth(logger)
-	if r, ok := any(srv).(ops.Readier); ok { // (*hub.Server).Ready: not ready while it drains
+	// (*hub.Server).Ready: not ready while it drains.
+	if r, ok := any(srv).(ops.Readier); ok {
 		health.AddReadier("hub", r)
 	}
 	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)

@@ -395,13 +395,16 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	health.Add("database", st.Ping)
 	health.Add("nats", b.Ready)
 	if br != nil {
-		health.AddDegraded("jetstream", b.StreamReady) // shared by every bridge: reported, not counted
-		if r, ok := any(br).(ops.Readier); ok { // (*bridge.Bridge).Ready: not ready while it drains
+		// Shared by every bridge: reported, not counted against readiness.
+		health.AddDegraded("jetstream", b.StreamReady)
+		// (*bridge.Bridge).Ready: not ready while it drains.
+		if r, ok := any(br).(ops.Readier); ok {
 			health.AddReadier("bridge", r)
 		}
 	}
 	health.AddReadier("manager", mgr)
-	if r, ok := any(hubSrv).(ops.Readier); ok && hubSrv != nil { // (*hub.Server).Ready
+	// (*hub.Server).Ready: not ready while it drains.
+	if r, ok := any(hubSrv).(ops.Readier); ok && hubSrv != nil {
 		health.AddReadier("hub", r)
 	}
 	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
