@@ -257,6 +257,7 @@ type Bus struct {
 	downSince atomic.Int64
 	downMu    sync.Mutex
 	downErr   error
+	up        chan struct{} // closed while connected; replaced when the connection is lost
 	// reconnects is the client's count of reconnections when onReconnect
 	// last asked every subscription for a Resync, for AnnouncementSub.Sync.
 	reconnects atomic.Uint64
@@ -281,6 +282,7 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 		opts:       opts,
 		closed:     make(chan struct{}),
 		connClosed: make(chan struct{}),
+		up:         make(chan struct{}),
 		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
 		pending:    make(map[*nats.Msg]func(error)),
 		annSubs:    make(map[*nats.Subscription]*AnnouncementSub),
@@ -288,6 +290,7 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
 		cmdSem:     make(chan struct{}, opts.CommandConcurrency),
 	}
+	close(b.up) // connected once Open returns
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	natsOpts := []nats.Option{
@@ -377,7 +380,11 @@ func (b *Bus) setup(ctx context.Context) error {
 	defer cancel()
 	waiting := false
 	for {
-		err := b.setupStream(ctx)
+		// Each attempt has its own deadline: a cluster drops the requests
+		// it gets while it elects a leader, unanswered.
+		actx, acancel := context.WithTimeout(ctx, setupAttemptTimeout)
+		err := b.setupStream(actx)
+		acancel()
 		if err == nil || !transientSetupError(err) {
 			return err
 		}
@@ -412,6 +419,9 @@ func (b *Bus) pickReplicas() (int, error) {
 	}
 	return 1, nil
 }
+
+// setupAttemptTimeout bounds each attempt of setup.
+const setupAttemptTimeout = 5 * time.Second
 
 // maxReplicas is JetStream's limit; clusterReplicas what a cluster gets by
 // default (Raft's majority of 3 survives the loss of one server).
@@ -647,6 +657,11 @@ func (b *Bus) onDisconnect(nc *nats.Conn, err error) {
 	}
 	b.downMu.Lock()
 	b.downErr = err
+	select {
+	case <-b.up:
+		b.up = make(chan struct{})
+	default:
+	}
 	b.downMu.Unlock()
 	b.downSince.CompareAndSwap(0, time.Now().UnixNano())
 	if err == nil {
@@ -663,6 +678,13 @@ func (b *Bus) onReconnect(nc *nats.Conn) {
 		down = time.Since(time.Unix(0, since)).Round(time.Millisecond)
 	}
 	b.logger.Info("bus: reconnected to NATS", "server", nc.ConnectedServerName(), "url", nc.ConnectedUrlRedacted(), "down_for", down)
+	b.downMu.Lock()
+	select {
+	case <-b.up:
+	default:
+		close(b.up)
+	}
+	b.downMu.Unlock()
 	// Every reconnection counted so far happened before the Resyncs asked
 	// below, so their handling covers them all.
 	count := nc.Stats().Reconnects
@@ -695,6 +717,35 @@ func (b *Bus) Ready(context.Context) error {
 		b.downMu.Unlock()
 		return fmt.Errorf("%w: %s; reconnecting", ErrUnavailable, msg)
 	}
+}
+
+// waitConnected returns nil once the connection is up (at once when it
+// is), ctx's error if it ends first, ErrClosed once the Bus is closed.
+func (b *Bus) waitConnected(ctx context.Context) error {
+	for !b.nc.IsConnected() {
+		b.downMu.Lock()
+		up := b.up
+		b.downMu.Unlock()
+		if b.nc.IsClosed() {
+			return ErrClosed
+		}
+		select {
+		case <-up:
+			if !b.nc.IsConnected() {
+				// Lost again, and onDisconnect has not run yet.
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.connClosed:
+			return ErrClosed
+		}
+	}
+	return nil
 }
 
 // StreamReady reports whether JetStream answers for the stream: the

@@ -112,6 +112,16 @@ func TestClusterReplicasAndQuorum(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "publishes acknowledged with one server of three down", func() bool { return publish() == nil })
+	// A process (re)started while a server is down opens the bus: the
+	// stream is already at 3 replicas and stays so.
+	again, err := bus.Open(ctx, discard(), bus.Options{URL: url, Name: "restarted-process"})
+	if err != nil {
+		t.Fatalf("Open with one server of three down: %v", err)
+	}
+	if n := again.Replicas(); n != 3 {
+		t.Errorf("Replicas() %d with one server down, want 3", n)
+	}
+	again.Close()
 
 	for _, n := range nodes {
 		if n.Server() != nil && len(down) < 2 {
@@ -129,5 +139,66 @@ func TestClusterReplicasAndQuorum(t *testing.T) {
 	waitFor(t, 60*time.Second, "publishes acknowledged again with two servers of three", func() bool { return publish() == nil })
 	if err := b.StreamReady(ctx); err != nil {
 		t.Errorf("StreamReady with two servers of three: %v", err)
+	}
+}
+
+// The server holding the stream's leader dies while the Bus is connected
+// to it: a publish made at that moment is sent again until a new leader
+// acknowledges it, within the caller's deadline, instead of waiting for an
+// answer that cannot come.
+func TestPublishAcrossTheLossOfTheStreamLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server NATS cluster")
+	}
+	nodes := testutil.StartNATSCluster(t, 3)
+	ctx := t.Context()
+	const topic = "projects/p/topics/leader-loss"
+	setup, err := bus.Open(ctx, discard(), bus.Options{URL: testutil.ClusterURL(nodes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	publish := func(b *bus.Bus, d time.Duration) error {
+		pctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return b.PublishNotification(pctx, topic, bus.KindEvent, []byte("x"), bus.Attributes{DeviceID: "d"})
+	}
+	waitFor(t, 30*time.Second, "a first acknowledged publish", func() bool { return publish(setup, 3*time.Second) == nil })
+	js, err := jetstream.New(setup.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, setup.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *testutil.NATSNode
+	for _, n := range nodes {
+		if n.Opts.ServerName == st.CachedInfo().Cluster.Leader {
+			leader = n
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no node is the stream leader %q", st.CachedInfo().Cluster.Leader)
+	}
+	// Connected to the leader's server only; the others are learnt from it.
+	b, err := bus.Open(ctx, discard(), bus.Options{URL: leader.URL(), Name: "on-the-leader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, 10*time.Second, "the other servers learnt", func() bool { return len(b.Conn().DiscoveredServers()) == 2 })
+
+	leader.Stop()
+	start := time.Now()
+	if err := publish(b, 30*time.Second); err != nil {
+		t.Fatalf("publish across the loss of the stream leader: %v", err)
+	}
+	t.Logf("acknowledged %s after the stream leader's server stopped", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "the setup connection back", func() bool { return setup.Ready(ctx) == nil })
+	// At least once: a copy whose acknowledgement was lost may be stored
+	// twice.
+	if n := len(allStored(t, setup, topic)); n < 2 {
+		t.Errorf("the stream holds %d messages, want the first and the one sent across the loss", n)
 	}
 }
