@@ -70,8 +70,11 @@
 // (pings every 5 s, 2 unanswered), a closed connection at once. While it
 // is down, Ready reports it, publishes wait in the client's buffer (8 MiB)
 // for the reconnection until their deadline, and their errors wrap
-// ErrUnavailable: nothing unacknowledged is reported as stored.
-// Announcement subscribers get a Resync after the reconnection.
+// ErrUnavailable: nothing unacknowledged is reported as stored. A publish
+// left unanswered (the stream electing a new leader after a server died)
+// is sent again every 2 s within its deadline. Commands fail at once while
+// disconnected. Announcement subscribers get a Resync after the
+// reconnection.
 package bus
 
 import (
