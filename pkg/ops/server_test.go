@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,4 +145,29 @@ func TestReadyzDegraded(t *testing.T) {
 	if code != http.StatusOK || string(raw) != `{"status":"ready","degraded":["jetstream"],"checks":{"jetstream":"no stream leader","nats":"ok"}}`+"\n" {
 		t.Fatalf("%d %s", code, raw)
 	}
+}
+
+// BenchmarkReadyz: probes in parallel against checks that each take a
+// database round trip's time; the checks run once a second, whatever the
+// number of probes (checks/op).
+func BenchmarkReadyz(b *testing.B) {
+	h := ops.NewHealth(testutil.Logger(b))
+	var runs atomic.Int64
+	for _, name := range []string{"database", "nats", "manager"} {
+		h.Add(name, func(context.Context) error { runs.Add(1); time.Sleep(200 * time.Microsecond); return nil })
+	}
+	s := ops.NewServer(testutil.Logger(b), h)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest("GET", "/readyz", nil)
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Errorf("%d", w.Code)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(runs.Load())/float64(b.N), "checks/op")
 }
