@@ -20,6 +20,11 @@
 // bridge told to stop sheds its connections over that period, so that
 // they move to the others without a storm.
 //
+// --ops-addr serves /healthz and /readyz for load balancers (off by
+// default); --nats-replicas sets the JetStream replica count (default: 1 on
+// a single server, 3 on a cluster). The first SIGINT or SIGTERM stops the
+// bridge gracefully; a second one stops it at once.
+//
 // Every flag may also be set by environment, PASSERELLE_<FLAG> (for example
 // PASSERELLE_TLS_CERT); a flag on the command line wins.
 package main
@@ -34,21 +39,22 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := ops.SignalContext(context.Background(), os.Stderr, "bridge", os.Exit, os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
@@ -122,9 +128,13 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	// Listen before opening the database and the bus: a busy port is the
 	// likelier mistake, and it is cheaper to find.
 	var lis []net.Listener
+	var opsLis net.Listener
 	closeAll := func() {
 		for _, l := range lis {
 			_ = l.Close()
+		}
+		if opsLis != nil {
+			_ = opsLis.Close()
 		}
 	}
 	for _, l := range []struct{ flag, addrs string }{{"--mqtt-addr", cfg.MQTTAddr}, {"--mqtt-plain-addr", cfg.MQTTPlainAddr}} {
@@ -142,6 +152,13 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		}
 	}
 
+	if cfg.OpsAddr != "" {
+		if opsLis, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			closeAll()
+			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
+		}
+	}
+
 	if err := cfg.PrepareDataDir(); err != nil {
 		closeAll()
 		return err
@@ -153,7 +170,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	}
 	defer st.Close()
 
-	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle-bridge"}
+	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle-bridge", Replicas: cfg.NATSReplicas}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = cfg.NATSDir()
 	}
@@ -187,8 +204,26 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		bridge.WithMaxPendingConnections(cfg.MaxPendingConnections),
 		bridge.WithMaxPendingPerAddress(cfg.MaxPendingPerAddress),
 	)
+	health := ops.NewHealth(logger)
+	health.Add("database", st.Ping)
+	health.Add("nats", b.Ready)
+	// Shared by every bridge: reported, not counted against readiness.
+	health.AddDegraded("jetstream", b.StreamReady)
+	// (*bridge.Bridge).Ready: not ready while it drains.
+	if r, ok := any(br).(ops.Readier); ok {
+		health.AddReadier("bridge", r)
+	}
+	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	g, gctx := errgroup.WithContext(ctx)
 	// Serve returns once ctx ends and every device connection is closed.
-	return br.Serve(ctx, lis...)
+	g.Go(func() error { return br.Serve(gctx, lis...) })
+	g.Go(func() error {
+		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
+		return nil
+	})
+	err = g.Wait()
+	return errors.Join(err, stopOps())
 }
 
 // newPresence starts the cluster-wide record of the connections this

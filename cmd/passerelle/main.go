@@ -8,6 +8,10 @@
 //	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
 //	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090]
 //	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
+//	                 [--ops-addr 127.0.0.1:9090] [--nats-replicas N]
+//
+// /healthz and /readyz are served on --ops-addr. The first SIGINT or
+// SIGTERM stops everything gracefully; a second one stops at once.
 //
 // On first start it makes, in the data folder, a development CA (ca.pem,
 // the file devices trust) and the bridge's certificate for localhost and
@@ -26,7 +30,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -41,6 +44,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
+	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/bridge"
@@ -49,7 +53,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := ops.SignalContext(context.Background(), os.Stderr, "passerelle", os.Exit, os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
@@ -145,6 +149,8 @@ type serveConfig struct {
 	DatabaseURL    string
 	NATSURL        string
 	NATSListen     string
+	NATSReplicas   int
+	OpsAddr        string
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
@@ -164,6 +170,8 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
+	config.AddNATSReplicasFlag(fs, &c.NATSReplicas)
+	config.AddOpsAddrFlag(fs, &c.OpsAddr, config.DefaultServeOpsAddr)
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and the hub without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
@@ -197,7 +205,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate())
+	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate(), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL))
 	if c.Cluster.InstanceID != "" {
 		if err := cluster.CheckInstanceID(c.Cluster.InstanceID); err != nil {
 			errs = append(errs, fmt.Errorf("--instance-id: %w", err))
@@ -332,6 +340,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return err
 		}
 	}
+	var opsLis net.Listener
+	if cfg.OpsAddr != "" {
+		if opsLis, err = listen("--ops-addr", cfg.OpsAddr); err != nil {
+			return fmt.Errorf("%w, or --ops-addr \"\" to turn it off", err)
+		}
+	}
 
 	st, err := sqlstore.Open(ctx, logger, cfg.database())
 	if err != nil {
@@ -339,7 +353,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.database()), err)
 	}
 	defer st.Close()
-	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle"}
+	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle", Replicas: cfg.NATSReplicas}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = filepath.Join(cfg.DataDir, "nats")
 	}
@@ -402,10 +416,39 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	case cfg.HubAddr != "":
 		hubNote = "off (it reaches devices through the bridge, and no MQTT listener is on)"
 	}
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, store, nats)
+	opsNote := `off (--ops-addr "")`
+	if opsLis != nil {
+		opsNote = "http://" + opsLis.Addr().String() + "/readyz  (and /healthz)"
+	}
+
+	health := ops.NewHealth(logger)
+	health.Add("database", st.Ping)
+	health.Add("nats", b.Ready)
+	if br != nil {
+		// Shared by every bridge: reported, not counted against readiness.
+		health.AddDegraded("jetstream", b.StreamReady)
+		// (*bridge.Bridge).Ready: not ready while it drains.
+		if r, ok := any(br).(ops.Readier); ok {
+			health.AddReadier("bridge", r)
+		}
+	}
+	health.AddReadier("manager", mgr)
+	// (*hub.Server).Ready: not ready while it drains.
+	if r, ok := any(hubSrv).(ops.Readier); ok && hubSrv != nil {
+		health.AddReadier("hub", r)
+	}
+	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	defer stopOps()
+
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, opsNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
+		return nil
+	})
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
@@ -421,7 +464,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return hubPool.Close(cctx)
 		})
 	}
-	return g.Wait()
+	err = g.Wait()
+	return errors.Join(err, stopOps())
 }
 
 // newHub builds the hub on the bridge's first listener and the manager's

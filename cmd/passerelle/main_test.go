@@ -10,9 +10,12 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +49,8 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // on the same folder.
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
-	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
+	adminAddr, mqttAddr, hubAddr, opsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	args := []string{"serve", "--ops-addr", opsAddr, "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
 
 	first := startServe(t, noEnv, args...)
 	out := &first.out
@@ -59,6 +62,28 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "admin.token") || !strings.Contains(out.String(), "ca.pem") {
 		t.Errorf("the banner does not name the token and the CA:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "readiness:    http://"+opsAddr+"/readyz") {
+		t.Errorf("the banner does not name the readiness address:\n%s", out.String())
+	}
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if code, body := readyz(); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return nil
+	})
+	if _, body := readyz(); !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"nats":"ok"`) ||
+		!strings.Contains(body, `"jetstream":"ok"`) || !strings.Contains(body, `"manager":"ok"`) {
+		t.Errorf("/readyz names the checks %s", body)
 	}
 
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -213,14 +238,14 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"no command", nil, 2, "Usage"},
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
-		{"busy port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
-		{"busy hub port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"busy port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"busy hub port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
-		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
-		{"corrupt tokens file", []string{"serve", "--data-dir", corrupt}, 1, "tokens:1"},
-		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"data folder is a file", []string{"serve", "--ops-addr", "", "--data-dir", notDir}, 1, "data folder"},
+		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
+		{"wrong database URL", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,6 +287,11 @@ type serving struct {
 // end), and waits for its banner.
 func startServe(t *testing.T, env config.Env, args ...string) *serving {
 	t.Helper()
+	if !slices.Contains(args, "--ops-addr") {
+		// The operator address's default, 127.0.0.1:9090, is one port for
+		// every test running at once.
+		args = append([]string{args[0], "--ops-addr", ""}, args[1:]...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{cancel: cancel, exited: make(chan struct{})}
 	go func() {

@@ -33,6 +33,11 @@ type Bridge struct {
 	// NATSListen makes the embedded NATS server accept TCP clients (a
 	// manager in another process) on this address; empty: in-process only.
 	NATSListen string
+	// NATSReplicas is the JetStream replica count; 0 picks (1 on a single
+	// server, 3 on a cluster).
+	NATSReplicas int
+	// OpsAddr serves /healthz and /readyz; empty (the default): off.
+	OpsAddr string
 	// MessageRate and MessageBurst limit the packets per second of each
 	// connection; ByteRate the bytes per second of each device, each way.
 	// 0 removes a limit (MessageBurst 0: one second's worth).
@@ -137,6 +142,8 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream, e.g. nats://127.0.0.1:4222 (default: an embedded server storing in <data-dir>/nats)")
 	fs.StringVar(&b.NATSListen, "nats-listen", "", "also serve the embedded NATS server on this TCP address (off by default): an embedded server is in-process, "+
 		"so a manager in another process can only share it through this port (give the manager --nats-url nats://<this address>)")
+	AddNATSReplicasFlag(fs, &b.NATSReplicas)
+	AddOpsAddrFlag(fs, &b.OpsAddr, "")
 	fs.Float64Var(&b.MessageRate, "message-rate", DefaultMessageRate, "incoming MQTT packets per second allowed on one connection; past it the connection is closed (0: no limit)")
 	fs.IntVar(&b.MessageBurst, "message-burst", 0, "packets a connection may send at once above --message-rate (0: one second's worth)")
 	fs.Int64Var(&b.ByteRate, "byte-rate", DefaultByteRate, "bytes per second allowed per device, each way (0: no limit)")
@@ -175,6 +182,7 @@ func (b *Bridge) Validate() error {
 	if b.NATSURL != "" && b.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS server, which --nats-url replaces: give one"))
 	}
+	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), CheckOpsAddr(b.OpsAddr))
 	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
 		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
 	}

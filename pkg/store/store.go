@@ -272,6 +272,10 @@ type Store interface {
 	// store gets the same one, across restarts.
 	Secret(ctx context.Context, name string, size int) ([]byte, error)
 
+	// Ping checks that the back end answers, for readiness checks: nil, or
+	// an error matching ErrUnavailable that says why not.
+	Ping(ctx context.Context) error
+
 	// Close releases the store's connections.
 	Close() error
 }

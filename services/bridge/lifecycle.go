@@ -22,11 +22,11 @@ var errDraining = errors.New("the bridge is shutting down: connect to another on
 
 // Ready reports whether the bridge should be sent new connections (a load
 // balancer's readiness probe): an error before Serve listens, once it is
-// draining or stopping, while its connection to NATS is down (events
-// cannot be acknowledged, nor announcements heard), while the cluster's
-// presence (WithPresence) cannot record connections, or when the store
-// does not answer (if it has a Ping method). Live connections are kept in
-// all of these cases but the drain.
+// draining or stopping, and while the cluster's presence (WithPresence)
+// cannot record connections (without presence: while its connection to
+// NATS is down). The store's and the bus's own health are separate checks
+// of the operator address. Live connections are kept in all of these
+// cases but the drain.
 func (b *Bridge) Ready(ctx context.Context) error {
 	switch b.phase.Load() {
 	case phaseNew:
@@ -36,18 +36,15 @@ func (b *Bridge) Ready(ctx context.Context) error {
 	case phaseStopped:
 		return errors.New("bridge: stopped")
 	}
-	if b.bus != nil && !b.bus.Conn().IsConnected() {
-		return fmt.Errorf("bridge: not connected to NATS (%s)", b.bus.Conn().Status())
-	}
+	// The store and the bus have readiness checks of their own (ops'
+	// "database" and "nats"); what is the bridge's is whether it can keep
+	// one connection per device, which needs presence.
 	if p := b.opts.presence; p != nil {
 		if err := p.Ready(ctx); err != nil {
 			return fmt.Errorf("bridge: %w", err)
 		}
-	}
-	if p, ok := b.st.(interface{ Ping(context.Context) error }); ok {
-		if err := p.Ping(ctx); err != nil {
-			return fmt.Errorf("bridge: the store does not answer: %w", err)
-		}
+	} else if b.bus != nil && !b.bus.Conn().IsConnected() {
+		return fmt.Errorf("bridge: not connected to NATS (%s)", b.bus.Conn().Status())
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCredentials", testConcurrentCredentials},
 		{"ConcurrentCreateDevice", testConcurrentCreateDevice},
 		{"Secrets", testSecrets},
+		{"Ping", testPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1142,5 +1143,12 @@ func testSecrets(t *testing.T, s store.Store) {
 	must(t, err)
 	if len(other) != 16 || bytes.Equal(other, got[0][:16]) {
 		t.Errorf("secret 'other' = %x", other)
+	}
+}
+
+// testPing: a store that serves answers Ping.
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(ctx(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 }
