@@ -188,7 +188,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	// (and the same rule, on one bridge, on the embedded server).
 	// The bucket's replicas: 1 until the bus says how many its streams
 	// have (issue 9).
-	presence, err := newPresence(ctx, logger, b, instance, 1)
+	presence, err := newPresence(ctx, logger, b, instance, b.Replicas())
 	if err != nil {
 		closeAll()
 		return err

@@ -105,12 +105,9 @@ func TestAnnouncesOnNATS(t *testing.T) {
 }
 
 func TestUnreachableNATS(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	natsAddr := lis.Addr().String()
-	lis.Close() // nothing listens there now
+	// Port 1 (tcpmux): a free port closed again could be taken by another
+	// test's NATS server before the manager dials it.
+	natsAddr := "127.0.0.1:1"
 	var out testutil.SyncBuffer
 	code := run(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0",
 		"--database-url", filepath.Join(t.TempDir(), "p.db"), "--nats-url", "nats://" + natsAddr}, &out, noEnv)

@@ -369,14 +369,13 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if len(mqttLis) > 0 {
 		// One bridge, but the cluster's code path: the rule of one
 		// connection per device goes through the presence bucket here
-		// too. Its replicas: 1, the embedded server's (or, on an
-		// external one, until the bus says how many its streams have).
+		// too, with as many replicas as the bus's streams.
 		js, err := jetstream.New(b.Conn())
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("cannot use JetStream for presence: %w", err)
 		}
-		presence, err := cluster.NewPresence(ctx, logger, js, instance, 1)
+		presence, err := cluster.NewPresence(ctx, logger, js, instance, b.Replicas())
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("cannot start presence: %w", err)
