@@ -13,6 +13,11 @@ BUF_VERSION ?= v1.75.0
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
 BUF       ?= $(GOBIN)/buf
+# protoc and the gRPC plugins the Python and Java clients are generated with:
+# Debian's, to match Debian's runtimes (python3-protobuf, python3-grpcio,
+# libprotobuf-java, libgrpc-java).
+DEBIAN_PROTOC_TOOLS ?= /usr/bin/protoc /usr/bin/grpc_python_plugin /usr/bin/grpc_java_plugin
+DEBIAN_PROTOC_PACKAGES ?= protobuf-compiler protobuf-compiler-grpc protobuf-compiler-grpc-java-plugin
 # Benchmarks: how long each one runs (go test -benchtime).
 BENCHTIME ?= 3s
 
@@ -56,21 +61,35 @@ checkfiles: ## Fail when a tracked file is over 1 MB (a binary or build output),
 	if [[ -n "$$big" ]]; then echo "tracked files over 1 MB (binaries and build outputs are never committed):"; echo "$$big"; exit 1; fi
 
 .PHONY: tools
-tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .tools/bin.
+tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .tools/bin, and protoc-gen-es into clients/ts.
 	mkdir -p $(GOBIN)
 	GOBIN=$(GOBIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	GOBIN=$(GOBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@# protoc-gen-es (and the TypeScript client's other packages), pinned by clients/ts/package-lock.json.
+	npm ci --prefix clients/ts --no-audit --no-fund --ignore-scripts --loglevel=error
+	@# protoc and the gRPC plugins for Python and Java come from Debian, to match its runtimes.
+	@missing=""; for f in $(DEBIAN_PROTOC_TOOLS); do [[ -x "$$f" ]] || missing="$$missing $$f"; done; \
+	if [[ -n "$$missing" ]]; then echo "missing:$$missing"; echo "install them with: apt-get install $(DEBIAN_PROTOC_PACKAGES)"; exit 1; fi
+
+# Generated client code: make generate empties these folders first, so a file
+# the proto no longer makes does not linger; checkgenerate checks them.
+CLIENT_GEN_DIRS := clients/ts/src/gen clients/python/src/passerelle/hub/v1 clients/java/src/main/java/io/github/passerelleiot/hub/v1
 
 .PHONY: generate
-generate: ## Lint the protos and regenerate gen/ (run make tools first).
+generate: ## Lint the protos and regenerate gen/ and the clients' code (run make tools first).
 	$(BUF) lint
+	rm -rf $(CLIENT_GEN_DIRS)
 	$(BUF) generate
 
 .PHONY: checkgenerate
-checkgenerate: generate ## Fail when gen/ or proto/ differ from what is committed.
-	@out="$$(git status --porcelain gen proto)"; if [[ -n "$$out" ]]; then echo "generated code is out of date (run make generate and commit):"; echo "$$out"; exit 1; fi
+checkgenerate: generate ## Fail when gen/, the clients' generated code or proto/ differ from what is committed.
+	@out="$$(git status --porcelain gen proto $(CLIENT_GEN_DIRS))"; if [[ -n "$$out" ]]; then echo "generated code is out of date (run make generate and commit):"; echo "$$out"; exit 1; fi
+
+.PHONY: clients
+clients: ## Build the hub clients (TypeScript, Python, Java), run their tests and demos against passerelle serve (scripts/clients.sh).
+	scripts/clients.sh
 
 .PHONY: clean
 clean: ## Remove build outputs.

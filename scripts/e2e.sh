@@ -18,11 +18,11 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/passerelle ./cmd/hubdemo
-admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port)
+admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port); ops=127.0.0.1:$(free_port)
 
 start=$(date +%s%N)
 "$work/bin/passerelle" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" \
-  >"$work/serve.log" 2>&1 &
+  --ops-addr "$ops" >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q "Passerelle is ready" "$work/serve.log" && break
@@ -31,6 +31,8 @@ for _ in $(seq 1 100); do
 done
 grep -q "Passerelle is ready" "$work/serve.log" || { cat "$work/serve.log"; echo "e2e: not ready after 10 s" >&2; exit 1; }
 echo "e2e: passerelle serve ready in $(( ($(date +%s%N) - start) / 1000000 )) ms, RSS $(awk '/VmRSS/ {print $2, $3}' /proc/$server_pid/status)"
+for _ in $(seq 1 50); do curl -fsS "http://$ops/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "http://$ops/readyz" || { cat "$work/serve.log"; echo "e2e: /readyz is not 200" >&2; exit 1; }
 
 (cd "$work" && timeout 180 "$work/bin/hubdemo" --admin-addr "$admin" --hub-addr "$hub" --data-dir "$work/data" \
   --yes --set-config device-config --listen 5s) | tee "$work/demo.out"

@@ -26,7 +26,7 @@ func TestConnectionLimitFlags(t *testing.T) {
 	env := config.MapEnv(map[string]string{"PASSERELLE_MAX_PENDING_PER_ADDRESS": "3"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
 		done <- run(ctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 			"--max-connections", "500", "--max-pending-connections", "20"}, &out, env)

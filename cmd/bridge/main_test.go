@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,25 +20,17 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/deviceauth"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func lineCount(s string) int { return strings.Count(strings.TrimSpace(s), "\n") + 1 }
 
@@ -75,6 +69,25 @@ func TestCheckConfigOpensNothing(t *testing.T) {
 	}
 }
 
+// --drain and --instance-id are checked before anything opens.
+func TestClusterFlagsChecked(t *testing.T) {
+	base := []string{"--check-config", "--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:1883", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--drain", "30s", "--instance-id", "bridge-a.zone1"}, ""},
+		{[]string{"--drain", "-5s"}, "--drain must not be negative"},
+		{[]string{"--instance-id", "bridge a"}, "--instance-id: instance id \"bridge a\""},
+	} {
+		var out bytes.Buffer
+		code := run(t.Context(), append(append([]string{}, base...), tc.args...), &out, noEnv)
+		if tc.want == "" && code != 0 || tc.want != "" && (code != 2 || !strings.Contains(out.String(), tc.want)) {
+			t.Errorf("%v: exit %d, output %q; want %q", tc.args, code, out.String(), tc.want)
+		}
+	}
+}
+
 func TestBusyPort(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,7 +114,7 @@ func TestBadDatabaseURL(t *testing.T) {
 func TestUnreachableNATS(t *testing.T) {
 	var out bytes.Buffer
 	code := run(t.Context(), []string{"--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:0",
-		"--data-dir", t.TempDir(), "--nats-url", "nats://" + freeAddr(t)}, &out, noEnv)
+		"--data-dir", t.TempDir(), "--nats-url", "nats://" + testutil.FreeAddr(t)}, &out, noEnv)
 	if code != 1 || !strings.Contains(out.String(), "NATS") || errorLines(out.String()) != 1 {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
@@ -133,11 +146,11 @@ func TestServesPlainMQTT(t *testing.T) {
 	}
 	st.Close()
 
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
 		done <- run(rctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", addr, "--data-dir", dataDir}, &out, noEnv)
 	}()
@@ -190,6 +203,38 @@ func TestServesPlainMQTT(t *testing.T) {
 		}
 	}
 	c.Disconnect(0)
+}
+
+// --mqtt-plain-addr (like --mqtt-addr) takes several addresses, comma
+// separated: the bridge answers MQTT on each (here CONNACK 5 for a device
+// that does not exist).
+func TestServesSeveralAddresses(t *testing.T) {
+	addrs := []string{testutil.FreeAddr(t), testutil.FreeAddr(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var out testutil.SyncBuffer
+	go func() {
+		done <- run(ctx, []string{"--mqtt-addr", "", "--mqtt-plain-addr", strings.Join(addrs, ","), "--data-dir", t.TempDir()}, &out, noEnv)
+	}()
+	for _, addr := range addrs {
+		testutil.WaitFor(t, 15*time.Second, func() error {
+			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).
+				SetClientID("projects/p1/locations/us-central1/registries/reg1/devices/nobody").
+				SetUsername("unused").SetPassword("not-a-jwt").SetProtocolVersion(4).
+				SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+			tok := c.Connect()
+			tok.WaitTimeout(10 * time.Second)
+			if err := tok.Error(); !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+				return fmt.Errorf("%s: %v, want CONNACK 5\n%s", addr, err, out.String())
+			}
+			return nil
+		})
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

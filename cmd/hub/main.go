@@ -7,6 +7,10 @@
 //	    [--manager-url http://127.0.0.1:8080] [--manager-token-file FILE]
 //	    [--tokens-file FILE | --insecure-no-auth] [--tls-cert FILE --tls-key FILE]
 //
+// --ops-addr serves /healthz and /readyz for load balancers (off by
+// default). The first SIGINT or SIGTERM stops the hub gracefully; a second
+// one stops it at once.
+//
 // Every flag may also be set by environment, PASSERELLE_<FLAG>; a flag on
 // the command line wins.
 package main
@@ -23,7 +27,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,12 +36,13 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/hub"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := ops.SignalContext(context.Background(), os.Stderr, "hub", os.Exit, os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
@@ -57,6 +61,7 @@ type hubConfig struct {
 	TokensFile       string
 	TLSCert, TLSKey  string
 	InsecureNoAuth   bool
+	OpsAddr          string
 	LogLevel         slog.Level
 	CheckConfig      bool
 }
@@ -99,12 +104,16 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, err
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate for the hub's API")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key for the hub's API")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let every call through unauthenticated (local development only)")
+	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
 	if err := config.Parse(fs, args, stderr, env, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub)."); err != nil {
 		return cfg, err
 	}
 	if err := config.CheckAddr("--listen", cfg.Listen); err != nil {
+		return cfg, err
+	}
+	if err := config.CheckOpsAddr(cfg.OpsAddr); err != nil {
 		return cfg, err
 	}
 	if _, _, err := net.SplitHostPort(cfg.Bridge); err != nil {
@@ -205,18 +214,33 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 	if err != nil {
 		return err
 	}
+	var opsLis net.Listener
+	if cfg.OpsAddr != "" {
+		if opsLis, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
+		}
+	}
+	health := ops.NewHealth(logger)
+	// (*hub.Server).Ready: not ready while it drains.
+	if r, ok := any(srv).(ops.Readier); ok {
+		health.AddReadier("hub", r)
+	}
+	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
 	logger.Info("hub serving", "listen", lis.Addr().String(), "bridge", cfg.Bridge, "gateways", len(keys.List()))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error {
 		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
 		// Detach every device and close the gateway connections; open
 		// streams end with UNAVAILABLE.
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return pool.Close(cctx)
 	})
-	return g.Wait()
+	err = g.Wait()
+	return errors.Join(err, stopOps())
 }
 
 func fileExists(p string) bool {

@@ -18,21 +18,10 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
-
-// freeAddr returns a TCP address nobody listens on (for a moment).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
 
 func oneLine(t *testing.T, what, out, contains string) {
 	t.Helper()
@@ -89,7 +78,7 @@ func TestBadFlagsAreOneClearLine(t *testing.T) {
 
 func TestMissingTokensFile(t *testing.T) {
 	var out bytes.Buffer
-	code := run(t.Context(), []string{"--listen", freeAddr(t), "--data-dir", t.TempDir(), "--bridge-plain"}, &out, noEnv)
+	code := run(t.Context(), []string{"--listen", testutil.FreeAddr(t), "--data-dir", t.TempDir(), "--bridge-plain"}, &out, noEnv)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1: %s", code, out.String())
 	}
@@ -112,14 +101,14 @@ func TestBusyPort(t *testing.T) {
 // TestServesUntilCanceled: the binary's loop on free ports: it answers
 // health checks and the API, and stops on cancel with exit 0.
 func TestServesUntilCanceled(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
-		done <- run(ctx, []string{"--listen", addr, "--bridge", freeAddr(t), "--bridge-plain", "--insecure-no-auth",
-			"--data-dir", t.TempDir(), "--manager-url", "http://" + freeAddr(t)}, &out, noEnv)
+		done <- run(ctx, []string{"--listen", addr, "--bridge", testutil.FreeAddr(t), "--bridge-plain", "--insecure-no-auth",
+			"--data-dir", t.TempDir(), "--manager-url", "http://" + testutil.FreeAddr(t)}, &out, noEnv)
 	}()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -43,10 +43,10 @@ func startStack(t *testing.T) stack {
 
 	mlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(log, st, manager.WithInsecureNoAuth(), manager.WithBus(b))
-	serve(t, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
+	testutil.Serve(t, func(ctx context.Context) error { return m.Serve(ctx, mlis) })
 	blis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	br := bridge.New(log, st, b)
-	serve(t, func(ctx context.Context) error { return br.Serve(ctx, blis) })
+	testutil.Serve(t, func(ctx context.Context) error { return br.Serve(ctx, blis) })
 
 	s := stack{adminAddr: mlis.Addr().String(), dataDir: t.TempDir()}
 	prov := testutil.Must(hub.DialManager(ctx, "http://"+s.adminAddr, ""))
@@ -61,22 +61,9 @@ func startStack(t *testing.T) stack {
 	})
 	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, hub.NewService(log, s.pool, keys, prov), hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
-	serve(t, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
+	testutil.Serve(t, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
 	s.hubAddr = hlis.Addr().String()
 	return s
-}
-
-// serve runs f until the test ends, then cancels it and waits.
-func serve(t *testing.T, f func(ctx context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 }
 
 // TestDemoInteractive runs the demo as a person would: it pauses before

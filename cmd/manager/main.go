@@ -2,11 +2,18 @@
 // google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
 // with gRPC health and reflection.
 //
-//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE] [--nats-url nats://...]
+//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE]
+//	        [--nats-url nats://...] [--nats-replicas N] [--ops-addr 127.0.0.1:9090]
 //
 // With --nats-url the manager announces config, device and command changes
 // on that NATS server (the bridges' bus); without it, it runs with no bus,
-// and bridges learn of changes only when they re-read the store.
+// and bridges learn of changes only when they re-read the store. Any number
+// of managers may share one database and one NATS behind a load balancer:
+// a change made through one is seen through every other at once.
+//
+// --ops-addr serves /healthz and /readyz for load balancers (off by
+// default). The first SIGINT or SIGTERM stops the manager gracefully; a
+// second one stops it at once.
 //
 // Without --tokens-file the admin API is still closed: the first start makes
 // an admin token in <data-dir>/admin.token (mode 0600) and says where it is.
@@ -25,7 +32,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -33,13 +39,14 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := ops.SignalContext(context.Background(), os.Stderr, "manager", os.Exit, os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
@@ -75,6 +82,10 @@ type managerConfig struct {
 	// NATSURL is the NATS server the manager announces changes on; empty
 	// means no bus.
 	NATSURL string
+	// NATSReplicas is the JetStream replica count (0: picked).
+	NATSReplicas int
+	// OpsAddr serves /healthz and /readyz; empty: off.
+	OpsAddr string
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
@@ -84,6 +95,8 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	cfg.AddFlags(fs)
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
+	config.AddNATSReplicasFlag(fs, &cfg.NATSReplicas)
+	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
 	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
@@ -92,7 +105,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 
 // validate checks what a start would, without opening anything.
 func (c *managerConfig) validate() error {
-	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database())}
+	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database()), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL)}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
 	}
@@ -143,28 +156,52 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (is another manager running? choose another --listen)", cfg.Listen, err)
 	}
-	if err := cfg.PrepareDataDir(); err != nil {
+	var opsLis net.Listener
+	if cfg.OpsAddr != "" {
+		if opsLis, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
+		}
+	}
+	closeAll := func() {
 		lis.Close()
+		if opsLis != nil {
+			opsLis.Close()
+		}
+	}
+	if err := cfg.PrepareDataDir(); err != nil {
+		closeAll()
 		return err
 	}
 	st, err := sqlstore.Open(ctx, logger, cfg.Database())
 	if err != nil {
-		lis.Close()
+		closeAll()
 		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.Database()), err)
 	}
 	defer st.Close()
+	health := ops.NewHealth(logger)
+	health.Add("database", st.Ping)
 	if cfg.NATSURL != "" {
-		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager"})
+		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager", Replicas: cfg.NATSReplicas})
 		if err != nil {
-			lis.Close()
+			closeAll()
 			return fmt.Errorf("cannot connect to NATS at %s: %w (check --nats-url)", config.RedactURL(cfg.NATSURL), err)
 		}
 		defer b.Close()
 		opts = append(opts, manager.WithBus(b))
+		health.Add("nats", b.Ready)
 	}
 
 	srv := manager.New(logger, st, opts...)
+	health.AddReadier("manager", srv)
+	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
-	return g.Wait()
+	g.Go(func() error {
+		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
+		return nil
+	})
+	err = g.Wait()
+	return errors.Join(err, stopOps())
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
@@ -70,7 +71,7 @@ func TestServesUntilCanceled(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
 		done <- run(ctx, []string{"--listen", addr, "--data-dir", dataDir}, &out, noEnv)
 	}()

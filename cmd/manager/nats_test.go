@@ -13,6 +13,7 @@ import (
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // --nats-url (here through its environment variable) makes the manager
@@ -40,7 +41,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	env := config.MapEnv(map[string]string{"PASSERELLE_NATS_URL": b.Server().ClientURL()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	go func() {
 		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr,
 			"--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, env)
@@ -104,13 +105,10 @@ func TestAnnouncesOnNATS(t *testing.T) {
 }
 
 func TestUnreachableNATS(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	natsAddr := lis.Addr().String()
-	lis.Close() // nothing listens there now
-	var out syncBuffer
+	// Port 1 (tcpmux): a free port closed again could be taken by another
+	// test's NATS server before the manager dials it.
+	natsAddr := "127.0.0.1:1"
+	var out testutil.SyncBuffer
 	code := run(t.Context(), []string{"--insecure-no-auth", "--listen", "127.0.0.1:0",
 		"--database-url", filepath.Join(t.TempDir(), "p.db"), "--nats-url", "nats://" + natsAddr}, &out, noEnv)
 	if code != 1 || !strings.Contains(out.String(), "--nats-url") {

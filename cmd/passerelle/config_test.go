@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // --check-config checks what a start would: addresses, database and NATS
@@ -41,10 +41,14 @@ func TestCheckConfigChecksAsAStartWould(t *testing.T) {
 		{"boolean from the environment", nil, map[string]string{"PASSERELLE_INSECURE_NO_AUTH": "yes-please"},
 			`PASSERELLE_INSECURE_NO_AUTH="yes-please": not a boolean: give true or false`},
 		{"address from the environment", nil, map[string]string{"PASSERELLE_ADMIN_ADDR": "bogus"}, "--admin-addr"},
+		{"drain and instance id", []string{"--drain", "30s", "--instance-id", "serve-1.example"}, nil, ""},
+		{"negative drain", []string{"--drain", "-1s"}, nil, "--drain must not be negative"},
+		{"instance id with a space", []string{"--instance-id", "serve 1"}, nil, "--instance-id: instance id \"serve 1\": only ASCII letters"},
+		{"instance id from the environment", nil, map[string]string{"PASSERELLE_INSTANCE_ID": "a*b"}, "--instance-id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			args := append([]string{"serve", "--check-config", "--data-dir", filepath.Join(t.TempDir(), "d")}, tc.args...)
+			args := append([]string{"serve", "--ops-addr", "", "--check-config", "--data-dir", filepath.Join(t.TempDir(), "d")}, tc.args...)
 			code := run(t.Context(), args, &out, config.MapEnv(tc.env))
 			if tc.want == "" {
 				if code != 0 {
@@ -66,7 +70,7 @@ func TestMisspelledEnvironmentVariable(t *testing.T) {
 		"PASSERELLE_DATA_DIRR":         "/elsewhere",
 		"PASSERELLE_TEST_POSTGRES_URL": "postgres://tests-only", // the tests' own: no warning
 	})
-	if code := run(t.Context(), []string{"serve", "--check-config"}, &out, env); code != 0 {
+	if code := run(t.Context(), []string{"serve", "--ops-addr", "", "--check-config"}, &out, env); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}
 	want := "passerelle serve: warning: environment variable PASSERELLE_DATA_DIRR is not a setting of passerelle serve and is ignored; did you mean PASSERELLE_DATA_DIR?"
@@ -82,17 +86,10 @@ func TestMisspelledEnvironmentVariable(t *testing.T) {
 // process that holds it.
 func TestSecondServeOnOneDataFolder(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	first := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
 
 	var out2 bytes.Buffer
-	code := run(t.Context(), []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
+	code := run(t.Context(), []string{"serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
 	want := "is in use by pid " + strconv.Itoa(os.Getpid()) + " (passerelle serve)"
 	if code != 1 || !strings.Contains(out2.String(), want) || !strings.Contains(out2.String(), dataDir) {
 		t.Fatalf("second serve: exit %d, output %q; want exit 1 saying %q", code, out2.String(), want)
@@ -100,26 +97,17 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 	if strings.Contains(out2.String(), "ready") {
 		t.Fatalf("the second serve started: %q", out2.String())
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("first serve: exit %d\n%s", code, out.String())
-	}
+	first.stop(t)
 }
 
 // --mqtt-addr and --mqtt-plain-addr take several addresses (Cloud IoT
 // Core served 8883 and 443): the bridge answers MQTT on every one.
 func TestServeSeveralMQTTAddresses(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	tls1, tls2, plain1, plain2 := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
-			"--mqtt-addr", tls1 + "," + tls2, "--mqtt-plain-addr", plain1 + "," + plain2}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	tls1, tls2, plain1, plain2 := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	s := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		"--mqtt-addr", tls1+","+tls2, "--mqtt-plain-addr", plain1+","+plain2)
+	out := &s.out
 	for _, a := range []string{"mqtts://" + tls1, "mqtts://" + tls2, "mqtt://" + plain1, "mqtt://" + plain2} {
 		if !strings.Contains(out.String(), a) {
 			t.Errorf("the banner does not list %s:\n%s", a, out.String())
@@ -152,24 +140,15 @@ func TestServeSeveralMQTTAddresses(t *testing.T) {
 		}
 		conn.Close()
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, out.String())
-	}
+	s.stop(t)
 }
 
 // --mqtt-addr "" with no plain address turns the bridge off, and with it
 // the hub, which reaches devices through the bridge; the admin API serves.
 func TestServeWithoutMQTT(t *testing.T) {
-	adminAddr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	adminAddr := testutil.FreeAddr(t)
+	s := startServe(t, noEnv, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0")
+	out := &s.out
 	for _, want := range []string{"MQTT bridge:  off", "hub:          off (it reaches devices through the bridge"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the banner does not say %q:\n%s", want, out.String())
@@ -183,10 +162,19 @@ func TestServeWithoutMQTT(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("admin API without a token: HTTP %d, want 401", resp.StatusCode)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, out.String())
+	s.stop(t)
+}
+
+// The banner names the store that serve opened: a SQLite file whose name
+// starts with "postgres" is SQLite.
+func TestServeBannerNamesTheStore(t *testing.T) {
+	t.Chdir(t.TempDir())
+	s := startServe(t, noEnv, "serve", "--data-dir", "data", "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "",
+		"--database-url", "postgres-copy.db")
+	if want := "data:         SQLite postgres-copy.db,"; !strings.Contains(s.out.String(), want) {
+		t.Errorf("the banner does not say %q:\n%s", want, s.out.String())
 	}
+	s.stop(t)
 }
 
 // connack sends an MQTT 3.1.1 CONNECT for clientID with a password and
@@ -220,20 +208,12 @@ func connack(t *testing.T, conn net.Conn, clientID string) byte {
 // --insecure-no-auth opens the hub as well as the admin API: the banner and
 // the log say so.
 func TestInsecureNoAuthSaysTheHubIsOpen(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
-			"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out, noEnv)
-	}()
-	waitFor(t, &out, "Passerelle is ready")
+	s := startServe(t, noEnv, "serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
+		"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
 	for _, want := range []string{"the admin API and the hub are open to anyone", "HUB AUTHENTICATION IS OFF", "ADMIN API AUTHENTICATION IS OFF"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("no %q in:\n%s", want, out.String())
+		if !strings.Contains(s.out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, s.out.String())
 		}
 	}
-	cancel()
-	<-done
+	s.stop(t)
 }

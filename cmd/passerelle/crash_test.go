@@ -21,6 +21,8 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // TestCrashSafety runs the real binary, acknowledges admin writes, QoS 1
@@ -36,10 +38,10 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, natsAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	adminAddr, mqttAddr, natsAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--admin-addr", adminAddr,
+		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
 			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {

@@ -8,6 +8,10 @@
 //	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
 //	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090]
 //	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
+//	                 [--ops-addr 127.0.0.1:9090] [--nats-replicas N]
+//
+// /healthz and /readyz are served on --ops-addr. The first SIGINT or
+// SIGTERM stops everything gracefully; a second one stops at once.
 //
 // On first start it makes, in the data folder, a development CA (ca.pem,
 // the file devices trust) and the bridge's certificate for localhost and
@@ -26,19 +30,21 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
+	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/bridge"
@@ -47,7 +53,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := ops.SignalContext(context.Background(), os.Stderr, "passerelle", os.Exit, os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stderr, config.OSEnv())
 	stop()
 	os.Exit(code)
@@ -147,10 +153,13 @@ type serveConfig struct {
 	DatabaseURL    string
 	NATSURL        string
 	NATSListen     string
+	NATSReplicas   int
+	OpsAddr        string
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
 	Limits         config.ConnLimits // the MQTT bridge's connection limits
+	Cluster        config.Cluster    // the MQTT bridge's instance id and drain
 }
 
 func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConfig, error) {
@@ -165,10 +174,13 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
+	config.AddNATSReplicasFlag(fs, &c.NATSReplicas)
+	config.AddOpsAddrFlag(fs, &c.OpsAddr, config.DefaultServeOpsAddr)
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and the hub without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
 	c.Limits.AddFlags(fs)
+	c.Cluster.AddFlags(fs)
 	if err := config.Parse(fs, args, stderr, env, "Usage: passerelle serve [flags]\n\nRuns the manager, the MQTT bridge and the hub in one process."); err != nil {
 		return c, err
 	}
@@ -197,7 +209,12 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, c.Limits.Validate())
+	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate(), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL))
+	if c.Cluster.InstanceID != "" {
+		if err := cluster.CheckInstanceID(c.Cluster.InstanceID); err != nil {
+			errs = append(errs, fmt.Errorf("--instance-id: %w", err))
+		}
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -221,6 +238,11 @@ func (c serveConfig) database() string {
 // serve runs everything until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serveConfig) error {
 	start := time.Now()
+	instance := cfg.Cluster.InstanceID
+	if instance == "" {
+		instance = cluster.NewInstanceID()
+	}
+	logger = logger.With("instance", instance)
 	// One process a data folder: a second serve on it would share the
 	// SQLite file and the JetStream folder, and its announcements would
 	// never reach the first one's devices.
@@ -322,6 +344,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return err
 		}
 	}
+	var opsLis net.Listener
+	if cfg.OpsAddr != "" {
+		if opsLis, err = listen("--ops-addr", cfg.OpsAddr); err != nil {
+			return fmt.Errorf("%w, or --ops-addr \"\" to turn it off", err)
+		}
+	}
 
 	st, err := sqlstore.Open(ctx, logger, cfg.database())
 	if err != nil {
@@ -329,7 +357,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return fmt.Errorf("cannot open the database %s: %w (check --database-url)", config.RedactURL(cfg.database()), err)
 	}
 	defer st.Close()
-	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle"}
+	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle", Replicas: cfg.NATSReplicas}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = filepath.Join(cfg.DataDir, "nats")
 	}
@@ -343,8 +371,23 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
 	var br *bridge.Bridge
 	if len(mqttLis) > 0 {
+		// One bridge, but the cluster's code path: the rule of one
+		// connection per device goes through the presence bucket here
+		// too, with as many replicas as the bus's streams.
+		js, err := jetstream.New(b.Conn())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot use JetStream for presence: %w", err)
+		}
+		presence, err := cluster.NewPresence(ctx, logger, js, instance, b.Replicas())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot start presence: %w", err)
+		}
+		defer presence.Close()
 		br = bridge.New(logger, st, b, bridge.WithMaxConnections(cfg.Limits.MaxConnections),
-			bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress))
+			bridge.WithMaxPendingConnections(cfg.Limits.MaxPendingConnections), bridge.WithMaxPendingPerAddress(cfg.Limits.MaxPendingPerAddress),
+			bridge.WithPresence(presence), bridge.WithDrain(cfg.Cluster.Drain))
 	}
 	var (
 		hubSrv  *hub.Server
@@ -359,7 +402,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 
 	store := "SQLite " + cfg.database()
-	if cfg.DatabaseURL != "" && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
+	if sqlstore.IsPostgresURL(cfg.DatabaseURL) {
 		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
 	}
 	nats := "embedded, JetStream in " + busOpts.DataDir
@@ -376,10 +419,39 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	case cfg.HubAddr != "":
 		hubNote = "off (it reaches devices through the bridge, and no MQTT listener is on)"
 	}
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, store, nats)
+	opsNote := `off (--ops-addr "")`
+	if opsLis != nil {
+		opsNote = "http://" + opsLis.Addr().String() + "/readyz  (and /healthz)"
+	}
+
+	health := ops.NewHealth(logger)
+	health.Add("database", st.Ping)
+	health.Add("nats", b.Ready)
+	if br != nil {
+		// Shared by every bridge: reported, not counted against readiness.
+		health.AddDegraded("jetstream", b.StreamReady)
+		// (*bridge.Bridge).Ready: not ready while it drains.
+		if r, ok := any(br).(ops.Readier); ok {
+			health.AddReadier("bridge", r)
+		}
+	}
+	health.AddReadier("manager", mgr)
+	// (*hub.Server).Ready: not ready while it drains.
+	if r, ok := any(hubSrv).(ops.Readier); ok && hubSrv != nil {
+		health.AddReadier("hub", r)
+	}
+	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	defer stopOps()
+
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, opsNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
+		return nil
+	})
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
@@ -395,7 +467,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return hubPool.Close(cctx)
 		})
 	}
-	return g.Wait()
+	err = g.Wait()
+	return errors.Join(err, stopOps())
 }
 
 // newHub builds the hub on the bridge's first listener and the manager's

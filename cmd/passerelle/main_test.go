@@ -9,11 +9,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,38 +31,10 @@ import (
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/config"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 var noEnv = config.MapEnv(nil)
-
-// syncBuffer is a bytes.Buffer safe for the server's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 type bearer string
 
@@ -74,14 +49,12 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // on the same folder.
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, hubAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	args := []string{"serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
+	adminAddr, mqttAddr, hubAddr, opsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	args := []string{"serve", "--ops-addr", opsAddr, "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, args, &out, noEnv) }()
-	waitFor(t, &out, "Passerelle is ready")
+	first := startServe(t, noEnv, args...)
+	out := &first.out
+	ctx := t.Context()
 	for _, f := range []string{"ca.pem", "bridge.pem", "admin.token", "tokens", "passerelle.db"} {
 		if _, err := os.Stat(filepath.Join(dataDir, f)); err != nil {
 			t.Errorf("data folder: %v", err)
@@ -89,6 +62,28 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "admin.token") || !strings.Contains(out.String(), "ca.pem") {
 		t.Errorf("the banner does not name the token and the CA:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "readiness:    http://"+opsAddr+"/readyz") {
+		t.Errorf("the banner does not name the readiness address:\n%s", out.String())
+	}
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if code, body := readyz(); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return nil
+	})
+	if _, body := readyz(); !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"nats":"ok"`) ||
+		!strings.Contains(body, `"jetstream":"ok"`) || !strings.Contains(body, `"manager":"ok"`) {
+		t.Errorf("/readyz names the checks %s", body)
 	}
 
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -200,24 +195,11 @@ func TestServe(t *testing.T) {
 		t.Fatalf("hub GetPool: %v", err)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, out.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop 20 s after its context ended")
-	}
+	first.stop(t)
 
 	// A second start reuses the folder: same token, same CA, same data.
 	ca1, _ := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	var out2 syncBuffer
-	done2 := make(chan int, 1)
-	go func() { done2 <- run(ctx2, args, &out2, noEnv) }()
-	waitFor(t, &out2, "Passerelle is ready")
+	second := startServe(t, noEnv, args...)
 	ca2, _ := os.ReadFile(filepath.Join(dataDir, "ca.pem"))
 	if !bytes.Equal(ca1, ca2) {
 		t.Error("the second start made a new CA")
@@ -225,13 +207,10 @@ func TestServe(t *testing.T) {
 	if _, err := c.GetDevice(context.Background(), &iotpb.GetDeviceRequest{Name: dev.GetName()}); err != nil {
 		t.Errorf("GetDevice after a restart with the first token: %v", err)
 	}
-	cancel2()
-	if code := <-done2; code != 0 {
-		t.Fatalf("second run: exit %d\n%s", code, out2.String())
-	}
+	second.stop(t)
 	// "stopped" comes after everything is closed: nothing is logged
 	// after it, and the process exits right away.
-	lines := strings.Split(strings.TrimSpace(out2.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(second.out.String()), "\n")
 	if last := lines[len(lines)-1]; !strings.Contains(last, "passerelle stopped") {
 		t.Errorf("the last line is %q, want the stop message", last)
 	}
@@ -259,14 +238,14 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"no command", nil, 2, "Usage"},
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
-		{"busy port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
-		{"busy hub port", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"busy port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"busy hub port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
-		{"data folder is a file", []string{"serve", "--data-dir", notDir}, 1, "data folder"},
-		{"corrupt tokens file", []string{"serve", "--data-dir", corrupt}, 1, "tokens:1"},
-		{"wrong database URL", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"data folder is a file", []string{"serve", "--ops-addr", "", "--data-dir", notDir}, 1, "data folder"},
+		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
+		{"wrong database URL", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,15 +275,64 @@ func lastLines(s string) string {
 	return strings.Join(keep, "\n")
 }
 
-func waitFor(t *testing.T, out *syncBuffer, what string) {
+// serving is passerelle run in the background by a test.
+type serving struct {
+	out    testutil.SyncBuffer
+	cancel context.CancelFunc
+	exited chan struct{} // closed when run has returned
+	code   int           // run's exit code, once exited
+}
+
+// startServe runs passerelle with args and env until stop (or the test's
+// end), and waits for its banner.
+func startServe(t *testing.T, env config.Env, args ...string) *serving {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q after 20 s:\n%s", what, out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling for start-up
+	if !slices.Contains(args, "--ops-addr") {
+		// The operator address's default, 127.0.0.1:9090, is one port for
+		// every test running at once.
+		args = append([]string{args[0], "--ops-addr", ""}, args[1:]...)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serving{cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		defer close(s.exited)
+		s.code = run(ctx, args, &s.out, env)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.exited:
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop 20 s after its context ended")
+		}
+	})
+	waitFor(t, &s.out, "Passerelle is ready")
+	return s
+}
+
+// stop ends serve, and fails the test unless it exits 0 within 20 s.
+func (s *serving) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	select {
+	case <-s.exited:
+		if s.code != 0 {
+			t.Fatalf("exit %d\n%s", s.code, s.out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop 20 s after its context ended")
+	}
+}
+
+// waitFor waits until out shows what.
+func waitFor(t *testing.T, out *testutil.SyncBuffer, what string) {
+	t.Helper()
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if !strings.Contains(out.String(), what) {
+			return fmt.Errorf("no %q in:\n%s", what, out.String())
+		}
+		return nil
+	})
 }
 
 func es256Key(t *testing.T) (*ecdsa.PrivateKey, string) {

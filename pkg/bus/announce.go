@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -76,9 +78,13 @@ type AnnouncedConfig struct {
 	Data    []byte `json:"data"`
 }
 
-// Announce sends an announcement to every subscribed bridge. It is fire and
-// forget (core NATS, no persistence): a bridge that misses one gets a
-// Resync and re-reads the store.
+// Announce sends an announcement to every subscribed bridge and manager.
+// It is fire and forget (core NATS, no persistence): a subscriber that
+// misses one gets a Resync and re-reads the store. While connected it
+// returns once the NATS server has the announcement (a flush), so that a
+// read another instance starts after Announce returned sees it (through
+// AnnouncementSub.Sync); while reconnecting it leaves it in the
+// client's buffer, to go out with the reconnection.
 func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	var token string
 	switch a.Kind {
@@ -107,36 +113,171 @@ func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 	}
 	subject := b.opts.ControlPrefix + ".announce." + token
 	if err := b.nc.Publish(subject, data); err != nil {
-		return fmt.Errorf("bus: announcing on %s: %w", subject, closedErr(err))
+		return fmt.Errorf("bus: announcing on %s: %w", subject, unavailableErr(closedErr(err)))
+	}
+	if !b.nc.IsConnected() {
+		return nil
+	}
+	fctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("bus: announcing on %s: the server did not confirm: %w", subject, unavailableErr(closedErr(err)))
 	}
 	return nil
 }
 
-type annSub struct {
-	resync chan struct{} // capacity 1: pending Resync requests collapse into one
-	stop   chan struct{}
+// withDefaultTimeout gives ctx a deadline d away when it has none (NATS
+// flushes and requests need one).
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
-func (s *annSub) requestResync() {
+// AnnouncementSub is a subscription to announcements (WatchAnnouncements).
+type AnnouncementSub struct {
+	b      *Bus
+	sub    *nats.Subscription
+	resync chan struct{} // capacity 1: pending Resync requests collapse into one
+	stop   chan struct{}
+	done   chan struct{} // closed when the handler's loop has returned
+	once   sync.Once
+
+	// What Sync waits for: messages handled (of those NATS delivered,
+	// sub.Delivered), Resync requests covered by a handled Resync, and
+	// messages NATS dropped that a handled Resync covers.
+	handled        atomic.Int64
+	resyncAsked    atomic.Uint64
+	resyncCovered  atomic.Uint64
+	droppedCovered atomic.Int64
+
+	progressMu sync.Mutex
+	progress   chan struct{} // closed and replaced after each handled message or Resync
+}
+
+func (s *AnnouncementSub) requestResync() {
+	s.resyncAsked.Add(1)
 	select {
 	case s.resync <- struct{}{}:
 	default:
 	}
 }
 
-// SubscribeAnnouncements calls handler for every announcement, in order,
-// on one goroutine per subscription. Up to Options.AnnouncementBuffer
+// progressed wakes the Sync callers waiting on s.
+func (s *AnnouncementSub) progressed() {
+	s.progressMu.Lock()
+	close(s.progress)
+	s.progress = make(chan struct{})
+	s.progressMu.Unlock()
+}
+
+func (s *AnnouncementSub) progressCh() <-chan struct{} {
+	s.progressMu.Lock()
+	defer s.progressMu.Unlock()
+	return s.progress
+}
+
+// Stop unsubscribes and returns once the handler has returned for the
+// last time; it must not be called from the handler. Calling it again
+// does nothing.
+func (s *AnnouncementSub) Stop() {
+	s.once.Do(func() {
+		s.b.annMu.Lock()
+		delete(s.b.annSubs, s.sub)
+		s.b.annMu.Unlock()
+		_ = s.sub.Unsubscribe()
+		close(s.stop)
+		<-s.done
+	})
+}
+
+// Sync returns once the handler has handled every announcement the NATS
+// server had sent to this connection when the call began. Since Announce
+// returns only once the server has an announcement, a manager that calls
+// it before serving from a cache sees every change another instance
+// finished before the read began (through one NATS server; across a
+// cluster, an announcement still crossing a route between two servers may
+// arrive just after).
+//
+// It returns an error wrapping ErrUnavailable when announcements may have
+// been lost and the Resync that follows is not handled yet (the
+// connection is down, was re-established a moment ago, or NATS dropped
+// messages for a slow handler), and ctx's error when ctx ends first:
+// either way the caller must read the store. Without a deadline on ctx it
+// waits at most Options.PublishTimeout. It costs a round trip to the NATS
+// server.
+func (s *AnnouncementSub) Sync(ctx context.Context) error {
+	b := s.b
+	if err := b.Ready(ctx); err != nil {
+		return err
+	}
+	seen := b.reconnects.Load()
+	if b.nc.Stats().Reconnects != seen {
+		return fmt.Errorf("%w: reconnected to NATS a moment ago; announcements may have been lost", ErrUnavailable)
+	}
+	ctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	// Every message the server sent before its answer to this flush is in
+	// the subscription's channel once it returns: the client reads both
+	// on one connection, in order.
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("bus: syncing announcements: %w", unavailableErr(closedErr(err)))
+	}
+	if err := s.waitHandled(ctx); err != nil {
+		return err
+	}
+	if b.nc.Stats().Reconnects != seen {
+		return fmt.Errorf("%w: the connection to NATS was re-established meanwhile; announcements may have been lost", ErrUnavailable)
+	}
+	return nil
+}
+
+// waitHandled waits until the handler has handled what NATS delivered to
+// the subscription so far, and the Resyncs asked so far.
+func (s *AnnouncementSub) waitHandled(ctx context.Context) error {
+	delivered, err := s.sub.Delivered()
+	if err != nil {
+		return ErrClosed // stopped
+	}
+	asked := s.resyncAsked.Load()
+	for {
+		progress := s.progressCh()
+		if dropped, err := s.sub.Dropped(); err == nil && int64(dropped) > s.droppedCovered.Load() {
+			return fmt.Errorf("%w: NATS dropped announcements for a slow handler; a Resync is due", ErrUnavailable)
+		}
+		if s.handled.Load() >= delivered && s.resyncCovered.Load() >= asked {
+			return nil
+		}
+		select {
+		case <-progress:
+		case <-s.stop:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("bus: syncing announcements: %w", ctx.Err())
+		}
+	}
+}
+
+// SubscribeAnnouncements is WatchAnnouncements for callers that need only
+// to stop the subscription: stop is the subscription's Stop.
+func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
+	s, err := b.WatchAnnouncements(handler)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stop, nil
+}
+
+// WatchAnnouncements calls handler for every announcement, in order, on
+// one goroutine per subscription. Up to Options.AnnouncementBuffer
 // announcements wait for the handler; past that NATS drops them (a "slow
 // consumer") and the handler then receives an Announcement of kind Resync,
 // as it does after a reconnection to NATS. The handler should not block
-// long.
-//
-// stop unsubscribes and returns once the handler has returned for the last
-// time; it must not be called from the handler. Close stops every
-// subscription too.
-func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), err error) {
+// long. Close stops every subscription too.
+func (b *Bus) WatchAnnouncements(handler func(Announcement)) (*AnnouncementSub, error) {
 	ch := make(chan *nats.Msg, b.opts.AnnouncementBuffer)
-	s := &annSub{resync: make(chan struct{}, 1), stop: make(chan struct{})}
+	s := &AnnouncementSub{b: b, resync: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), progress: make(chan struct{})}
 	b.annMu.Lock()
 	select {
 	case <-b.closed:
@@ -149,6 +290,7 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 		b.annMu.Unlock()
 		return nil, fmt.Errorf("bus: subscribing to announcements: %w", closedErr(err))
 	}
+	s.sub = sub
 	b.annSubs[sub] = s
 	b.wg.Add(1)
 	b.annMu.Unlock()
@@ -156,21 +298,27 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 		b.logger.Warn("bus: flushing an announcement subscription", "err", err)
 	}
 
-	loopDone := make(chan struct{})
 	go func() {
 		defer b.wg.Done()
-		defer close(loopDone)
+		defer close(s.done)
 		for {
 			select {
 			case m := <-ch:
 				var a Announcement
 				if err := json.Unmarshal(m.Data, &a); err != nil {
 					b.logger.Warn("bus: dropping an unreadable announcement", "subject", m.Subject, "err", err)
-					continue
+				} else {
+					handler(a)
 				}
-				handler(a)
+				s.handled.Add(1)
+				s.progressed()
 			case <-s.resync:
+				asked := s.resyncAsked.Load()
+				dropped, _ := sub.Dropped()
 				handler(Announcement{Kind: Resync})
+				s.resyncCovered.Store(asked)
+				s.droppedCovered.Store(int64(dropped))
+				s.progressed()
 			case <-s.stop:
 				return
 			case <-b.closed:
@@ -178,18 +326,7 @@ func (b *Bus) SubscribeAnnouncements(handler func(Announcement)) (stop func(), e
 			}
 		}
 	}()
-
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.annMu.Lock()
-			delete(b.annSubs, sub)
-			b.annMu.Unlock()
-			_ = sub.Unsubscribe()
-			close(s.stop)
-			<-loopDone
-		})
-	}, nil
+	return s, nil
 }
 
 // closedErr maps the client's "connection closed" to ErrClosed.

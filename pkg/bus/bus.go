@@ -50,6 +50,31 @@
 // connections unless Options.ListenAddr asks for a TCP listener. With a URL,
 // Open connects to that server or cluster, which must run JetStream
 // (nats-server -js), and creates or updates the stream there.
+//
+// # Replicas
+//
+// The stream (and the key-value buckets of pkg/cluster, through Replicas)
+// keeps Options.Replicas copies; 0 picks: 1 on the embedded server and on
+// a single external server, 3 on a cluster (a server that names its
+// cluster). JetStream acknowledges a publish only once a majority of the
+// replicas hold it (the stream leader answers when it applies the
+// committed Raft entry), so a PUBACK that waits for the acknowledgement
+// means the replicated write is done. A stream made with another count is
+// updated to this one; a count the servers cannot place is an error that
+// says so.
+//
+// # Outages
+//
+// The connection reconnects for ever, once a second, to any server of the
+// URL list or the cluster; a dead server is noticed within about 15 s
+// (pings every 5 s, 2 unanswered), a closed connection at once. While it
+// is down, Ready reports it, publishes wait in the client's buffer (8 MiB)
+// for the reconnection until their deadline, and their errors wrap
+// ErrUnavailable: nothing unacknowledged is reported as stored. A publish
+// left unanswered (the stream electing a new leader after a server died)
+// is sent again every 2 s within its deadline. Commands fail at once while
+// disconnected. Announcement subscribers get a Resync after the
+// reconnection.
 package bus
 
 import (
@@ -62,6 +87,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -85,6 +111,10 @@ var (
 	ErrInvalid = errors.New("bus: invalid argument")
 	// ErrClosed: the Bus was closed.
 	ErrClosed = errors.New("bus: closed")
+	// ErrUnavailable: NATS is unreachable or JetStream did not answer in
+	// time (the connection is reconnecting, the stream has no leader):
+	// what was asked may not have happened. Retry later.
+	ErrUnavailable = errors.New("NATS or JetStream unavailable")
 )
 
 // Options configure Open. The zero value of every field but DataDir (or
@@ -109,8 +139,15 @@ type Options struct {
 	// Name is the NATS connection name (shown by the server). Default
 	// "passerelle".
 	Name string
-	// Replicas of the stream on a cluster. Default 1.
+	// Replicas is how many copies of the stream JetStream keeps (and of
+	// the buckets of pkg/cluster, see Bus.Replicas), at most 5. 0, the
+	// default, picks: 1 on the embedded server and on a single external
+	// server, 3 on a cluster.
 	Replicas int
+	// SetupTimeout bounds how long Open waits for JetStream to become
+	// available (a cluster electing its leaders just after it started)
+	// and the stream to be placed. Default 30 s.
+	SetupTimeout time.Duration
 
 	// StreamName is the JetStream stream's name. Default
 	// "PASSERELLE_PUBSUB".
@@ -151,8 +188,8 @@ func (o Options) withDefaults() Options {
 	if o.Name == "" {
 		o.Name = "passerelle"
 	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
+	if o.SetupTimeout <= 0 {
+		o.SetupTimeout = 30 * time.Second
 	}
 	if o.StreamName == "" {
 		o.StreamName = "PASSERELLE_PUBSUB"
@@ -209,13 +246,34 @@ type Bus struct {
 	pending map[*nats.Msg]func(error)
 
 	annMu   sync.Mutex
-	annSubs map[*nats.Subscription]*annSub
+	annSubs map[*nats.Subscription]*AnnouncementSub
 
 	cmdMu   sync.Mutex
 	cmdSubs map[*nats.Subscription]CommandHandler
 	cmdCh   chan *nats.Msg
 	cmdSem  chan struct{}
+
+	// replicas is Options.Replicas, or what 0 picked.
+	replicas int
+	// downSince is when the connection was lost (Unix ns), 0 while it is
+	// up; downErr why.
+	downSince atomic.Int64
+	downMu    sync.Mutex
+	downErr   error
+	up        chan struct{} // closed while connected; replaced when the connection is lost
+	// reconnects is the client's count of reconnections when onReconnect
+	// last asked every subscription for a Resync, for AnnouncementSub.Sync.
+	reconnects atomic.Uint64
 }
+
+// Connection settings: a reconnection attempt every second (to each
+// server of the list or the cluster), for ever; a server that stops
+// answering is given up after 2 pings 5 s apart.
+const (
+	reconnectWait       = time.Second
+	pingInterval        = 5 * time.Second
+	maxPingsOutstanding = 2
+)
 
 // Open connects to the bus: it starts the embedded server or connects to
 // opts.URL, checks that JetStream is there, and creates or updates the
@@ -227,26 +285,26 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 		opts:       opts,
 		closed:     make(chan struct{}),
 		connClosed: make(chan struct{}),
+		up:         make(chan struct{}),
 		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
 		pending:    make(map[*nats.Msg]func(error)),
-		annSubs:    make(map[*nats.Subscription]*annSub),
+		annSubs:    make(map[*nats.Subscription]*AnnouncementSub),
 		cmdSubs:    make(map[*nats.Subscription]CommandHandler),
 		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
 		cmdSem:     make(chan struct{}, opts.CommandConcurrency),
 	}
+	close(b.up) // connected once Open returns
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	natsOpts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
+		nats.ReconnectWait(reconnectWait),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOutstanding),
 		nats.ErrorHandler(b.onAsyncError),
 		nats.ReconnectHandler(b.onReconnect),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("bus: disconnected from NATS", "err", err)
-			}
-		}),
+		nats.DisconnectErrHandler(b.onDisconnect),
 		nats.ClosedHandler(func(*nats.Conn) { close(b.connClosed) }),
 	}
 	connURL := opts.URL
@@ -292,7 +350,7 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 	)
 	if err == nil {
 		b.js = js
-		err = b.setupStream(ctx)
+		err = b.setup(ctx)
 	}
 	if err != nil {
 		nc.Close()
@@ -307,8 +365,102 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 	if opts.URL != "" {
 		where = redactURLs(opts.URL)
 	}
-	logger.Debug("bus: open", "nats", where, "stream", opts.StreamName)
+	logger.Info("bus: connected", "nats", where, "server", nc.ConnectedServerName(), "cluster", nc.ConnectedClusterName(),
+		"stream", opts.StreamName, "replicas", b.replicas)
 	return b, nil
+}
+
+// setup resolves the replica count and creates or updates the stream,
+// retrying for Options.SetupTimeout what a cluster that has just started
+// answers while it elects its leaders.
+func (b *Bus) setup(ctx context.Context) error {
+	n, err := b.pickReplicas()
+	if err != nil {
+		return err
+	}
+	b.replicas = n
+	ctx, cancel := context.WithTimeout(ctx, b.opts.SetupTimeout)
+	defer cancel()
+	waiting := false
+	for {
+		// Each attempt has its own deadline: a cluster drops the requests
+		// it gets while it elects a leader, unanswered.
+		actx, acancel := context.WithTimeout(ctx, setupAttemptTimeout)
+		err := b.setupStream(actx)
+		acancel()
+		if err == nil || !transientSetupError(err) {
+			return err
+		}
+		if !waiting {
+			waiting = true
+			b.logger.Warn("bus: JetStream is not ready yet; waiting for it", "within", b.opts.SetupTimeout, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w (JetStream was still not ready after %s)", err, b.opts.SetupTimeout)
+			}
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// pickReplicas returns the replica count: Options.Replicas, or what 0
+// picks for the server the connection reached.
+func (b *Bus) pickReplicas() (int, error) {
+	n := b.opts.Replicas
+	switch {
+	case n < 0 || n > maxReplicas:
+		return 0, fmt.Errorf("%w: %d replicas: JetStream keeps 1 to %d", ErrInvalid, n, maxReplicas)
+	case n > 1 && b.srv != nil:
+		return 0, fmt.Errorf("%w: %d replicas on the embedded NATS server, which is a single server: give 1 (or 0), or a NATS cluster's URL", ErrInvalid, n)
+	case n > 0:
+		return n, nil
+	case b.srv == nil && b.nc.ConnectedClusterName() != "":
+		return clusterReplicas, nil
+	}
+	return 1, nil
+}
+
+// setupAttemptTimeout bounds each attempt of setup.
+const setupAttemptTimeout = 5 * time.Second
+
+// maxReplicas is JetStream's limit; clusterReplicas what a cluster gets by
+// default (Raft's majority of 3 survives the loss of one server).
+const (
+	maxReplicas     = 5
+	clusterReplicas = 3
+)
+
+// Replicas returns how many copies of the stream JetStream keeps; the
+// key-value buckets of pkg/cluster are made with the same count.
+func (b *Bus) Replicas() int { return b.replicas }
+
+// JetStream API error codes setup tells apart (nats-server errors.json).
+const (
+	jsErrClusterNotAvailable  = 10008 // JetStream system temporarily unavailable
+	jsErrNoPeers              = 10005 // no suitable peers for placement
+	jsErrInsufficientResource = 10023 // insufficient resources
+	jsErrReplicasNotSupported = 10074 // replicas > 1 not supported in non-clustered mode
+)
+
+func jsErrCode(err error) jetstream.ErrorCode {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode
+	}
+	return 0
+}
+
+// transientSetupError reports an error that a moment may cure: a cluster
+// still electing its meta leader, a server of the cluster still joining.
+func transientSetupError(err error) bool {
+	switch jsErrCode(err) {
+	case jsErrClusterNotAvailable, jsErrNoPeers, jsErrInsufficientResource:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // setupStream checks JetStream and creates or updates the stream, so Open
@@ -320,6 +472,10 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		}
 		return fmt.Errorf("bus: asking NATS for JetStream account info: %w", err)
 	}
+	var had int
+	if st, err := b.js.Stream(ctx, b.opts.StreamName); err == nil {
+		had = st.CachedInfo().Config.Replicas
+	}
 	cfg := jetstream.StreamConfig{
 		Name:        b.opts.StreamName,
 		Description: "Passerelle telemetry events and state notifications",
@@ -329,12 +485,37 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      b.opts.MaxAge,
 		MaxBytes:    b.opts.MaxBytes,
-		Replicas:    b.opts.Replicas,
+		Replicas:    b.replicas,
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("bus: creating or updating stream %s: %w", cfg.Name, err)
+		return b.explainStreamError(cfg, had, err)
+	}
+	if had != 0 && had != cfg.Replicas {
+		b.logger.Warn("bus: changed the stream's replica count", "stream", cfg.Name, "from", had, "to", cfg.Replicas)
 	}
 	return nil
+}
+
+// explainStreamError says what to do about a stream that could not be
+// created or updated.
+func (b *Bus) explainStreamError(cfg jetstream.StreamConfig, had int, err error) error {
+	what := "creating"
+	if had != 0 {
+		what = "updating"
+	}
+	where := redactURLs(b.opts.URL)
+	switch jsErrCode(err) {
+	case jsErrReplicasNotSupported:
+		return fmt.Errorf("bus: %s stream %s with %d replicas: the NATS server at %s is a single server, not a cluster: give --nats-replicas 1, or the URL of a NATS cluster: %w",
+			what, cfg.Name, cfg.Replicas, where, err)
+	case jsErrNoPeers, jsErrInsufficientResource:
+		return fmt.Errorf("bus: %s stream %s with %d replicas: the NATS cluster at %s cannot place %d copies (fewer JetStream servers are up, or they lack room): start the missing servers, or give --nats-replicas with the number there are: %w",
+			what, cfg.Name, cfg.Replicas, where, cfg.Replicas, err)
+	}
+	if had != 0 && had != cfg.Replicas {
+		return fmt.Errorf("bus: updating stream %s from %d to %d replicas: %w (give --nats-replicas %d to keep it as it is)", cfg.Name, had, cfg.Replicas, err, had)
+	}
+	return fmt.Errorf("bus: %s stream %s: %w", what, cfg.Name, err)
 }
 
 func startEmbedded(logger *slog.Logger, opts Options) (*server.Server, error) {
@@ -471,15 +652,132 @@ func (b *Bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	b.logger.Warn("bus: NATS subscription error", "subject", subject, "err", err)
 }
 
+// onDisconnect logs the loss of the connection, once: the client then
+// retries on its own, quietly.
+func (b *Bus) onDisconnect(nc *nats.Conn, err error) {
+	if nc.IsClosed() {
+		return // Close, not an outage
+	}
+	b.downMu.Lock()
+	b.downErr = err
+	select {
+	case <-b.up:
+		b.up = make(chan struct{})
+	default:
+	}
+	b.downMu.Unlock()
+	b.downSince.CompareAndSwap(0, time.Now().UnixNano())
+	if err == nil {
+		err = errors.New("the server closed the connection")
+	}
+	b.logger.Warn("bus: disconnected from NATS; reconnecting (publishes wait, unacknowledged)", "err", err)
+}
+
 // onReconnect: core NATS messages sent while disconnected are lost, so
 // announcement subscribers must re-read the store.
-func (b *Bus) onReconnect(*nats.Conn) {
-	b.logger.Info("bus: reconnected to NATS")
+func (b *Bus) onReconnect(nc *nats.Conn) {
+	var down time.Duration
+	if since := b.downSince.Swap(0); since != 0 {
+		down = time.Since(time.Unix(0, since)).Round(time.Millisecond)
+	}
+	b.logger.Info("bus: reconnected to NATS", "server", nc.ConnectedServerName(), "url", nc.ConnectedUrlRedacted(), "down_for", down)
+	b.downMu.Lock()
+	select {
+	case <-b.up:
+	default:
+		close(b.up)
+	}
+	b.downMu.Unlock()
+	// Every reconnection counted so far happened before the Resyncs asked
+	// below, so their handling covers them all.
+	count := nc.Stats().Reconnects
 	b.annMu.Lock()
 	defer b.annMu.Unlock()
 	for _, s := range b.annSubs {
 		s.requestResync()
 	}
+	b.reconnects.Store(count)
+}
+
+// Ready reports whether the connection to NATS is up: nil when it is,
+// an error wrapping ErrUnavailable while it reconnects, ErrClosed after
+// Close. It asks nothing of the server.
+func (b *Bus) Ready(context.Context) error {
+	switch st := b.nc.Status(); st {
+	case nats.CONNECTED:
+		return nil
+	case nats.CLOSED, nats.DRAINING_SUBS, nats.DRAINING_PUBS:
+		return ErrClosed
+	default:
+		msg := "not connected to NATS at " + redactURLs(b.opts.URL)
+		if since := b.downSince.Load(); since != 0 {
+			msg += fmt.Sprintf(" for %s", time.Since(time.Unix(0, since)).Round(100*time.Millisecond))
+		}
+		b.downMu.Lock()
+		if b.downErr != nil {
+			msg += " (" + b.downErr.Error() + ")"
+		}
+		b.downMu.Unlock()
+		return fmt.Errorf("%w: %s; reconnecting", ErrUnavailable, msg)
+	}
+}
+
+// waitConnected returns nil once the connection is up (at once when it
+// is), ctx's error if it ends first, ErrClosed once the Bus is closed.
+func (b *Bus) waitConnected(ctx context.Context) error {
+	for !b.nc.IsConnected() {
+		b.downMu.Lock()
+		up := b.up
+		b.downMu.Unlock()
+		if b.nc.IsClosed() {
+			return ErrClosed
+		}
+		select {
+		case <-up:
+			if !b.nc.IsConnected() {
+				// Lost again, and onDisconnect has not run yet.
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.connClosed:
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// StreamReady reports whether JetStream answers for the stream: the
+// connection is up and the stream's leader replies. A bridge needs it to
+// acknowledge events.
+func (b *Bus) StreamReady(ctx context.Context) error {
+	if err := b.Ready(ctx); err != nil {
+		return err
+	}
+	if _, err := b.js.Stream(ctx, b.opts.StreamName); err != nil {
+		return fmt.Errorf("%w: JetStream does not answer for stream %s: %v", ErrUnavailable, b.opts.StreamName, err)
+	}
+	return nil
+}
+
+// unavailableErr wraps in ErrUnavailable an error that means NATS or
+// JetStream did not answer: a timeout, no responders, a full reconnect
+// buffer, a lost connection.
+func unavailableErr(err error) error {
+	switch {
+	case err == nil, errors.Is(err, ErrUnavailable):
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrStaleConnection), errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // redactURLs removes user information (passwords, tokens) from a server

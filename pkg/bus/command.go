@@ -50,10 +50,15 @@ func (b *Bus) commandSubject(numID uint64) string {
 // "no responders" without waiting for a timeout), the handler's error
 // wrapped in ErrCommandFailed (or context.DeadlineExceeded when the handler
 // ran out of time), or ctx's error. Without a deadline on ctx it
-// waits at most Options.CommandTimeout.
+// waits at most Options.CommandTimeout. While the connection to NATS is
+// down it fails at once with an error wrapping ErrUnavailable: whether a
+// bridge holds the device cannot be known.
 func (b *Bus) SendCommand(ctx context.Context, numID uint64, cmd Command) error {
 	if numID == 0 {
 		return fmt.Errorf("%w: command without a device number", ErrInvalid)
+	}
+	if err := b.Ready(ctx); err != nil {
+		return fmt.Errorf("bus: command for device %d: %w", numID, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -1,15 +1,16 @@
 package bus
 
 import (
-	"github.com/passerelle-iot/passerelle/pkg/resource"
-
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
 // Kind tells a telemetry event from a state notification; it travels in
@@ -165,9 +166,15 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 }
 
 // PublishNotification stores a telemetry event or state notification in
-// the stream and returns once the stream has acknowledged it (the PubAck),
-// so a bridge may then PUBACK the device. Without a deadline on ctx, it
-// waits at most Options.PublishTimeout.
+// the stream and returns once the stream has acknowledged it (the PubAck:
+// on a cluster, once a majority of the stream's replicas hold it), so a
+// bridge may then PUBACK the device. Without a deadline on ctx, it waits
+// at most Options.PublishTimeout. While the connection to NATS is down the
+// message waits in the client's buffer for the reconnection; one that gets
+// no answer within 2 s (the stream is electing a leader after a server
+// died) is sent again. An error wrapping ErrUnavailable means it was not
+// acknowledged in time (it may be stored or not: the device sends it
+// again).
 func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) error {
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
@@ -176,10 +183,45 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 	if b.isClosing() {
 		return ErrClosed
 	}
-	if _, err := b.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+	ctx, cancel := withDefaultTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	// A publish that reaches a stream with no leader (one is being elected
+	// after a server died) is dropped unanswered: it is sent again every
+	// publishAttemptTimeout until ctx ends. A copy stored whose
+	// acknowledgement was lost is then stored twice, as when a device
+	// sends an unacknowledged event again (QoS 1 is at least once); no
+	// message id is added to dedupe it, which would be a header every
+	// consumer sees.
+	for {
+		actx, acancel := context.WithTimeout(ctx, publishAttemptTimeout)
+		_, err := b.js.PublishMsg(actx, m)
+		acancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() == nil && retryablePublish(err) && !b.isClosing():
+			// While disconnected, the last copy waits in the client's
+			// buffer: another goes only once the connection is back.
+			if b.waitConnected(ctx) == nil {
+				continue
+			}
+		}
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
-	return nil
+}
+
+// publishAttemptTimeout is how long PublishNotification waits for one
+// attempt's acknowledgement before sending the message again.
+const publishAttemptTimeout = 2 * time.Second
+
+// retryablePublish reports a publish error a later attempt may not get:
+// no answer, or no stream listening (a leader being elected).
+func retryablePublish(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // PublishNotificationAsync is PublishNotification without waiting: it
@@ -227,7 +269,7 @@ func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind K
 		if b.take(m) != nil {
 			<-b.pubSem
 		}
-		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	return nil
 }
@@ -261,7 +303,7 @@ func (b *Bus) finishAsync(m *nats.Msg, err error) {
 	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
 		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, ErrClosed)
 	default:
-		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, err)
+		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	done(err)
 }

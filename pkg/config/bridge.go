@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Bridge is the configuration of the MQTT bridge (cmd/bridge, and the
@@ -32,6 +33,11 @@ type Bridge struct {
 	// NATSListen makes the embedded NATS server accept TCP clients (a
 	// manager in another process) on this address; empty: in-process only.
 	NATSListen string
+	// NATSReplicas is the JetStream replica count; 0 picks (1 on a single
+	// server, 3 on a cluster).
+	NATSReplicas int
+	// OpsAddr serves /healthz and /readyz; empty (the default): off.
+	OpsAddr string
 	// MessageRate and MessageBurst limit the packets per second of each
 	// connection; ByteRate the bytes per second of each device, each way.
 	// 0 removes a limit (MessageBurst 0: one second's worth).
@@ -40,6 +46,8 @@ type Bridge struct {
 	ByteRate     int64
 	// ConnLimits are the connection limits.
 	ConnLimits
+	// Cluster are the settings of a bridge among others.
+	Cluster
 	// LogLevel is the least level logged.
 	LogLevel slog.Level
 	// CheckConfig asks to validate the configuration and exit.
@@ -95,6 +103,34 @@ func (l *ConnLimits) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Cluster are the MQTT bridge's settings as one of several, flags of
+// cmd/bridge and of passerelle serve.
+type Cluster struct {
+	// InstanceID names this process in presence records and logs; empty:
+	// a new one at each start (pkg/cluster's NewInstanceID). The binary
+	// checks it (cluster.CheckInstanceID).
+	InstanceID string
+	// Drain is the period over which the bridge sheds its connections
+	// when told to stop; 0 closes them at once.
+	Drain time.Duration
+}
+
+// AddFlags declares the cluster settings' flags on fs, writing into c.
+func (c *Cluster) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.InstanceID, "instance-id", "", "name of this process among the bridges sharing NATS, in presence records and logs: "+
+		"letters, digits, '-', '_' and '.', unique at any time (default <hostname>-<8 random hex digits>, new at each start)")
+	fs.DurationVar(&c.Drain, "drain", 0, "when told to stop (SIGTERM, SIGINT), report not ready, stop accepting and close the MQTT connections "+
+		"spread over this period, so that devices reconnect to other bridges without a storm, such as 30s (0: close them all at once)")
+}
+
+// Validate checks the cluster settings.
+func (c *Cluster) Validate() error {
+	if c.Drain < 0 {
+		return errors.New("--drain must not be negative (0 stops at once)")
+	}
+	return nil
+}
+
 // AddFlags declares the bridge's flags on fs, writing into b.
 func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.MQTTAddr, "mqtt-addr", DefaultMQTTAddr, `addresses of MQTT over TLS 1.2+, comma-separated, such as 0.0.0.0:8883,0.0.0.0:443 (needs --tls-cert and --tls-key); "" turns it off`)
@@ -106,10 +142,13 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream, e.g. nats://127.0.0.1:4222 (default: an embedded server storing in <data-dir>/nats)")
 	fs.StringVar(&b.NATSListen, "nats-listen", "", "also serve the embedded NATS server on this TCP address (off by default): an embedded server is in-process, "+
 		"so a manager in another process can only share it through this port (give the manager --nats-url nats://<this address>)")
+	AddNATSReplicasFlag(fs, &b.NATSReplicas)
+	AddOpsAddrFlag(fs, &b.OpsAddr, "")
 	fs.Float64Var(&b.MessageRate, "message-rate", DefaultMessageRate, "incoming MQTT packets per second allowed on one connection; past it the connection is closed (0: no limit)")
 	fs.IntVar(&b.MessageBurst, "message-burst", 0, "packets a connection may send at once above --message-rate (0: one second's worth)")
 	fs.Int64Var(&b.ByteRate, "byte-rate", DefaultByteRate, "bytes per second allowed per device, each way (0: no limit)")
 	b.ConnLimits.AddFlags(fs)
+	b.Cluster.AddFlags(fs)
 	fs.TextVar(&b.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&b.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
 }
@@ -143,10 +182,14 @@ func (b *Bridge) Validate() error {
 	if b.NATSURL != "" && b.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS server, which --nats-url replaces: give one"))
 	}
+	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), CheckOpsAddr(b.OpsAddr))
 	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
 		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
 	}
 	if err := b.ConnLimits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.Cluster.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if tlsOn {

@@ -79,9 +79,7 @@ func CheckAddr(flagName, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%s %q is not an address: give host:port, such as 127.0.0.1:8080 or :8080", flagName, addr)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" {
-		return fmt.Errorf("%s %q: the port %q is not a number from 0 to 65535", flagName, addr, port)
-	} else if n == 0 && port != "0" {
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("%s %q: the port %q is not a number from 0 to 65535", flagName, addr, port)
 	}
 	if host == "" || net.ParseIP(host) != nil {

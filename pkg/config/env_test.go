@@ -61,6 +61,7 @@ func TestCheckAddr(t *testing.T) {
 		{"127.0.0.1:8080", ""},
 		{":8883", ""},
 		{"[::1]:0", ""},
+		{"127.0.0.1:00", ""}, // as net.Listen reads it, like 0080
 		{"localhost:443", ""},
 		{"bogus", "is not an address"},
 		{"127.0.0.1:", "is not a number"},

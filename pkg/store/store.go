@@ -251,22 +251,30 @@ type Store interface {
 	// AckConfig records that the device acknowledged config version at
 	// time at: that version's DeviceAckTime (in the history, and on the
 	// device when it is the latest) and the device's LastConfigAckTime. A
-	// version no longer kept only sets LastConfigAckTime.
+	// version no longer kept only sets LastConfigAckTime. Like every
+	// server-set time, these only move forward: an ack older than the
+	// stored time changes nothing (several bridges report out of order).
 	AckConfig(ctx context.Context, ref DeviceRef, version int64, at time.Time) error
 	// ListConfigs returns up to limit config versions, newest first; limit 0
 	// means all that are kept.
 	ListConfigs(ctx context.Context, ref DeviceRef, limit int) ([]DeviceConfig, error)
-	// AddState stores a state report as the device's latest (and its
-	// LastStateTime), keeping the newest KeptStates.
+	// AddState stores a state report, keeping the newest KeptStates by
+	// UpdateTime. It becomes the device's State unless a later one is
+	// stored already (a report that reached the store late, through
+	// another bridge); LastStateTime only moves forward.
 	AddState(ctx context.Context, ref DeviceRef, s DeviceState) error
-	// ListStates returns up to limit states, newest first; limit 0 means all
-	// that are kept.
+	// ListStates returns up to limit states, newest (by UpdateTime) first;
+	// limit 0 means all that are kept.
 	ListStates(ctx context.Context, ref DeviceRef, limit int) ([]DeviceState, error)
 
 	// Secret returns the installation-wide secret called name, made of
 	// size random bytes by the first caller: every process sharing the
 	// store gets the same one, across restarts.
 	Secret(ctx context.Context, name string, size int) ([]byte, error)
+
+	// Ping checks that the back end answers, for readiness checks: nil, or
+	// an error matching ErrUnavailable that says why not.
+	Ping(ctx context.Context) error
 
 	// Close releases the store's connections.
 	Close() error

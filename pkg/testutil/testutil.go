@@ -1,11 +1,17 @@
-// Package testutil holds the small helpers the service tests share: a
-// logger that writes into the test's log, polling until a condition holds,
-// and a must for test setup. Only tests import it.
+// Package testutil holds the small helpers the tests of every package
+// share: a logger that writes into the test's log, polling until a
+// condition holds, a must for test setup, a free address, a buffer that a
+// server writes while the test reads it, and a server run for the length
+// of a test. Only tests import it.
 package testutil
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
+	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -46,4 +52,66 @@ func Must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// FreeAddr returns a TCP address on 127.0.0.1 that nothing listens on (for
+// a moment), for a server under test that takes an address rather than a
+// listener.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer that a server (its logger, a command's
+// stderr) may write while the test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// serveStopTimeout bounds how long Serve's stop waits for the server.
+const serveStopTimeout = 20 * time.Second
+
+// Serve runs serve in a goroutine until stop is called or the test ends:
+// then it cancels serve's context and waits for serve to return, failing
+// tb when it returns an error or has not returned after 20 s. stop may be
+// called more than once.
+func Serve(tb testing.TB, serve func(ctx context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("serve: %v", err)
+				}
+			case <-time.After(serveStopTimeout):
+				tb.Errorf("a server did not stop %s after its context ended", serveStopTimeout)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

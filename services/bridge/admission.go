@@ -170,8 +170,11 @@ func (a *admission) refused(r acceptRefusal, src addrKey, listener string) {
 // refusalNotes remember, per address and limit, when a refusal was last
 // logged and how many came since. They are bounded: past maxRefusalNotes
 // addresses, the stale notes go, and then further addresses share one.
+// Stale notes are looked for at most once per refusalLogInterval: in a
+// flood from many addresses every refusal comes here, in the accept path.
 type refusalNotes struct {
-	m map[noteKey]*refusalNote
+	m     map[noteKey]*refusalNote
+	swept time.Time // when stale notes were last looked for
 }
 
 type noteKey struct {
@@ -192,7 +195,8 @@ const maxRefusalNotes = 1024
 func (ns *refusalNotes) note(k noteKey, now time.Time) (n int, shared, report bool) {
 	nt := ns.m[k]
 	if nt == nil {
-		if len(ns.m) >= maxRefusalNotes {
+		if len(ns.m) >= maxRefusalNotes && now.Sub(ns.swept) >= refusalLogInterval {
+			ns.swept = now
 			for k, v := range ns.m {
 				if now.Sub(v.at) >= refusalLogInterval {
 					delete(ns.m, k)

@@ -108,4 +108,28 @@ func TestRefusalNotes(t *testing.T) {
 	if len(ns.m) > maxRefusalNotes+1 {
 		t.Fatalf("%d notes, want at most %d", len(ns.m), maxRefusalNotes+1)
 	}
+	// Once the notes are stale, a new address has a note of its own again.
+	fresh := noteKey{r: refusedMaxPendingPerAddress, src: sourceOf(&net.TCPAddr{IP: net.IPv4(192, 0, 2, 1)})}
+	if n, shared, report := ns.note(fresh, now.Add(refusalLogInterval)); shared || !report || n != 1 {
+		t.Fatalf("a new address after the interval: %d %v %v, want its own line for 1 refusal", n, shared, report)
+	}
+}
+
+// BenchmarkRefusalNotesFlood: a refusal from a new address while the notes
+// are full, as in a flood from many addresses.
+func BenchmarkRefusalNotesFlood(b *testing.B) {
+	ns := refusalNotes{m: make(map[noteKey]*refusalNote)}
+	now := time.Now()
+	key := func(i int) noteKey {
+		ip := net.IPv4(10, byte(i>>16), byte(i>>8), byte(i))
+		return noteKey{r: refusedMaxPendingPerAddress, src: sourceOf(&net.TCPAddr{IP: ip})}
+	}
+	for i := range maxRefusalNotes {
+		ns.note(key(i), now)
+	}
+	i := maxRefusalNotes
+	for b.Loop() {
+		ns.note(key(i), now)
+		i++
+	}
 }

@@ -45,6 +45,7 @@ type Bridge struct {
 	srv   *mqtt.Server
 	count atomic.Int64 // connections held, all listeners
 	serve atomic.Bool
+	phase atomic.Int32 // phaseNew, phaseServing...
 
 	ctx    context.Context // ends when shutdown starts; parent of store calls
 	cancel context.CancelFunc
@@ -116,6 +117,7 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		return ErrServing
 	}
 	defer b.cancel()
+	defer b.phase.Store(phaseStopped)
 	if len(lis) == 0 {
 		return errors.New("bridge: Serve needs at least one listener")
 	}
@@ -193,8 +195,13 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		b.log.Info("bridge: serving MQTT", "addr", l.Address(), "max_connections", adm.maxConns,
 			"max_pending", adm.maxPending, "max_pending_per_address", adm.perAddr)
 	}
+	b.phase.Store(phaseServing)
 
 	<-ctx.Done()
+	if b.opts.drain > 0 {
+		b.drain(ls)
+	}
+	b.phase.Store(phaseStopped)
 	b.log.Info("bridge: shutting down", "connections", b.count.Load())
 	if stopAnn != nil {
 		stopAnn() // no new work from announcements

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -82,6 +83,7 @@ type conn struct {
 	done        bool
 	established bool // counted in passerelle.bridge.connections
 	expTimer    *time.Timer
+	release     func() // ends the cluster-wide presence claim; nil without one
 
 	msgs bucket // incoming packets; the connection's reader only
 
@@ -107,13 +109,28 @@ func (c *conn) recordError(d *devState, code int32, msg string) {
 
 // close ends the connection, recording why on the device when code is
 // not 0. MQTT 3.1.1 has no server DISCONNECT, so the socket just closes.
-func (c *conn) close(code int32, msg string) {
+func (c *conn) close(code int32, msg string) { c.closeAt(slog.LevelInfo, code, msg) }
+
+// closeAt is close logging at level: a takeover, which a reconnect storm
+// makes by the thousand, is logged at debug, as mochi's own takeover on
+// one bridge is.
+func (c *conn) closeAt(level slog.Level, code int32, msg string) {
 	c.closeOnce.Do(func() {
 		if code != 0 {
 			c.recordError(c.self, code, msg)
 		}
-		c.b.log.Info("bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
+		c.b.log.Log(c.b.ctx, level, "bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
 		c.cl.Stop(errors.New(msg))
+	})
+}
+
+// shed closes the connection for the bridge's drain: nothing is recorded
+// on the device (it did nothing wrong), and the log line is at debug, as
+// a drain sheds every connection.
+func (c *conn) shed() {
+	c.closeOnce.Do(func() {
+		c.b.log.Debug("bridge: shedding a connection", c.logAttrs()...)
+		c.cl.Stop(errDraining)
 	})
 }
 
@@ -123,7 +140,7 @@ func (c *conn) teardown(err error) {
 	c.teardownOnce.Do(func() {
 		if errors.Is(c.cl.StopCause(), packets.ErrSessionTakenOver) {
 			c.closeOnce.Do(func() {
-				c.recordError(c.self, codeAlreadyExists, "another active connection with the same device id")
+				c.recordError(c.self, codeAlreadyExists, errTakenOver)
 			})
 		}
 		c.mu.Lock()
@@ -134,6 +151,8 @@ func (c *conn) teardown(err error) {
 		if c.expTimer != nil {
 			c.expTimer.Stop()
 		}
+		release := c.release
+		c.release = nil
 		devs := c.devs
 		c.devs = map[string]*devState{}
 		for _, d := range devs {
@@ -146,6 +165,9 @@ func (c *conn) teardown(err error) {
 			}
 		}
 		c.mu.Unlock()
+		if release != nil {
+			release()
+		}
 		for _, d := range devs {
 			c.b.removeHolder(d.ref.NumID, c)
 		}

@@ -21,6 +21,16 @@
 // Registry and device changes announced on the bus apply to live
 // connections at once.
 //
+// In a cluster (WithPresence, with pkg/cluster's Presence) each bridge
+// claims the connections it holds, and closes one of its own when a newer
+// connection of the same device or gateway is made on any other bridge,
+// with the lastErrorStatus of a takeover; devices attached through
+// gateways make no claim, so a device may be held directly and through
+// gateways at once on any bridges, as on one. Configs, device changes
+// and commands reach whichever bridge holds a device, through the bus.
+// Ready is the bridge's readiness for a load balancer; WithDrain sheds the
+// connections over a period when Serve's context ends.
+//
 // TLS is the caller's: Serve takes net.Listeners, typically made with
 // tls.NewListener (TLS 1.2 or newer), so the same bridge also serves plain
 // MQTT in tests or behind a TLS-terminating proxy.

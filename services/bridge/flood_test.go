@@ -24,7 +24,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
@@ -145,30 +144,6 @@ func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h countingHandler) WithGroup(g string) slog.Handler {
 	return countingHandler{h.Handler.WithGroup(g), h.word, h.n}
-}
-
-// metricSums collects the int64 sums of a metric reader, by name/attribute.
-func metricSums(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range s.DataPoints {
-					name := m.Name
-					for _, a := range dp.Attributes.ToSlice() {
-						name += "/" + a.Value.Emit()
-					}
-					out[name] += dp.Value
-				}
-			}
-		}
-	}
-	return out
 }
 
 // TestFloodFromOneAddress: silent sockets from 127.0.0.2 past the

@@ -66,7 +66,15 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b := h.b
 	_, span := b.tel.start(b.ctx, spanConnect, trace.SpanKindServer)
-	c, r := b.authenticate(cl, pk)
+	var c *conn
+	var r refusal
+	if b.phase.Load() >= phaseDraining {
+		// A device that was mid-handshake when the drain began: it
+		// tries again, elsewhere.
+		r = refusal{refusedDraining, errDraining.Error(), connackServerUnavailable}
+	} else {
+		c, r = b.authenticate(cl, pk)
+	}
 	if c != nil {
 		b.mu.Lock()
 		b.byCl[cl] = c
@@ -204,6 +212,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	c.mu.Lock()
 	if !c.done {
 		c.established = true
+		c.claimPresenceLocked(now)
 		h.b.tel.connections(1)
 		c.expTimer = time.AfterFunc(c.exp.Add(h.b.opts.jwtSkew).Sub(now), func() {
 			c.close(codeUnauthenticated, "the JWT expired")

@@ -122,6 +122,19 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 }
 
+// stopAccepting closes the listening socket, and the connections not yet
+// authenticated, for a drain: the authenticated ones stay until shed.
+func (l *listener) stopAccepting() {
+	_ = l.ln.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tc := range l.conns {
+		if tc.pending.Load() {
+			_ = tc.Close()
+		}
+	}
+}
+
 // wait returns once the accept loop and every connection handler ended.
 // Only valid after Serve was started.
 func (l *listener) wait() {

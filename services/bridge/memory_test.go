@@ -65,7 +65,10 @@ func TestIdleMemory(t *testing.T) {
 			Credentials: []store.Credential{ecKey.cred}}, time.Now()))
 	}
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
-	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10))
+	// Every connection may be waiting to authenticate at once: the
+	// default pending cap, a quarter of the connection cap, would refuse
+	// some of the 32 handshakes in flight when n is small.
+	br := bridge.New(log, st, nil, bridge.WithMaxConnections(n+10), bridge.WithMaxPendingConnections(n+10))
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- br.Serve(sctx, ln) }()
@@ -158,25 +161,8 @@ func rawConnect(addr, clientID, password string) (net.Conn, error) {
 // rawHandshake sends an MQTT 3.1.1 CONNECT on c and waits for a CONNACK 0;
 // it closes c on failure.
 func rawHandshake(c net.Conn, clientID, password string) (net.Conn, error) {
-	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
-	body := str(nil, "MQTT")
-	body = append(body, 4, 0xC2, 0, 60) // level 4; username, password, clean session; keep-alive 60 s
-	body = str(body, clientID)
-	body = str(body, "unused")
-	body = str(body, password)
-	pkt := []byte{0x10}
-	for l := len(body); ; {
-		b := byte(l % 128)
-		l /= 128
-		if l > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if l == 0 {
-			break
-		}
-	}
-	pkt = append(pkt, body...)
+	// Level 4; user name, password, clean session.
+	pkt := connectPacket{level: 4, flags: 0xC2, clientID: clientID, user: ptr("unused"), password: &password}.encode()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(pkt); err != nil {
 		c.Close()

@@ -39,6 +39,8 @@ type options struct {
 	byteRate          int64
 	tracerProvider    trace.TracerProvider
 	meterProvider     metric.MeterProvider
+	presence          Presence
+	drain             time.Duration
 }
 
 // Connection limits.
@@ -214,3 +216,19 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) { o.meterProvider = mp }
 }
+
+// WithPresence makes the bridge one of a cluster: each connection is
+// claimed in p when established, and closed, with lastErrorStatus
+// ALREADY_EXISTS ("another active connection with the same device id"),
+// when a newer connection of the same device or gateway is made on any
+// bridge, as one bridge does for two connections of one client id. Ready
+// reports p's readiness too. Default: none (the bridge alone).
+func WithPresence(p Presence) Option { return func(o *options) { o.presence = p } }
+
+// WithDrain sets the drain period: when Serve's context ends, the bridge
+// reports not ready (Ready), stops accepting connections (those not yet
+// authenticated are closed, a CONNECT is refused with CONNACK 3), and
+// closes its live connections spread evenly over d, so that devices
+// reconnect elsewhere without a storm; then it stops as without a drain.
+// Nothing is recorded on the devices shed. Default 0: stop at once.
+func WithDrain(d time.Duration) Option { return func(o *options) { o.drain = max(d, 0) } }

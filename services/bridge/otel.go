@@ -66,10 +66,11 @@ const (
 	refusedDevice
 	refusedBlocked
 	refusedJWT
+	refusedDraining
 	numRefuseReasons
 )
 
-var refuseReasonNames = [numRefuseReasons]string{"protocol", "client_id", "registry", "mqtt_disabled", "device", "blocked", "jwt"}
+var refuseReasonNames = [numRefuseReasons]string{"protocol", "client_id", "registry", "mqtt_disabled", "device", "blocked", "jwt", "draining"}
 
 // limitKind is which rate limit was hit, for passerelle.bridge.rate_limited.
 type limitKind int

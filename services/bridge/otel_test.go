@@ -48,24 +48,7 @@ func TestTelemetry(t *testing.T) {
 		return nil
 	})
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	sums := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range s.DataPoints {
-					name := m.Name
-					for _, a := range dp.Attributes.ToSlice() {
-						name += "/" + a.Value.Emit()
-					}
-					sums[name] += dp.Value
-				}
-			}
-		}
-	}
+	sums := metricSums(t, reader)
 	for name, want := range map[string]int64{
 		"passerelle.bridge.connections":             1,
 		"passerelle.bridge.messages.in/event":       1,
@@ -75,4 +58,28 @@ func TestTelemetry(t *testing.T) {
 			t.Errorf("%s = %d, want %d (all: %v)", name, sums[name], want, sums)
 		}
 	}
+}
+
+// metricSums collects the int64 sums of a metric reader, by name/attribute.
+func metricSums(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range s.DataPoints {
+					name := m.Name
+					for _, a := range dp.Attributes.ToSlice() {
+						name += "/" + a.Value.Emit()
+					}
+					out[name] += dp.Value
+				}
+			}
+		}
+	}
+	return out
 }

@@ -154,7 +154,7 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bo
 		err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
 			endSpan(span, err)
 			if err != nil {
-				c.b.log.Warn("bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
+				c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
 			}
 		})
 		if err != nil {
@@ -169,7 +169,7 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bo
 		endSpan(span, err)
 	}
 	if err != nil {
-		c.b.log.Warn("bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
+		c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
 		if pk.FixedHeader.Qos > 0 {
 			// Without a PUBACK the device would wait for ever; closing
 			// makes it reconnect and send again.
@@ -213,7 +213,7 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 	cancel()
 	endSpan(span, err)
 	if err != nil {
-		c.b.log.Warn("bridge: storing a state", append(c.logAttrs(), "target", d.id, "err", err)...)
+		c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: storing a state", append(c.logAttrs(), "target", d.id, "err", err)...)
 		c.close(codeUnavailable, "the state could not be stored")
 		return false
 	}
@@ -221,11 +221,11 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 		// The state is stored: its notification need not hold the PUBACK.
 		err := c.b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, pk.Payload, c.attributes(d, ""), func(err error) {
 			if err != nil {
-				c.b.log.Warn("bridge: a state notification was lost", append(c.logAttrs(), "err", err)...)
+				c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: a state notification was lost", append(c.logAttrs(), "err", err)...)
 			}
 		})
 		if err != nil {
-			c.b.log.Warn("bridge: notifying a state", append(c.logAttrs(), "err", err)...)
+			c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: notifying a state", append(c.logAttrs(), "err", err)...)
 		}
 	}
 	return true

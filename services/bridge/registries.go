@@ -72,6 +72,15 @@ func (c *registryCache) get(key store.RegistryKey, now time.Time) (*store.Regist
 	return nil, c.gen
 }
 
+// stale returns the cached registry however old it is: what the bridge
+// serves while the store cannot be reached (no change can be made to it
+// meanwhile, and an announced change has dropped the entry).
+func (c *registryCache) stale(key store.RegistryKey) *store.Registry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key].reg
+}
+
 // put caches reg, read at generation gen, unless an invalidation happened
 // since.
 func (c *registryCache) put(gen uint64, reg *store.Registry, now time.Time) {
@@ -107,7 +116,9 @@ func (c *registryCache) invalidateAll() {
 	c.mu.Unlock()
 }
 
-// registry returns a registry, from the cache or the store.
+// registry returns a registry, from the cache or the store. While the
+// store is unreachable an expired entry is served, so that connected
+// devices keep sending telemetry through a database outage.
 func (b *Bridge) registry(key store.RegistryKey) (*store.Registry, error) {
 	now := b.opts.now()
 	reg, gen := b.regs.get(key, now)
@@ -118,6 +129,11 @@ func (b *Bridge) registry(key store.RegistryKey) (*store.Registry, error) {
 	defer cancel()
 	reg, err := b.st.GetRegistry(ctx, key)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			if old := b.regs.stale(key); old != nil {
+				return old, nil
+			}
+		}
 		return nil, err
 	}
 	b.regs.put(gen, reg, now)

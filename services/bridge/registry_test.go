@@ -31,20 +31,12 @@ func (e *env) startManager() *iot.DeviceManagerClient {
 	e.t.Helper()
 	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	m := manager.New(testutil.Logger(e.t), e.st, manager.WithInsecureNoAuth(), manager.WithBus(e.bus))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx, lis) }()
+	testutil.Serve(e.t, func(ctx context.Context) error { return m.Serve(ctx, lis) })
 	c := testutil.Must(iot.NewDeviceManagerClient(context.Background(),
 		option.WithEndpoint(lis.Addr().String()),
 		option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))))
-	e.t.Cleanup(func() {
-		_ = c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("manager Serve: %v", err)
-		}
-	})
+	e.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,25 +57,7 @@ type envConfig struct {
 
 // start runs f until stop (or the test's end), then cancels it and waits.
 func start(t testing.TB, f func(ctx context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("a server did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testutil.Serve(t, f)
 }
 
 // serve runs f until the test ends, then cancels it and waits.

@@ -31,6 +31,7 @@ type apiEnv struct {
 	addr  string
 	token string
 	store store.Store
+	srv   *manager.Server
 	grpc  *iot.DeviceManagerClient
 	rest  *iot.DeviceManagerClient
 }
@@ -64,8 +65,14 @@ func forEachBackend[T testing.TB](tb T, fn func(T, *apiEnv)) {
 
 func newAPIEnv(tb testing.TB, databaseURL string, opts ...manager.Option) *apiEnv {
 	tb.Helper()
+	return newAPIEnvLogged(tb, slog.New(slog.NewTextHandler(io.Discard, nil)), databaseURL, opts...)
+}
+
+// newAPIEnvLogged is newAPIEnv with the store and the manager logging to
+// logger.
+func newAPIEnvLogged(tb testing.TB, logger *slog.Logger, databaseURL string, opts ...manager.Option) *apiEnv {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := sqlstore.Open(ctx, logger, databaseURL)
 	if err != nil {
 		tb.Fatal(err)
@@ -82,7 +89,7 @@ func newAPIEnv(tb testing.TB, databaseURL string, opts ...manager.Option) *apiEn
 	srv := manager.New(logger, st, append([]manager.Option{manager.WithTokens(tokens)}, opts...)...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
-	env := &apiEnv{addr: lis.Addr().String(), token: token, store: st}
+	env := &apiEnv{addr: lis.Addr().String(), token: token, store: st, srv: srv}
 	env.grpc = grpcClient(tb, env.addr, token)
 	env.rest = restClient(tb, env.addr, token)
 	tb.Cleanup(func() {

@@ -2,8 +2,6 @@ package manager_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/manager"
 )
 
@@ -21,18 +20,8 @@ import (
 // handler a bridge registered for the device, or fail with
 // FAILED_PRECONDITION when none did.
 func TestBusWiring(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	heard := make(chan bus.Announcement, 16)
-	stop, err := b.SubscribeAnnouncements(func(a bus.Announcement) { heard <- a })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
+	b := openBus(t)
+	heard := hear(t, b)
 	expect := func(kind bus.AnnouncementKind, numID uint64, version int64) bus.Announcement {
 		t.Helper()
 		select {
@@ -118,12 +107,7 @@ func TestBusWiring(t *testing.T) {
 // through the first is seen blocked through the second as soon as the
 // announcement arrives.
 func TestCacheAcrossInstances(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := openBus(t)
 	db := filepath.Join(t.TempDir(), "passerelle.db")
 	first := newAPIEnv(t, db, manager.WithBus(b))
 	second := newAPIEnv(t, db, manager.WithBus(b), manager.WithDeviceCacheTTL(time.Hour))
@@ -166,4 +150,21 @@ func TestCacheAcrossInstances(t *testing.T) {
 	if d, err := second.grpc.GetDevice(ctx, &iotpb.GetDeviceRequest{Name: dev.GetName()}); err != nil || d.GetConfig().GetVersion() != 2 {
 		t.Fatalf("GetDevice after its own config change: version %d, %v", d.GetConfig().GetVersion(), err)
 	}
+}
+
+// openBus opens an embedded bus, closed when the test ends.
+func openBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	b := testutil.Must(bus.Open(context.Background(), testutil.Logger(t), bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")}))
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// hear subscribes to b's announcements until the test ends; they arrive
+// on the channel returned.
+func hear(t *testing.T, b *bus.Bus) <-chan bus.Announcement {
+	t.Helper()
+	heard := make(chan bus.Announcement, 16)
+	t.Cleanup(testutil.Must(b.SubscribeAnnouncements(func(a bus.Announcement) { heard <- a })))
+	return heard
 }

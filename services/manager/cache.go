@@ -1,10 +1,12 @@
 package manager
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
 
@@ -14,11 +16,19 @@ import (
 // What it may serve stale, and for how long:
 //   - changes made through this manager: never; they invalidate the entry
 //     before they return;
-//   - changes made through another manager instance: until the bus
-//     announcement of the change arrives (milliseconds), or ttl without a
-//     bus;
+//   - changes made through another manager instance: never when both
+//     share one NATS server (the writer's announcement reaches the server
+//     before its call returns, and a hit waits until this instance has
+//     handled every announcement the server sent it: cachedDevice); on a
+//     NATS cluster, for as long as an announcement takes to cross a route
+//     between two servers (well under a millisecond on a LAN); without a
+//     bus, up to ttl;
 //   - the fields the bridges keep (last*Time, state, config acks): up to
 //     ttl, which compat-spec allows ("may lag by seconds").
+//
+// While announcements may have been lost (the bus is disconnected, or
+// reconnected and its Resync is not handled yet) nothing is served from
+// it.
 //
 // An invalidation that races a read wins: entries read before the latest
 // invalidation are not stored (gen).
@@ -129,3 +139,36 @@ func (c *deviceCache) invalidateAll() {
 	clear(c.entries)
 	c.mu.Unlock()
 }
+
+// announcementWatcher is the part of the bus (bus.Bus) that lets the cache
+// confirm it has handled every announcement sent before a call.
+type announcementWatcher interface {
+	WatchAnnouncements(handler func(bus.Announcement)) (*bus.AnnouncementSub, error)
+}
+
+// cachedDevice returns the cached device for ref when it may be served,
+// and the generation to hand to put after a miss. With a bus, a hit is
+// served only after the subscription confirms that every announcement the
+// NATS server sent before this call has been handled: a change another
+// manager made before the call began has invalidated the entry by then.
+// When it cannot confirm (disconnected, a Resync due, no answer in time),
+// the call reads the store.
+func (m *deviceManager) cachedDevice(ctx context.Context, ref store.DeviceRef) (*store.Device, uint64) {
+	d, gen := m.cache.get(ref)
+	if d == nil || m.annSync == nil {
+		return d, gen
+	}
+	sctx, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+	defer cancel()
+	if err := m.annSync.Sync(sctx); err != nil {
+		m.logger.DebugContext(ctx, "device cache: announcements not confirmed, reading the store", "err", err)
+		_, gen = m.cache.get(ref)
+		return nil, gen
+	}
+	// Entries the handled announcements invalidated are gone now.
+	return m.cache.get(ref)
+}
+
+// cacheSyncTimeout bounds the wait for the bus before a cache hit; past it
+// the store is read instead.
+const cacheSyncTimeout = 250 * time.Millisecond

@@ -35,6 +35,9 @@ type deviceManager struct {
 	bus Bus
 	// cache, when set, serves GetDevice for devices read shortly before.
 	cache *deviceCache
+	// annSync, when set, confirms the cache has handled every
+	// announcement the bus sent before a call (Serve sets it).
+	annSync interface{ Sync(context.Context) error }
 
 	// tokenKey signs page tokens so that a caller cannot forge a position or
 	// reuse a token with other filters. Serve reads it from the store, the

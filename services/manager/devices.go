@@ -145,7 +145,7 @@ func (m *deviceManager) GetDevice(ctx context.Context, req *iotpb.GetDeviceReque
 	if err != nil {
 		return nil, err
 	}
-	d, gen := m.cache.get(ref)
+	d, gen := m.cachedDevice(ctx, ref)
 	if d == nil {
 		if d, err = m.store.GetDevice(ctx, ref); err != nil {
 			return nil, err

@@ -385,7 +385,7 @@ func (b *discoveryBuilder) queryParams(params map[string]*discoveryParam, md pro
 			continue
 		}
 		name := jsonPrefix + fd.JSONName()
-		if fd.Message() != nil && !scalarWKT(fd.Message().FullName()) {
+		if fd.Message() != nil && !isParamSchema(scalarSchema(fd)) {
 			if !fd.IsList() && depth < 4 {
 				if err := b.queryParams(params, fd.Message(), name+".", protoPath+".", bound, depth+1); err != nil {
 					return err
@@ -409,23 +409,17 @@ func (b *discoveryBuilder) queryParams(params map[string]*discoveryParam, md pro
 // paramOf describes a scalar field as a parameter.
 func paramOf(fd protoreflect.FieldDescriptor) (*discoveryParam, error) {
 	s := scalarSchema(fd)
-	if s == nil || s.Type == "object" || s.Type == "array" || s.Type == "any" {
+	if !isParamSchema(s) {
 		return nil, fmt.Errorf("field %s cannot be a parameter", fd.FullName())
 	}
 	return &discoveryParam{Type: s.Type, Format: s.Format, Enum: s.Enum}, nil
 }
 
-// scalarWKT reports whether a well-known message type has a scalar JSON
-// form (and so may be a parameter).
-func scalarWKT(name protoreflect.FullName) bool {
-	switch name {
-	case "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
-		"google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
-		"google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
-		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
-		return true
-	}
-	return false
+// isParamSchema reports whether values of schema s (a scalarSchema) have a
+// scalar JSON form, and so may be a parameter: scalars, enums, and the
+// well-known types such as Timestamp and FieldMask.
+func isParamSchema(s *jsonSchema) bool {
+	return s != nil && s.Type != "object" && s.Type != "array" && s.Type != "any"
 }
 
 // scalarSchema is the schema of a field's values when they are not a

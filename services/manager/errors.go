@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
@@ -95,6 +96,14 @@ func toStatus(ctx context.Context, logger *slog.Logger, method string, err error
 		return status.Error(codes.Canceled, "the request was canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "the request deadline was exceeded")
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, bus.ErrUnavailable):
+		// An outage, logged once by the readiness checks (pkg/ops), not
+		// once per request.
+		logger.DebugContext(ctx, "request failed: a dependency is unavailable", slog.String("method", method), slog.Any("error", err))
+		if errors.Is(err, store.ErrUnavailable) {
+			return status.Error(codes.Unavailable, "the database is unreachable: retry later")
+		}
+		return status.Error(codes.Unavailable, "the message bus is unreachable: retry later")
 	}
 	logger.ErrorContext(ctx, "request failed", slog.String("method", method), slog.Any("error", err))
 	return status.Error(codes.Internal, "internal error")

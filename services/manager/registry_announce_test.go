@@ -2,8 +2,6 @@ package manager_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,18 +18,8 @@ import (
 // RegistryChanged and deleting it RegistryDeleted, naming the registry and
 // no device; a refused update announces nothing.
 func TestRegistryChangesAnnounced(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	heard := make(chan bus.Announcement, 16)
-	stop, err := b.SubscribeAnnouncements(func(a bus.Announcement) { heard <- a })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
+	b := openBus(t)
+	heard := hear(t, b)
 	env := newAPIEnv(t, filepath.Join(t.TempDir(), "passerelle.db"), manager.WithBus(b))
 	ctx := context.Background()
 	reg := env.createRegistry(t, "ann-reg")

@@ -102,27 +102,28 @@ func verbIndex(s string) int {
 	return at
 }
 
-// match reports whether an escaped request path matches the template.
-func (t *pathTemplate) match(path string) bool {
-	if !strings.HasPrefix(path, "/") {
-		return false
-	}
-	path = path[1:]
+// match reports whether a request path matches the template; parts is the
+// escaped path without its leading '/', split at every '/'.
+func (t *pathTemplate) match(parts []string) bool {
+	last := parts[len(parts)-1]
 	if t.verb != "" {
 		var ok bool
-		if path, ok = strings.CutSuffix(path, ":"+t.verb); !ok {
+		if last, ok = strings.CutSuffix(last, ":"+t.verb); !ok {
 			return false
 		}
 	}
-	parts := strings.Split(path, "/")
 	for i, seg := range t.segments {
 		if seg == "**" {
 			return len(parts) > i
 		}
-		if i >= len(parts) || parts[i] == "" {
+		if i >= len(parts) {
 			return false
 		}
-		if seg != "*" && seg != parts[i] {
+		part := parts[i]
+		if i == len(parts)-1 {
+			part = last
+		}
+		if part == "" || seg != "*" && seg != part {
 			return false
 		}
 	}
@@ -198,12 +199,17 @@ func (rt *routeTable) methodFor(httpMethod, escapedPath string) string {
 	if _, ok := rt.byMethod[escapedPath]; ok || publicMethod(escapedPath) {
 		return escapedPath
 	}
+	rest, ok := strings.CutPrefix(escapedPath, "/")
+	if !ok {
+		return ""
+	}
 	if httpMethod == "HEAD" {
 		httpMethod = "GET"
 	}
+	parts := strings.Split(rest, "/") // once, for every route
 	for i := range rt.routes {
 		r := &rt.routes[i]
-		if r.httpMethod == httpMethod && r.template.match(escapedPath) {
+		if r.httpMethod == httpMethod && r.template.match(parts) {
 			return r.fullMethod
 		}
 	}

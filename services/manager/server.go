@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/iot/apiv1/iotpb"
@@ -63,6 +64,11 @@ type Server struct {
 	auth     *authorizer
 	dm       *deviceManager
 	buildErr error
+
+	// serving is true from the moment Serve takes calls until its
+	// shutdown begins; stopping once the shutdown began.
+	serving  atomic.Bool
+	stopping atomic.Bool
 }
 
 type options struct {
@@ -279,7 +285,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if s.opts.bus != nil && s.dm.cache != nil {
 		// Other manager instances announce their changes: forget what
 		// they changed.
-		stop, err := s.opts.bus.SubscribeAnnouncements(s.dm.forgetAnnounced)
+		stop, err := s.watchAnnouncements()
 		if err != nil {
 			lis.Close()
 			return fmt.Errorf("manager: subscribe to device announcements: %w", err)
@@ -290,6 +296,43 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return s.serveTLS(ctx, lis)
 	}
 	return s.servePlain(ctx, lis)
+}
+
+// Ready reports whether the manager takes calls (for /readyz): nil once
+// Serve serves, while the database answers and the bus (WithBus) is
+// connected; an error saying which is not so otherwise, and from the
+// moment the shutdown begins.
+func (s *Server) Ready(ctx context.Context) error {
+	switch {
+	case s.stopping.Load():
+		return errors.New("the manager is stopping")
+	case !s.serving.Load():
+		return errors.New("the manager is not serving yet")
+	}
+	if err := s.dm.store.Ping(ctx); err != nil {
+		return fmt.Errorf("the database does not answer: %w", err)
+	}
+	if r, ok := s.opts.bus.(interface{ Ready(context.Context) error }); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("the bus: %w", err)
+		}
+	}
+	return nil
+}
+
+// watchAnnouncements subscribes the device cache to the announcements of
+// other instances; on a bus.Bus the subscription also lets the cache
+// confirm, before a hit, that it has handled those sent before the call.
+func (s *Server) watchAnnouncements() (stop func(), err error) {
+	if w, ok := s.opts.bus.(announcementWatcher); ok {
+		sub, err := w.WatchAnnouncements(s.dm.forgetAnnounced)
+		if err != nil {
+			return nil, err
+		}
+		s.dm.annSync = sub
+		return sub.Stop, nil
+	}
+	return s.opts.bus.SubscribeAnnouncements(s.dm.forgetAnnounced)
 }
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
@@ -324,6 +367,7 @@ func (s *Server) servePlain(ctx context.Context, lis net.Listener) error {
 			errc <- fmt.Errorf("HTTP server: %w", err)
 		}
 	}()
+	s.serving.Store(true)
 	s.logger.Info("manager serving gRPC and REST", "addr", lis.Addr().String(), "tls", false)
 
 	var serveErr error
@@ -372,6 +416,7 @@ func (s *Server) serveTLS(ctx context.Context, lis net.Listener) error {
 		}
 		errc <- err
 	}()
+	s.serving.Store(true)
 	s.logger.Info("manager serving gRPC and REST", "addr", lis.Addr().String(), "tls", true)
 
 	var serveErr error
@@ -428,6 +473,8 @@ func grpcPercentEncode(msg string) string {
 // to the gRPC server only once its body has arrived, and a stopping gRPC
 // server refuses new calls.
 func (s *Server) shutdown(httpSrv *http.Server, closeListener func() error) {
+	s.stopping.Store(true)
+	s.serving.Store(false)
 	s.health.Shutdown() // NOT_SERVING, so load balancers stop sending
 	s.logger.Info("manager shutting down", "timeout", s.opts.shutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.shutdownTimeout)

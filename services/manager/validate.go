@@ -17,7 +17,7 @@ import (
 const (
 	maxEventNotificationConfigs = 10
 	maxRegistryCredentials      = 10
-	maxSubfolderBytes           = 256
+	maxSubfolderBytes           = devicetopic.MaxSubfolderBytes
 	maxMetadataPairs            = 500
 	maxMetadataKeyBytes         = 127
 	maxMetadataValueBytes       = 32 * 1024

@@ -74,14 +74,17 @@ func (s *Store) AckConfig(ctx context.Context, ref store.DeviceRef, version int6
 }
 
 // ackConfig records an acknowledgement of config version by device num at
-// t (Unix nanoseconds).
+// t (Unix nanoseconds). The times only move forward: bridges with their
+// own clocks and delays may report acks out of order.
 func ackConfig(x q, num, version, t int64) error {
-	if _, err := x.exec(`UPDATE devices SET last_config_ack_time = ?,
-		config_ack_time = CASE WHEN config_version = ? THEN ? ELSE config_ack_time END
-		WHERE num_id = ?`, t, version, t, num); err != nil {
+	if _, err := x.exec(`UPDATE devices SET
+		last_config_ack_time = CASE WHEN ? > last_config_ack_time THEN ? ELSE last_config_ack_time END,
+		config_ack_time = CASE WHEN config_version = ? AND ? > config_ack_time THEN ? ELSE config_ack_time END
+		WHERE num_id = ?`, t, t, version, t, t, num); err != nil {
 		return err
 	}
-	_, err := x.exec(`UPDATE configs SET device_ack_time = ? WHERE device_num = ? AND version = ?`, t, num, version)
+	_, err := x.exec(`UPDATE configs SET device_ack_time = ? WHERE device_num = ? AND version = ? AND device_ack_time < ?`,
+		t, num, version, t)
 	return err
 }
 
@@ -130,16 +133,23 @@ func (s *Store) AddState(ctx context.Context, ref store.DeviceRef, st store.Devi
 		if err != nil {
 			return err
 		}
+		// A report that reached the store after a later one (through
+		// another bridge) goes into the history in its place, and is not
+		// the device's latest state.
 		t := ns(st.UpdateTime)
-		if _, err := x.exec(`UPDATE devices SET has_state = 1, state_time = ?, state_data = ?, last_state_time = ?
-			WHERE num_id = ?`, t, st.Data, t, num); err != nil {
+		// (SET expressions read the row as it was.)
+		if _, err := x.exec(`UPDATE devices SET has_state = 1,
+			state_data = CASE WHEN has_state = 0 OR state_time <= ? THEN ? ELSE state_data END,
+			state_time = CASE WHEN has_state = 0 OR state_time <= ? THEN ? ELSE state_time END,
+			last_state_time = CASE WHEN ? > last_state_time THEN ? ELSE last_state_time END
+			WHERE num_id = ?`, t, st.Data, t, t, t, t, num); err != nil {
 			return err
 		}
 		if _, err := x.exec(`INSERT INTO states (device_num, update_time, data) VALUES (?, ?, ?)`, num, t, st.Data); err != nil {
 			return err
 		}
-		_, err = x.exec(`DELETE FROM states WHERE device_num = ? AND seq <= (SELECT seq FROM states
-			WHERE device_num = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`, num, num, store.KeptStates)
+		_, err = x.exec(`DELETE FROM states WHERE device_num = ? AND seq NOT IN (SELECT seq FROM states
+			WHERE device_num = ? ORDER BY update_time DESC, seq DESC LIMIT ?)`, num, num, store.KeptStates)
 		return err
 	})
 	return s.fail(ctx, err)
@@ -156,7 +166,7 @@ func (s *Store) ListStates(ctx context.Context, ref store.DeviceRef, limit int) 
 		if err != nil {
 			return err
 		}
-		rows, err := x.rows(`SELECT update_time, data FROM states WHERE device_num = ? ORDER BY seq DESC LIMIT ?`, num, limit)
+		rows, err := x.rows(`SELECT update_time, data FROM states WHERE device_num = ? ORDER BY update_time DESC, seq DESC LIMIT ?`, num, limit)
 		if err != nil {
 			return err
 		}

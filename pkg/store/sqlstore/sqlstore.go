@@ -12,10 +12,13 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -513,7 +516,47 @@ func (s *Store) fail(ctx context.Context, err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
+	if s.dialect.name == "postgres" && unreachable(err) {
+		return fmt.Errorf("sqlstore %s: %w: %w", s.dialect.name, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("sqlstore %s: %w", s.dialect.name, err)
+}
+
+// unreachable reports whether a PostgreSQL error means the server cannot
+// be reached or is going away (it is down, restarting, or the network is
+// cut), rather than a query it refused.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01-57P03: the server is
+		// shutting down, crashed, or still starting.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// Ping implements store.Store: it asks the database for an answer
+// (PostgreSQL: a round trip on a pooled connection; SQLite: the file is
+// open).
+//
+// After PostgreSQL restarts, the pool's connections are dead. pgx pings a
+// connection idle for more than a second before reusing it and drops it
+// when the ping fails (database/sql then takes another or dials), so after
+// an outage of a second or more the first calls succeed
+// (TestPostgresGoesAwayAndComesBack); a call made on a connection used
+// within the last second fails once with ErrUnavailable and closes it.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.wdb.PingContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("sqlstore %s: %w: no answer in time (%v)", s.dialect.name, store.ErrUnavailable, ctx.Err())
+		}
+		return fmt.Errorf("sqlstore %s: %w: %w", s.dialect.name, store.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // registryName is the full resource name used in messages.

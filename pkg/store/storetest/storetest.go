@@ -40,6 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Configs", testConfigs},
 		{"AckConfig", testAckConfig},
 		{"RecordActivity", testRecordActivity},
+		{"ServerFieldsMoveForward", testServerFieldsMoveForward},
+		{"ConcurrentActivity", testConcurrentActivity},
 		{"States", testStates},
 		{"ContextCanceled", testContextCanceled},
 		{"ConcurrentBind", testConcurrentBind},
@@ -48,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCredentials", testConcurrentCredentials},
 		{"ConcurrentCreateDevice", testConcurrentCreateDevice},
 		{"Secrets", testSecrets},
+		{"Ping", testPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -793,6 +796,124 @@ func testRecordActivity(t *testing.T, s store.Store) {
 	}
 }
 
+// testServerFieldsMoveForward: several bridges write a device's
+// server-set fields, each with its own clock and its own delays, so a
+// write may carry an older time than the stored one. Every time field
+// keeps the later value, whichever path writes it (RecordActivity,
+// AckConfig, AddState), and what goes with a time (error status, gateway,
+// the latest state) follows it.
+func testServerFieldsMoveForward(t *testing.T, s store.Store) {
+	mustRegistry(t, s, reg)
+	d := mustDevice(t, s, reg, "d", 0)
+	newer, older := t0.Add(time.Minute), t0.Add(time.Second)
+
+	must(t, s.RecordActivity(ctx(t), []store.Activity{{NumID: d.NumID, Heartbeat: newer, Event: newer, State: newer,
+		ConfigSend: newer, ErrorTime: newer, ErrorStatus: &store.Status{Code: 6, Message: "newer"},
+		GatewayID: "gw-newer", GatewayTime: newer, AckVersion: 1, AckTime: newer}}))
+	must(t, s.RecordActivity(ctx(t), []store.Activity{{NumID: d.NumID, Heartbeat: older, Event: older, State: older,
+		ConfigSend: older, ErrorTime: older, ErrorStatus: &store.Status{Code: 3, Message: "older"},
+		GatewayID: "gw-older", GatewayTime: older, AckVersion: 1, AckTime: older}}))
+	must(t, s.AckConfig(ctx(t), byID("d"), 1, older))
+	got := mustGet(t, s, byID("d"))
+	for _, f := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"lastHeartbeatTime", got.LastHeartbeatTime}, {"lastEventTime", got.LastEventTime},
+		{"lastStateTime", got.LastStateTime}, {"lastConfigSendTime", got.LastConfigSendTime},
+		{"lastErrorTime", got.LastErrorTime}, {"lastAccessedGatewayTime", got.LastAccessedGatewayTime},
+		{"lastConfigAckTime", got.LastConfigAckTime}, {"config.deviceAckTime", got.Config.DeviceAckTime},
+	} {
+		if !f.at.Equal(newer) {
+			t.Errorf("%s = %v after an older write, want %v", f.name, f.at, newer)
+		}
+	}
+	if got.LastErrorStatus == nil || got.LastErrorStatus.Message != "newer" || got.LastAccessedGatewayID != "gw-newer" {
+		t.Errorf("error status %+v, gateway %q: an older write replaced them", got.LastErrorStatus, got.LastAccessedGatewayID)
+	}
+	cs, err := s.ListConfigs(ctx(t), byID("d"), 1)
+	must(t, err)
+	if len(cs) != 1 || !cs[0].DeviceAckTime.Equal(newer) {
+		t.Errorf("config history ack = %+v, want %v", cs, newer)
+	}
+
+	// States: a report that reached the store late (an older time) is
+	// kept in the history, in its place, but is not the latest.
+	must(t, s.AddState(ctx(t), byID("d"), store.DeviceState{UpdateTime: newer.Add(time.Second), Data: []byte("latest")}))
+	must(t, s.AddState(ctx(t), byID("d"), store.DeviceState{UpdateTime: newer.Add(-time.Second), Data: []byte("late")}))
+	got = mustGet(t, s, byID("d"))
+	if got.State == nil || string(got.State.Data) != "latest" || !got.LastStateTime.Equal(newer.Add(time.Second)) {
+		t.Errorf("state %+v, lastStateTime %v after a late report: want the latest", got.State, got.LastStateTime)
+	}
+	ss, err := s.ListStates(ctx(t), byID("d"), 0)
+	must(t, err)
+	if len(ss) != 2 || string(ss[0].Data) != "latest" || string(ss[1].Data) != "late" {
+		t.Errorf("states = %+v, want newest first by time", ss)
+	}
+
+	// A state stored between the reported lastStateTime and the latest
+	// state's time moves neither back.
+	must(t, s.RecordActivity(ctx(t), []store.Activity{{NumID: d.NumID, State: newer.Add(3 * time.Second)}}))
+	must(t, s.AddState(ctx(t), byID("d"), store.DeviceState{UpdateTime: newer.Add(2 * time.Second), Data: []byte("between")}))
+	got = mustGet(t, s, byID("d"))
+	if string(got.State.Data) != "between" || !got.LastStateTime.Equal(newer.Add(3*time.Second)) {
+		t.Errorf("state %q, lastStateTime %v: want the state of %v, lastStateTime %v", got.State.Data, got.LastStateTime,
+			newer.Add(2*time.Second), newer.Add(3*time.Second))
+	}
+
+	// Newer news still moves every field on.
+	newest := newer.Add(time.Hour)
+	must(t, s.AckConfig(ctx(t), byID("d"), 1, newest))
+	must(t, s.RecordActivity(ctx(t), []store.Activity{{NumID: d.NumID, Heartbeat: newest, ErrorTime: newest,
+		ErrorStatus: &store.Status{Code: 8, Message: "newest"}}}))
+	got = mustGet(t, s, byID("d"))
+	if !got.LastConfigAckTime.Equal(newest) || !got.Config.DeviceAckTime.Equal(newest) || !got.LastHeartbeatTime.Equal(newest) ||
+		got.LastErrorStatus.Message != "newest" {
+		t.Errorf("newest writes: %+v", got)
+	}
+}
+
+// testConcurrentActivity: writers with shuffled times, at once; every
+// field ends at the latest time written.
+func testConcurrentActivity(t *testing.T, s store.Store) {
+	mustRegistry(t, s, reg)
+	d := mustDevice(t, s, reg, "d", 0)
+	const writers, each = 4, 10
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// Writer w writes times w, w+writers, ... in reverse
+				// for odd writers: the arrival order says nothing.
+				k := i
+				if w%2 == 1 {
+					k = each - 1 - i
+				}
+				at := t0.Add(time.Duration(w+k*writers) * time.Second)
+				if err := s.RecordActivity(ctx(t), []store.Activity{{NumID: d.NumID, Heartbeat: at, Event: at,
+					ErrorTime: at, ErrorStatus: &store.Status{Code: 6, Message: at.String()}}}); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.AckConfig(ctx(t), byNum(d.NumID), 1, at); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	last := t0.Add(time.Duration(writers*each-1) * time.Second)
+	got := mustGet(t, s, byID("d"))
+	if !got.LastHeartbeatTime.Equal(last) || !got.LastEventTime.Equal(last) || !got.LastErrorTime.Equal(last) ||
+		got.LastErrorStatus == nil || got.LastErrorStatus.Message != last.String() ||
+		!got.LastConfigAckTime.Equal(last) || !got.Config.DeviceAckTime.Equal(last) {
+		t.Errorf("after concurrent writers: %+v, want every time at %v", got, last)
+	}
+}
+
 func testStates(t *testing.T, s store.Store) {
 	mustRegistry(t, s, reg)
 	d := mustDevice(t, s, reg, "d", 0)
@@ -1022,5 +1143,12 @@ func testSecrets(t *testing.T, s store.Store) {
 	must(t, err)
 	if len(other) != 16 || bytes.Equal(other, got[0][:16]) {
 		t.Errorf("secret 'other' = %x", other)
+	}
+}
+
+// testPing: a store that serves answers Ping.
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(ctx(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 }

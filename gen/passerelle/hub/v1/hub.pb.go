@@ -1803,8 +1803,8 @@ const file_passerelle_hub_v1_hub_proto_rawDesc = "" +
 	"\x11SubscribeCommands\x12+.passerelle.hub.v1.SubscribeCommandsRequest\x1a,.passerelle.hub.v1.SubscribeCommandsResponse0\x01\x12b\n" +
 	"\rCreateGateway\x12'.passerelle.hub.v1.CreateGatewayRequest\x1a(.passerelle.hub.v1.CreateGatewayResponse\x12_\n" +
 	"\fListGateways\x12&.passerelle.hub.v1.ListGatewaysRequest\x1a'.passerelle.hub.v1.ListGatewaysResponse\x12P\n" +
-	"\aGetPool\x12!.passerelle.hub.v1.GetPoolRequest\x1a\".passerelle.hub.v1.GetPoolResponseB\xc9\x01\n" +
-	"\x15com.passerelle.hub.v1B\bHubProtoP\x01Z@github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1;hubv1\xa2\x02\x03PHX\xaa\x02\x11Passerelle.Hub.V1\xca\x02\x11Passerelle\\Hub\\V1\xe2\x02\x1dPasserelle\\Hub\\V1\\GPBMetadata\xea\x02\x13Passerelle::Hub::V1b\x06proto3"
+	"\aGetPool\x12!.passerelle.hub.v1.GetPoolRequest\x1a\".passerelle.hub.v1.GetPoolResponseB\xd2\x01\n" +
+	"\x1eio.github.passerelleiot.hub.v1B\bHubProtoP\x01Z@github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1;hubv1\xa2\x02\x03PHX\xaa\x02\x11Passerelle.Hub.V1\xca\x02\x11Passerelle\\Hub\\V1\xe2\x02\x1dPasserelle\\Hub\\V1\\GPBMetadata\xea\x02\x13Passerelle::Hub::V1b\x06proto3"
 
 var (
 	file_passerelle_hub_v1_hub_proto_rawDescOnce sync.Once

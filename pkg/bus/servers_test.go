@@ -1,12 +1,13 @@
-package main
+package bus_test
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"sync"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger's writes and the
-// test's reads.
+// syncBuffer collects log lines written from several goroutines.
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -23,3 +24,5 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
