@@ -100,7 +100,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	for i := range 2 {
 		name, a, ops := fmt.Sprintf("manager-%d", i+1), addr(freePort(t)), addr(freePort(t))
-		args := append(common(name, ops), "--listen", a, "--database-url", dbURL,
+		args := append(common(name, ops)[:4], "--listen", a, "--database-url", dbURL,
 			"--data-dir", c.data, "--tokens-file", filepath.Join(c.data, "tokens"))
 		c.managers = append(c.managers, &service{proc: start(t, name, bin(t, "manager"), args...), binary: bin(t, "manager"), addr: a, ops: ops})
 	}
