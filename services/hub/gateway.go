@@ -62,7 +62,7 @@ type gw struct {
 // device is a device held on a gateway connection.
 type device struct {
 	id          string
-	holders     map[*Holder]struct{}
+	holders     map[*localHold]struct{}
 	auth        string
 	attachedGen int64         // the connection it is attached on; 0 none
 	counted     bool          // counted in the attached-devices gauge
@@ -513,7 +513,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 const maxLostSends = 4
 
 // release drops a holder.
-func (g *gw) release(h *Holder) {
+func (g *gw) release(h *localHold) {
 	g.mu.Lock()
 	var cl paho.Client
 	d := h.d
@@ -724,29 +724,13 @@ func (g *gw) clearAttachedLocked(d *device) {
 	}
 }
 
-// sendLocked offers an event without blocking: a slow reader loses it.
-// Lost events are never dropped: they replace what is queued.
-func (h *Holder) sendLocked(ev Event) {
-	select {
-	case h.events <- ev:
-		return
-	default:
-	}
-	if ev.Lost == nil {
-		h.g.p.tel.dropped(h.g.ctx, "event")
+// sendLocked passes an event to the hold's Holder without blocking.
+func (h *localHold) sendLocked(ev Event) {
+	if ev.Lost != nil {
+		h.owner.linkLost(h, ev.Lost)
 		return
 	}
-	for {
-		select {
-		case <-h.events:
-		default:
-		}
-		select {
-		case h.events <- ev:
-			return
-		default:
-		}
-	}
+	h.owner.offer(ev)
 }
 
 // view snapshots the connection.

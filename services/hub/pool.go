@@ -8,8 +8,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
 // KeyResolver returns a gateway's signing key (Keys implements it).
@@ -25,6 +23,10 @@ type Pool struct {
 	keys   KeyResolver
 	o      poolOptions
 	tel    *poolTel
+
+	// ctx ends with Close: holders stop following their gateways.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	gws    map[string]*gw
@@ -46,12 +48,34 @@ func NewPool(logger *slog.Logger, addr string, keys KeyResolver, opts ...PoolOpt
 	if o.tls != nil {
 		scheme = "ssl://"
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
 		log: logger, broker: scheme + addr, keys: keys, o: o,
 		tel: newPoolTel(o.tracerProvider, o.meterProvider),
+		ctx: ctx, cancel: cancel,
 		gws: map[string]*gw{},
 	}
 }
+
+// goOwned runs f on a goroutine the pool waits for in Close; it reports
+// false, running nothing, once the pool is closed.
+func (p *Pool) goOwned(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// admit says whether this pool may open gateway's connection: always,
+// alone.
+func (p *Pool) admit(gateway string) error { return nil }
 
 // Event is something that happened to a held device, for Attach streams.
 type Event struct {
@@ -66,69 +90,60 @@ type Event struct {
 	Lost error
 }
 
-// Holder keeps a gateway connection open and, for a device, the device
-// attached. Release it when done.
-type Holder struct {
+// localHold is a Holder's hold on a connection of this pool: it keeps the
+// connection open and, for a device, the device attached.
+type localHold struct {
 	g        *gw
 	d        *device // nil: the gateway itself
-	events   chan Event
-	release  sync.Once
-	deviceID string // "" for the gateway itself
+	owner    *Holder
+	release1 sync.Once
 }
 
-// Hold opens (or shares) the connection of gateway and, when deviceID is
-// not empty, attaches the device (refcounted) with the device JWT
+// holdLocal opens (or shares) the connection of h's gateway in this pool
+// and, for a device, attaches it (refcounted) with the device JWT
 // authorization (may be empty). It returns once the connection is up and
-// the bridge has accepted the attach.
-func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string) (*Holder, error) {
-	gdev, err := resource.ParseDevice("gateway", gateway)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, num := gdev.NumID(); num {
-		return nil, fmt.Errorf("%w: name the gateway by its id, not its numeric id", ErrInvalid)
-	}
-	if deviceID != "" && !resource.ValidID(deviceID) {
-		return nil, fmt.Errorf("%w: device id %q is invalid", ErrInvalid, deviceID)
-	}
-	if deviceID == gdev.Device {
-		deviceID = ""
-	}
-	h := &Holder{events: make(chan Event, p.o.eventBuffer), deviceID: deviceID}
+// the bridge has accepted the attach. In a cluster, the replica set must
+// have admitted the gateway (this replica holds its lease).
+func (p *Pool) holdLocal(ctx context.Context, h *Holder, authorization string) (*localHold, error) {
+	lh := &localHold{owner: h}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	g := p.gws[gateway]
+	g := p.gws[h.gateway]
 	if g == nil {
-		key, err := p.keys.Get(gateway)
+		if err := p.admit(h.gateway); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		key, err := p.keys.Get(h.gateway)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err
 		}
-		g = newGW(p, gateway, gdev.Device, key)
-		p.gws[gateway] = g
+		g = newGW(p, h.gateway, h.gatewayID, key)
+		p.gws[h.gateway] = g
 		p.wg.Add(1)
 		go g.run()
 	}
 	g.mu.Lock()
-	if deviceID != "" {
-		d := g.devices[deviceID]
+	if h.deviceID != "" {
+		d := g.devices[h.deviceID]
 		if d == nil {
 			if len(g.devices) >= p.o.maxAttached {
 				g.mu.Unlock()
 				p.mu.Unlock()
 				return nil, fmt.Errorf("%w (%d)", ErrTooManyDevices, p.o.maxAttached)
 			}
-			d = &device{id: deviceID, holders: map[*Holder]struct{}{}}
-			g.devices[deviceID] = d
+			d = &device{id: h.deviceID, holders: map[*localHold]struct{}{}}
+			g.devices[h.deviceID] = d
 		}
 		if authorization != "" {
 			d.auth = authorization
 		}
-		d.holders[h] = struct{}{}
-		h.d = d
+		d.holders[lh] = struct{}{}
+		lh.d = d
 	}
 	g.holders++
 	if g.idle != nil {
@@ -137,23 +152,16 @@ func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string
 	}
 	g.mu.Unlock()
 	p.mu.Unlock()
-	h.g = g
-	if _, _, err := g.ready(ctx, h.d); err != nil {
-		h.Release()
+	lh.g = g
+	if _, _, err := g.ready(ctx, lh.d); err != nil {
+		lh.release()
 		return nil, err
 	}
-	return h, nil
+	return lh, nil
 }
 
-// Events returns the holder's events (re-attaches, gateway errors about
-// the device). It is bounded: events a slow reader misses are dropped.
-func (h *Holder) Events() <-chan Event { return h.events }
-
-// Gateway returns the gateway's resource name.
-func (h *Holder) Gateway() string { return h.g.name }
-
-// SetAuthorization replaces the device JWT used on the next re-attach.
-func (h *Holder) SetAuthorization(token string) {
+// setAuthorization replaces the device JWT used on the next re-attach.
+func (h *localHold) setAuthorization(token string) {
 	if h.d == nil || token == "" {
 		return
 	}
@@ -162,18 +170,16 @@ func (h *Holder) SetAuthorization(token string) {
 	h.g.mu.Unlock()
 }
 
-// Release lets the device and the connection go: the device is detached
+// release lets the device and the connection go: the device is detached
 // when its last holder goes, the connection closed after the idle timeout
 // when its last holder goes. It is idempotent.
-func (h *Holder) Release() {
-	h.release.Do(func() { h.g.release(h) })
+func (h *localHold) release() {
+	h.release1.Do(func() { h.g.release(h) })
 }
 
-// Publish publishes payload QoS 1 to the held device's topic suffix
-// ("state", "events" or "events/{subfolder}") and returns once the
-// bridge has acknowledged it. A publish the connection lost before its
-// acknowledgement is sent again on the next connection.
-func (h *Holder) Publish(ctx context.Context, suffix string, payload []byte) error {
+// publish publishes payload QoS 1 to the held device's topic suffix and
+// returns once the bridge has acknowledged it, across reconnects.
+func (h *localHold) publish(ctx context.Context, suffix string, payload []byte) error {
 	return h.g.publish(ctx, h.d, suffix, payload)
 }
 
@@ -181,6 +187,9 @@ func (h *Holder) Publish(ctx context.Context, suffix string, payload []byte) err
 type Config struct {
 	Data        []byte
 	ReceiveTime time.Time
+	// Version is the config's version when the hub replica that holds the
+	// gateway's connection told it (0: unknown; MQTT carries none).
+	Version int64
 }
 
 // Command is one command delivery.
@@ -243,6 +252,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
+		p.cancel()
 		for _, g := range p.gws {
 			g.mu.Lock()
 			g.shutdownLocked(ErrClosed)

@@ -268,9 +268,13 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 		if err != nil {
 			return s.grpcError(err)
 		}
-		resp := &hubv1.SubscribeConfigResponse{Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
-		if v, ok := s.configVersion(ctx, gwName.Registry, devID, c.Data); ok {
-			resp.Version = v
+		resp := &hubv1.SubscribeConfigResponse{Version: c.Version, Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
+		if c.Version == 0 {
+			// Received here: the replica relaying a gateway's configs
+			// has looked its versions up already.
+			if v, ok := s.configVersion(ctx, gwName.Registry, devID, c.Data); ok {
+				resp.Version = v
+			}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
