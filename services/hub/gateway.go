@@ -104,6 +104,7 @@ func (g *gw) shutdownLocked(err error) {
 		return
 	}
 	g.stopped, g.stopErr = true, err
+	g.p.stoppingLocked(g.name)
 	if g.idle != nil {
 		g.idle.Stop()
 		g.idle = nil
@@ -118,6 +119,9 @@ func (g *gw) shutdownLocked(err error) {
 func (g *gw) run() {
 	defer g.p.wg.Done()
 	defer g.endAll()
+	// Before endAll: in a cluster, the lease goes once the connection is
+	// closed, so holders that follow the gateway find it free.
+	defer g.p.gatewayEnded(g.name)
 	backoff := g.p.o.minBackoff
 	first := true
 	for {
@@ -188,7 +192,9 @@ func (g *gw) run() {
 			stopping = true
 		}
 		renew.Stop()
-		if stopping {
+		if stopping && !errors.Is(g.stopReason(), errMoved) {
+			// (A gateway that moves keeps its devices attached: the
+			// replica that takes it over attaches them again.)
 			g.detachAll(cl)
 		}
 		g.mu.Lock()

@@ -21,6 +21,9 @@ type link interface {
 	subscribeCommands(ctx context.Context) (commandFeed, error)
 	setAuthorization(token string)
 	release()
+	// abandon drops the link after a move: calls still in flight on it
+	// fail with errMoved (and are sent again on the next link).
+	abandon()
 }
 
 // configFeed and commandFeed are a link's subscriptions.
@@ -96,7 +99,7 @@ func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string
 	h := &Holder{
 		p: p, gateway: gateway, gatewayID: gdev.Device, deviceID: deviceID,
 		events: make(chan Event, p.o.eventBuffer), ctx: hctx, cancel: cancel,
-		auth: authorization, changed: make(chan struct{}),
+		relayed: isRelayed(ctx), auth: authorization, changed: make(chan struct{}),
 	}
 	l, err := p.linkFor(ctx, h)
 	if err != nil {
@@ -112,6 +115,9 @@ func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string
 // linkFor finds h a link: on this pool's connection, or (in a cluster)
 // through the replica that holds the gateway.
 func (p *Pool) linkFor(ctx context.Context, h *Holder) (link, error) {
+	if p.rep != nil {
+		return p.rep.link(ctx, h)
+	}
 	return p.holdLocalLink(ctx, h)
 }
 
@@ -223,7 +229,7 @@ func (h *Holder) current(ctx context.Context) (link, error) {
 // gateway's new owner. A relayed hold never moves: the replica that
 // relayed it does.
 func (h *Holder) movable(err error) bool {
-	return err != nil && errors.Is(err, errMoved) && !h.relayed
+	return err != nil && errors.Is(err, errMoved) && h.p.rep != nil && !h.relayed
 }
 
 // linkLost is told by a link that it ended with err: a move (the holder
@@ -254,10 +260,10 @@ func (h *Holder) moved(l link) {
 	}
 }
 
-// follow releases the old link and links the holder again, for at most
+// follow abandons the old link and links the holder again, for at most
 // the pool's wait timeout.
 func (h *Holder) follow(old link) {
-	old.release()
+	old.abandon()
 	ctx, cancel := context.WithTimeout(h.ctx, h.p.o.waitTimeout)
 	stop := context.AfterFunc(h.p.ctx, cancel)
 	nl, err := h.p.linkFor(ctx, h)

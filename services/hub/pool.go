@@ -28,10 +28,17 @@ type Pool struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	rep *replicaSet // nil: the pool is alone
+
 	mu     sync.Mutex
 	gws    map[string]*gw
 	closed bool
 	wg     sync.WaitGroup // every goroutine the pool starts
+
+	// goMu guards goClosed, for goOwned: a lock of its own, taken under
+	// any other (a holder may start a goroutine under a gateway's lock).
+	goMu     sync.Mutex
+	goClosed bool
 }
 
 // NewPool returns a pool connecting to the bridge at addr (host:port),
@@ -49,20 +56,25 @@ func NewPool(logger *slog.Logger, addr string, keys KeyResolver, opts ...PoolOpt
 		scheme = "ssl://"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Pool{
+	p := &Pool{
 		log: logger, broker: scheme + addr, keys: keys, o: o,
 		tel: newPoolTel(o.tracerProvider, o.meterProvider),
 		ctx: ctx, cancel: cancel,
 		gws: map[string]*gw{},
 	}
+	if o.replicas != nil {
+		p.rep = newReplicaSet(p, *o.replicas)
+		p.rep.start()
+	}
+	return p
 }
 
 // goOwned runs f on a goroutine the pool waits for in Close; it reports
 // false, running nothing, once the pool is closed.
 func (p *Pool) goOwned(f func()) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	p.goMu.Lock()
+	defer p.goMu.Unlock()
+	if p.goClosed {
 		return false
 	}
 	p.wg.Add(1)
@@ -73,9 +85,47 @@ func (p *Pool) goOwned(f func()) bool {
 	return true
 }
 
-// admit says whether this pool may open gateway's connection: always,
-// alone.
-func (p *Pool) admit(gateway string) error { return nil }
+// admit says whether this pool may open gateway's connection (under
+// p.mu): always alone, only while it holds the gateway's lease in a
+// cluster.
+func (p *Pool) admit(gateway string) error {
+	if p.rep == nil {
+		return nil
+	}
+	return p.rep.admit(gateway)
+}
+
+// ready is nil while the pool can serve: always alone; in a cluster, while
+// it can reach NATS.
+func (p *Pool) ready() error {
+	if p.rep == nil {
+		return nil
+	}
+	return p.rep.ready()
+}
+
+// drain hands the gateways over to other replicas (nothing alone).
+func (p *Pool) drain(ctx context.Context, period time.Duration) {
+	if p.rep != nil {
+		p.rep.drain(ctx, period)
+	}
+}
+
+// stoppingLocked is told (under the gateway's lock) that gateway's
+// connection stops for good.
+func (p *Pool) stoppingLocked(gateway string) {
+	if p.rep != nil {
+		p.rep.stopping(gateway)
+	}
+}
+
+// gatewayEnded is told once gateway's connection is closed and its run
+// loop about to return.
+func (p *Pool) gatewayEnded(gateway string) {
+	if p.rep != nil {
+		p.rep.ended(gateway)
+	}
+}
 
 // Event is something that happened to a held device, for Attach streams.
 type Event struct {
@@ -177,6 +227,10 @@ func (h *localHold) release() {
 	h.release1.Do(func() { h.g.release(h) })
 }
 
+// abandon is release: a publish in flight on a moved gateway fails with
+// errMoved by itself.
+func (h *localHold) abandon() { h.release() }
+
 // publish publishes payload QoS 1 to the held device's topic suffix and
 // returns once the bridge has acknowledged it, across reconnects.
 func (h *localHold) publish(ctx context.Context, suffix string, payload []byte) error {
@@ -247,7 +301,8 @@ func (p *Pool) Connection(gateway string) (GatewayView, bool) {
 
 // Close detaches every device, closes every gateway connection and waits
 // for the pool's goroutines, or for ctx. Calls still holding devices fail
-// with ErrClosed. It is idempotent.
+// with ErrClosed. In a cluster it releases the gateways' leases, so other
+// replicas take them at once, and leaves the members. It is idempotent.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
@@ -260,14 +315,23 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
+	if p.rep != nil {
+		p.rep.closeRemotes(ErrClosed)
+	}
+	p.goMu.Lock()
+	p.goClosed = true
+	p.goMu.Unlock()
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if p.rep != nil {
+		p.rep.close(ctx)
+	}
+	return nil
 }
 
 // errConnLost: the connection ended under a call; it waits for the next.

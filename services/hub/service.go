@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,14 @@ func NewService(logger *slog.Logger, pool *Pool, keys *Keys, prov Provisioner) *
 		s.versions = newConfigVersions(prov)
 	}
 	return s
+}
+
+// ready is nil while the pool can serve (in a cluster: reach NATS).
+func (s *Service) ready() error { return s.pool.ready() }
+
+// drainGateways hands the gateways this replica holds over to others.
+func (s *Service) drainGateways(ctx context.Context, period time.Duration) {
+	s.pool.drain(ctx, period)
 }
 
 // Close ends the service's background work (config version lookups in
@@ -97,8 +106,12 @@ func (s *Service) grpcError(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrDropped):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
-		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrUnavailable):
+		return unavailable(reasonBridgeUnavailable, err.Error())
+	case errors.Is(err, ErrClosed):
+		return unavailable(reasonClosing, err.Error())
+	case errors.Is(err, errMoved):
+		return unavailable(reasonMoved, "the gateway's connection is moving between hub replicas; retry")
 	case errors.As(err, &pe):
 		return status.Error(httpCode(pe.HTTPStatus), err.Error())
 	}
@@ -310,14 +323,35 @@ func (s *Service) PublishState(stream grpc.BidiStreamingServer[hubv1.PublishStat
 		return s.grpcError(err)
 	}
 	defer h.Release()
+	// Requests are read on their own goroutine, one ahead at most, so
+	// that the end of ctx (a drain) ends the call while it waits for one.
+	reqs, recvErr := make(chan *hubv1.PublishStateRequest), make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	req := first
 	for i := int64(0); ; i++ {
 		if i > 0 {
-			if req, err = stream.Recv(); err != nil {
+			select {
+			case req = <-reqs:
+			case err := <-recvErr:
 				if errors.Is(err, io.EOF) {
 					return nil
 				}
 				return err
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
 			}
 			if (req.GetGateway() != "" && req.GetGateway() != first.GetGateway()) ||
 				(req.GetDeviceId() != "" && req.GetDeviceId() != first.GetDeviceId()) {
