@@ -43,7 +43,19 @@ func (r *replicaSet) candidates() []cluster.LiveMember {
 // preferred returns gateway's preferred replica; ok is false when there is
 // no candidate (this replica is alone and draining, or cut off).
 func (r *replicaSet) preferred(gateway string) (cluster.LiveMember, bool) {
-	return rendezvous(gateway, r.candidates())
+	return rendezvous(gateway, r.withKey(gateway, r.candidates()))
+}
+
+// withKey drops from ms the replicas that said they hold no key for
+// gateway.
+func (r *replicaSet) withKey(gateway string, ms []cluster.LiveMember) []cluster.LiveMember {
+	out := ms[:0:0]
+	for _, m := range ms {
+		if r.hasKey(gateway, m.Instance) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // rendezvous returns the member with the highest score for name.
@@ -104,7 +116,7 @@ func (r *replicaSet) toHandOver() (string, *ownership, bool) {
 		if o == nil || time.Since(o.since) < r.settle {
 			continue
 		}
-		if pref, ok := rendezvous(gateway, cands); ok && pref.Instance != r.self {
+		if pref, ok := rendezvous(gateway, r.withKey(gateway, cands)); ok && pref.Instance != r.self {
 			return gateway, o, true
 		}
 	}

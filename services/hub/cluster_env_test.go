@@ -59,8 +59,9 @@ type replica struct {
 }
 
 type replicaConfig struct {
-	drain  time.Duration // hub.WithDrain
-	settle time.Duration // Replicas.Settle; default 1 s
+	drain   time.Duration // hub.WithDrain
+	settle  time.Duration // Replicas.Settle; default 1 s
+	keysDir string        // a key store of its own; default: the shared one
 }
 
 func newClusterEnv(t *testing.T) *clusterEnv {
@@ -109,7 +110,10 @@ func (e *clusterEnv) addReplica(name string, cfg replicaConfig) *replica {
 	t.Cleanup(leases.Close)
 	members := cluster.NewMembers(js, log, name, 1)
 	t.Cleanup(members.Close)
-	keys := testutil.Must(hub.NewKeys("", e.keysDir))
+	if cfg.keysDir == "" {
+		cfg.keysDir = e.keysDir
+	}
+	keys := testutil.Must(hub.NewKeys("", cfg.keysDir))
 	proxy := newCutProxy(t, e.bridge)
 	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	if cfg.settle == 0 {

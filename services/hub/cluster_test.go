@@ -500,3 +500,37 @@ func TestBalance(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaWithoutTheKey: a replica that does not share the key store
+// is not given the gateways it holds no key for, even where rendezvous
+// hashing prefers it: calls on either replica are served. A gateway no
+// replica holds a key for is FAILED_PRECONDITION, saying so.
+func TestReplicaWithoutTheKey(t *testing.T) {
+	e := newClusterEnv(t)
+	a := e.addReplica("hub-a", replicaConfig{})
+	b := e.addReplica("hub-b", replicaConfig{keysDir: t.TempDir()})
+	id := ""
+	for i := 0; id == ""; i++ {
+		if name := fmt.Sprintf("%s/registries/reg1/devices/gw-%d", parent, i); hub.Preferred(name, a.name, b.name) == b.name {
+			id = fmt.Sprintf("gw-%d", i)
+		}
+	}
+	_, gws := clusterSetup(t, e, a, id)
+	gw := gws[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for _, r := range []*replica{a, b} {
+		if _, err := r.client.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", Data: []byte("x")}); err != nil {
+			t.Fatalf("PublishEvent through %s: %v", r.name, err)
+		}
+	}
+	cfgs := testutil.Must(b.client.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw}))
+	ch, errc := recvAll(cfgs.Recv)
+	next(t, "config through the replica without the key", ch, errc, 15*time.Second)
+	if got := waitOwner(t, gw, 10*time.Second, a, b); got != a {
+		t.Fatalf("%s holds the gateway without its key", got.name)
+	}
+	_, err := b.client.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: parent + "/registries/reg1/devices/nobody", Data: []byte("x")})
+	wantCode(t, "a gateway nobody holds a key for", err, codes.FailedPrecondition, "holds no key")
+	e.conns.checkOnce(t, gw)
+}

@@ -37,9 +37,17 @@ const (
 	reasonDraining          = "HUB_DRAINING"
 )
 
+// reasonNoKey is the FAILED_PRECONDITION of a replica that holds no key
+// for the gateway: a replica relaying to it to place the gateway there
+// places it elsewhere.
+const reasonNoKey = "NO_GATEWAY_KEY"
+
 // unavailable is an UNAVAILABLE status with reason.
-func unavailable(reason, msg string) error {
-	st := status.New(codes.Unavailable, msg)
+func unavailable(reason, msg string) error { return withReason(codes.Unavailable, reason, msg) }
+
+// withReason is a status with a google.rpc.ErrorInfo reason.
+func withReason(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}); err == nil {
 		st = d
 	}
@@ -62,9 +70,9 @@ func isRelayed(ctx context.Context) bool {
 	return len(md.Get(relayHeader)) > 0
 }
 
-// relay links h through the replica target (the gateway's holder, or the
-// replica preferred to take it).
-func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holding) (link, error) {
+// relay links h through the replica target: the gateway's holder, or
+// (placing) the replica preferred to take it.
+func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holding, placing bool) (link, error) {
 	if target.Addr == "" {
 		r.distrust(target.Instance)
 		return nil, fmt.Errorf("%w: replica %s has no address", errMoved, target.Instance)
@@ -81,7 +89,7 @@ func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holdin
 	}
 	md.Set(relayHeader, r.self)
 	lctx, cancel := context.WithCancel(metadata.NewOutgoingContext(h.ctx, md))
-	l := &remoteLink{r: r, h: h, target: target, client: hubv1.NewHubClient(cc), md: md, ctx: lctx, cancel: cancel}
+	l := &remoteLink{r: r, h: h, target: target, placing: placing, client: hubv1.NewHubClient(cc), md: md, ctx: lctx, cancel: cancel}
 	if h.deviceID != "" {
 		if err := l.attach(ctx); err != nil {
 			cancel()
@@ -108,11 +116,12 @@ func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holdin
 // held open for a device (it keeps the device attached on the owner and
 // brings its events), and a call or stream per operation.
 type remoteLink struct {
-	r      *replicaSet
-	h      *Holder
-	target cluster.Holding
-	client hubv1.HubClient
-	md     metadata.MD
+	r       *replicaSet
+	h       *Holder
+	target  cluster.Holding
+	placing bool // target did not hold the gateway: it was to take it
+	client  hubv1.HubClient
+	md      metadata.MD
 	// ctx carries md and the caller's values; it ends with release or
 	// breakOff, and every relayed call with it.
 	ctx    context.Context
@@ -222,6 +231,13 @@ func (l *remoteLink) classify(err error) error {
 	case codes.Canceled:
 		if l.ctx.Err() == nil {
 			return fmt.Errorf("%w: replica %s ended the call", errMoved, l.target.Instance)
+		}
+	case codes.FailedPrecondition:
+		if l.placing && reasonOf(st) == reasonNoKey {
+			// The replica preferred for the gateway cannot connect it:
+			// place it on another.
+			l.r.lacksKey(l.h.gateway, l.target.Instance)
+			return fmt.Errorf("%w: replica %s holds no key for the gateway", errMoved, l.target.Instance)
 		}
 	}
 	return err

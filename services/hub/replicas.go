@@ -75,6 +75,7 @@ type replicaSet struct {
 	remotes   map[*remoteLink]struct{}
 	conns     map[string]*grpc.ClientConn // to the other replicas, by address
 	suspects  map[string]time.Time        // replicas found unreachable, until when
+	keyless   map[string]time.Time        // gateway + "\x00" + replica: holds no key for it, until when
 	draining  bool
 	closed    bool
 }
@@ -116,7 +117,7 @@ func newReplicaSet(p *Pool, r Replicas) *replicaSet {
 		},
 		owned: map[string]*ownership{}, acquiring: map[string]*attempt{},
 		remotes: map[*remoteLink]struct{}{}, conns: map[string]*grpc.ClientConn{},
-		suspects: map[string]time.Time{},
+		suspects: map[string]time.Time{}, keyless: map[string]time.Time{},
 	}
 	r.Members.Join(r.Advertise)
 	return rs
@@ -289,7 +290,7 @@ func (r *replicaSet) try(ctx context.Context, h *Holder) (link, error) {
 		// elsewhere, or a holder that cannot be reached.
 		return nil, errMoved
 	case held:
-		return r.relay(ctx, h, holding)
+		return r.relay(ctx, h, holding, false)
 	case h.relayed:
 		// Sent here to take the gateway.
 		if draining {
@@ -301,12 +302,19 @@ func (r *replicaSet) try(ctx context.Context, h *Holder) (link, error) {
 	if !ok || pref.Instance == r.self {
 		return r.acquireLocal(ctx, h)
 	}
-	return r.relay(ctx, h, cluster.Holding{Instance: pref.Instance, Addr: pref.Addr})
+	return r.relay(ctx, h, cluster.Holding{Instance: pref.Instance, Addr: pref.Addr}, true)
 }
 
 // acquireLocal takes the gateway's lease and holds h on this pool.
 func (r *replicaSet) acquireLocal(ctx context.Context, h *Holder) (link, error) {
 	if _, err := r.p.keys.Get(h.gateway); err != nil {
+		if errors.Is(err, ErrNoKey) && !h.relayed && r.hasKey(h.gateway, r.self) {
+			if others := r.withKey(h.gateway, r.candidates()); len(others) > 0 && !(len(others) == 1 && others[0].Instance == r.self) {
+				// Another replica may hold the key: let it take the gateway.
+				r.lacksKey(h.gateway, r.self)
+				return nil, fmt.Errorf("%w: %v", errMoved, err)
+			}
+		}
 		return nil, err
 	}
 	if _, err := r.acquire(ctx, h.gateway); err != nil {
@@ -422,6 +430,35 @@ func (r *replicaSet) distrust(instance string) {
 	r.mu.Lock()
 	r.suspects[instance] = time.Now().Add(r.leases.TTL())
 	r.mu.Unlock()
+}
+
+// lacksKey notes that instance holds no key for gateway (a cluster whose
+// replicas do not share their key store): it is not given the gateway
+// for a minute.
+func (r *replicaSet) lacksKey(gateway, instance string) {
+	k := gateway + "\x00" + instance
+	r.mu.Lock()
+	_, known := r.keyless[k]
+	r.keyless[k] = time.Now().Add(time.Minute)
+	r.mu.Unlock()
+	if !known {
+		r.log.Info("hub: a replica holds no key for a gateway: another takes it (give every replica every key: a shared key store folder, the same gateways file)",
+			"gateway", gateway, "replica", instance)
+	}
+}
+
+// hasKey reports whether instance may hold gateway's key (it did not say
+// it holds none lately).
+func (r *replicaSet) hasKey(gateway, instance string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := gateway + "\x00" + instance
+	until, ok := r.keyless[k]
+	if ok && time.Now().After(until) {
+		delete(r.keyless, k)
+		return true
+	}
+	return !ok
 }
 
 // conn returns the client connection to the replica at addr.

@@ -97,7 +97,7 @@ func (s *Service) grpcError(err error) error {
 	case errors.Is(err, ErrGatewayDeleted):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNoKey):
-		return status.Error(codes.FailedPrecondition, err.Error()+" (create it with CreateGateway, or name it in the gateways file)")
+		return withReason(codes.FailedPrecondition, reasonNoKey, err.Error()+" (create it with CreateGateway, or name it in the gateways file; hub replicas share their key store folder)")
 	case errors.Is(err, ErrKeyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrRefused):
