@@ -17,8 +17,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,10 +34,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
@@ -347,7 +351,20 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		hubPool *hub.Pool
 	)
 	if hubLis != nil {
-		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, hopts)
+		// The hub is one replica on the bus, alone unless other hubs
+		// share an external NATS (--nats-url).
+		js, err := jetstream.New(b.Conn())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("the hub's JetStream: %w", err)
+		}
+		instance := hubInstanceID()
+		leases := cluster.NewLeases(js, logger, instance, 1)
+		defer leases.Close()
+		members := cluster.NewMembers(js, logger, instance, 1)
+		defer members.Close()
+		replicas := hub.Replicas{Leases: leases, Members: members, Advertise: dialable(hubLis.Addr().String())}
+		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, replicas, hopts)
 		if err != nil {
 			closeAll()
 			return err
@@ -397,7 +414,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 // newHub builds the hub on the bridge's first listener and the manager's
 // REST API, both in this process but reached as any client would: MQTT (over
 // TLS trusting the data folder's CA) and HTTP.
-func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs devca.Files, adminAddr, bridgeAddr, adminToken string, opts []hub.ServerOption) (*hub.Server, *hub.Pool, error) {
+func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs devca.Files, adminAddr, bridgeAddr, adminToken string, replicas hub.Replicas, opts []hub.ServerOption) (*hub.Server, *hub.Pool, error) {
 	keys, err := hub.NewKeys(cfg.GatewaysFile, filepath.Join(cfg.DataDir, "hub-keys"))
 	if err != nil {
 		return nil, nil, err
@@ -416,8 +433,20 @@ func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs dev
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, append(popts, hub.WithGatewayCheck(prov))...)
+	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, append(popts, hub.WithGatewayCheck(prov), hub.WithReplicas(replicas))...)
 	return hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), opts...), pool, nil
+}
+
+// hubInstanceID is the hub replica's id, <hostname>-<8 random hex>.
+// (cluster.NewInstanceID, once it exists, is the same.)
+func hubInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "passerelle"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
 }
 
 // dialable turns a listening address into one to dial: an unspecified host
