@@ -33,7 +33,7 @@ import (
 // folder, each dialing the bridge through a proxy of its own that a test
 // can cut (as the kernel closes a killed process's sockets).
 type clusterEnv struct {
-	t         *testing.T
+	t         testing.TB
 	log       *slog.Logger
 	natsURL   string
 	admin     *cloudiot.Service
@@ -64,7 +64,7 @@ type replicaConfig struct {
 	keysDir string        // a key store of its own; default: the shared one
 }
 
-func newClusterEnv(t *testing.T) *clusterEnv {
+func newClusterEnv(t testing.TB) *clusterEnv {
 	t.Helper()
 	ctx := context.Background()
 	log := testutil.Logger(t)
@@ -155,7 +155,7 @@ func (r *replica) connected(gateway string) bool {
 
 // waitOwner waits until exactly one of rs has gateway connected and
 // returns it.
-func waitOwner(t *testing.T, gateway string, timeout time.Duration, rs ...*replica) *replica {
+func waitOwner(t testing.TB, gateway string, timeout time.Duration, rs ...*replica) *replica {
 	t.Helper()
 	var owner *replica
 	testutil.WaitFor(t, timeout, func() error {
@@ -231,7 +231,7 @@ func (m *mqttConns) lastGap(id string) time.Duration {
 }
 
 // checkOnce fails t when the bridge ever had gateway connected twice at once.
-func (m *mqttConns) checkOnce(t *testing.T, gateway string) {
+func (m *mqttConns) checkOnce(t testing.TB, gateway string) {
 	t.Helper()
 	most, connects := m.atOnce(gateway)
 	if most > 1 {
@@ -341,7 +341,7 @@ type cutProxy struct {
 	isCut bool
 }
 
-func newCutProxy(t *testing.T, target string) *cutProxy {
+func newCutProxy(t testing.TB, target string) *cutProxy {
 	p := &cutProxy{lis: testutil.Must(net.Listen("tcp", "127.0.0.1:0")), target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()

@@ -22,14 +22,14 @@ import (
 // clusterSetup makes a registry whose events go to a topic, gateways made
 // through r, and a device "bound" bound to each; it returns the registry
 // and the gateways' names.
-func clusterSetup(t *testing.T, e *clusterEnv, r *replica, gatewayIDs ...string) (regName string, gws []string) {
+func clusterSetup(t testing.TB, e *clusterEnv, r *replica, gatewayIDs ...string) (regName string, gws []string) {
 	t.Helper()
 	return clusterGateways(t, e, r, true, gatewayIDs...)
 }
 
 // clusterGateways is clusterSetup, binding "bound" or not (a device is
 // bound to at most 10 gateways).
-func clusterGateways(t *testing.T, e *clusterEnv, r *replica, bind bool, gatewayIDs ...string) (regName string, gws []string) {
+func clusterGateways(t testing.TB, e *clusterEnv, r *replica, bind bool, gatewayIDs ...string) (regName string, gws []string) {
 	t.Helper()
 	regs := e.admin.Projects.Locations.Registries
 	reg := testutil.Must(regs.Create(parent, &cloudiot.DeviceRegistry{Id: "reg1",
