@@ -251,6 +251,7 @@ func (g *gw) connect() (paho.Client, <-chan struct{}, error) {
 		SetKeepAlive(g.p.o.keepAlive).
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(g.route).
+		SetCustomOpenConnectionFn(openConn).
 		SetConnectionLostHandler(func(paho.Client, error) { once.Do(func() { close(lost) }) })
 	if g.p.o.tls != nil {
 		o.SetTLSConfig(g.p.o.tls)
