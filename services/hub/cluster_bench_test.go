@@ -38,6 +38,7 @@ func BenchmarkGatewayMove(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				caller := e.addReplica(fmt.Sprintf("hub-%d", i+1), cfg)
+				waitMembers(b, owner, caller)
 				s := testutil.Must(caller.client.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw}))
 				testutil.Must(s.Recv())
 				if got := waitOwner(b, gw, 10*time.Second, owner, caller); got != owner {

@@ -48,14 +48,15 @@ type clusterEnv struct {
 
 // replica is one hub replica of a clusterEnv.
 type replica struct {
-	name   string
-	addr   string
-	pool   *hub.Pool
-	srv    *hub.Server
-	client hubv1.HubClient
-	bus    *bus.Bus
-	proxy  *cutProxy
-	stop   func() // ends Serve: a drain when the replica has one, then a stop
+	name    string
+	addr    string
+	members *cluster.Members
+	pool    *hub.Pool
+	srv     *hub.Server
+	client  hubv1.HubClient
+	bus     *bus.Bus
+	proxy   *cutProxy
+	stop    func() // ends Serve: a drain when the replica has one, then a stop
 }
 
 type replicaConfig struct {
@@ -135,7 +136,27 @@ func (e *clusterEnv) addReplica(name string, cfg replicaConfig) *replica {
 	conn := testutil.Must(grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(hub.ServiceConfig)))
 	t.Cleanup(func() { _ = conn.Close() })
-	return &replica{name: name, addr: lis.Addr().String(), pool: pool, srv: srv, client: hubv1.NewHubClient(conn), bus: b, proxy: proxy, stop: stop}
+	return &replica{name: name, addr: lis.Addr().String(), members: members, pool: pool, srv: srv, client: hubv1.NewHubClient(conn), bus: b, proxy: proxy, stop: stop}
+}
+
+// waitMembers waits until each of rs sees all of rs live: until then a
+// replica may take a gateway another is preferred for.
+func waitMembers(t testing.TB, rs ...*replica) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		for _, r := range rs {
+			live := map[string]bool{}
+			for _, m := range r.members.Live() {
+				live[m.Instance] = true
+			}
+			for _, o := range rs {
+				if !live[o.name] {
+					return fmt.Errorf("%s does not see %s yet", r.name, o.name)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // kill stops r the way SIGKILL would, as far as the others can tell: its
@@ -185,11 +206,12 @@ type mqttConns struct {
 	connects map[string]int
 	closedAt map[string]time.Time // the last close
 	gaps     map[string][]time.Duration
+	history  map[string][]string // opens and closes, for failures
 }
 
 func newMQTTConns() *mqttConns {
 	return &mqttConns{open: map[string]int{}, most: map[string]int{}, connects: map[string]int{},
-		closedAt: map[string]time.Time{}, gaps: map[string][]time.Duration{}}
+		closedAt: map[string]time.Time{}, gaps: map[string][]time.Duration{}, history: map[string][]string{}}
 }
 
 func (m *mqttConns) opened(id string) {
@@ -197,6 +219,7 @@ func (m *mqttConns) opened(id string) {
 	defer m.mu.Unlock()
 	m.open[id]++
 	m.connects[id]++
+	m.history[id] = append(m.history[id], time.Now().Format("15:04:05.000000")+" open")
 	m.most[id] = max(m.most[id], m.open[id])
 	if at, ok := m.closedAt[id]; ok && m.open[id] == 1 {
 		m.gaps[id] = append(m.gaps[id], time.Since(at))
@@ -208,6 +231,7 @@ func (m *mqttConns) closed(id string) {
 	defer m.mu.Unlock()
 	m.open[id]--
 	m.closedAt[id] = time.Now()
+	m.history[id] = append(m.history[id], time.Now().Format("15:04:05.000000")+" close")
 }
 
 // atOnce returns the most connections of id the bridge had open at once,
@@ -235,7 +259,10 @@ func (m *mqttConns) checkOnce(t testing.TB, gateway string) {
 	t.Helper()
 	most, connects := m.atOnce(gateway)
 	if most > 1 {
-		t.Errorf("the bridge had %s connected %d times at once (%d connects)", gateway, most, connects)
+		m.mu.Lock()
+		h := m.history[gateway]
+		m.mu.Unlock()
+		t.Errorf("the bridge had %s connected %d times at once (%d connects): %v", gateway, most, connects, h)
 	}
 }
 
@@ -373,11 +400,20 @@ func (p *cutProxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
+		// Each way ends with a half-close, as a TCP load balancer does:
+		// the hub's FIN reaches the bridge, and the bridge's close the hub.
+		var left atomic.Int32
+		left.Store(2)
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
 			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
+			if tc, ok := dst.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			if left.Add(-1) == 0 {
+				dst.Close()
+				src.Close()
+			}
 		}
 		go pipe(up, c)
 		go pipe(c, up)

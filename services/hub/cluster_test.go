@@ -160,6 +160,7 @@ func waitEnd[T any](t *testing.T, what string, ch <-chan T, errc <-chan error, t
 func TestRelayToTheOwner(t *testing.T) {
 	e := newClusterEnv(t)
 	a, b := e.addReplica("hub-a", replicaConfig{}), e.addReplica("hub-b", replicaConfig{})
+	waitMembers(t, a, b)
 	regName, gws := clusterSetup(t, e, a, "gw-1")
 	gw, devName := gws[0], regName+"/devices/bound"
 	owner, other := ownerAndOther(gw, a, b)
@@ -179,6 +180,7 @@ func TestRelayToTheOwner(t *testing.T) {
 		return nil
 	}
 	testutil.WaitFor(t, 10*time.Second, idle)
+	e.closeIdle()
 	base := baseline()
 	cctx, ccancel := context.WithCancel(ctx)
 	defer ccancel()
@@ -264,6 +266,7 @@ func TestRelayToTheOwner(t *testing.T) {
 func TestOwnerKilled(t *testing.T) {
 	e := newClusterEnv(t)
 	a, b := e.addReplica("hub-a", replicaConfig{}), e.addReplica("hub-b", replicaConfig{})
+	waitMembers(t, a, b)
 	regName, gws := clusterSetup(t, e, a, "gw-1")
 	gw, devName := gws[0], regName+"/devices/bound"
 	owner, other := ownerAndOther(gw, a, b)
@@ -313,6 +316,7 @@ func TestOwnerKilled(t *testing.T) {
 func TestOwnerCutOffFromNATS(t *testing.T) {
 	e := newClusterEnv(t)
 	a, b := e.addReplica("hub-a", replicaConfig{}), e.addReplica("hub-b", replicaConfig{})
+	waitMembers(t, a, b)
 	regName, gws := clusterSetup(t, e, a, "gw-1")
 	gw, devName := gws[0], regName+"/devices/bound"
 	owner, other := ownerAndOther(gw, a, b)
@@ -354,6 +358,7 @@ func TestDrainHandsGatewaysOver(t *testing.T) {
 	e := newClusterEnv(t)
 	a := e.addReplica("hub-a", replicaConfig{drain: 2 * time.Second})
 	b := e.addReplica("hub-b", replicaConfig{})
+	waitMembers(t, a, b)
 	// Four gateways, two preferring each replica.
 	var ids []string
 	var onA int
@@ -509,6 +514,7 @@ func TestReplicaWithoutTheKey(t *testing.T) {
 	e := newClusterEnv(t)
 	a := e.addReplica("hub-a", replicaConfig{})
 	b := e.addReplica("hub-b", replicaConfig{keysDir: t.TempDir()})
+	waitMembers(t, a, b)
 	id := ""
 	for i := 0; id == ""; i++ {
 		if name := fmt.Sprintf("%s/registries/reg1/devices/gw-%d", parent, i); hub.Preferred(name, a.name, b.name) == b.name {

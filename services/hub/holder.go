@@ -272,7 +272,7 @@ func (h *Holder) follow(old link) {
 		if h.p.ctx.Err() != nil {
 			err = ErrClosed
 		} else {
-			err = fmt.Errorf("%w: the gateway's connection did not come back on a hub replica within %s", ErrUnavailable, h.p.o.waitTimeout)
+			err = fmt.Errorf("%w within %s", errNoOwner, h.p.o.waitTimeout)
 		}
 	}
 	cancel()

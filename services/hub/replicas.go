@@ -52,6 +52,10 @@ type Replicas struct {
 // again, unacknowledged publishes sent again). Default: the pool is alone.
 func WithReplicas(r Replicas) PoolOption { return func(o *poolOptions) { o.replicas = &r } }
 
+// errNoOwner: no replica could take the gateway in time (NATS away, every
+// replica draining or unreachable).
+var errNoOwner = errors.New("no hub replica could take the gateway's connection")
+
 // balanceEvery is how often a replica looks for a gateway to hand over;
 // it hands over at most one at a time.
 const balanceEvery = 500 * time.Millisecond
@@ -249,7 +253,7 @@ func (r *replicaSet) link(ctx context.Context, h *Holder) (link, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w: no hub replica took the gateway within %s (%v)", ErrUnavailable, r.p.o.waitTimeout, err)
+			return nil, fmt.Errorf("%w within %s (%v)", errNoOwner, r.p.o.waitTimeout, err)
 		}
 		t.Stop()
 		backoff = min(2*backoff, 250*time.Millisecond)

@@ -112,6 +112,8 @@ func (s *Service) grpcError(err error) error {
 		return unavailable(reasonClosing, err.Error())
 	case errors.Is(err, errMoved):
 		return unavailable(reasonMoved, "the gateway's connection is moving between hub replicas; retry")
+	case errors.Is(err, errNoOwner):
+		return unavailable(reasonMoved, err.Error()+"; retry")
 	case errors.As(err, &pe):
 		return status.Error(httpCode(pe.HTTPStatus), err.Error())
 	}
