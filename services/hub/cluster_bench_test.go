@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/testutil"
+	"github.com/passerelle-iot/passerelle/services/bridge"
 )
 
 // BenchmarkGatewayMove: the time for a gateway to move between hub
@@ -70,6 +73,72 @@ func BenchmarkGatewayMove(b *testing.B) {
 			}
 			b.ReportMetric(float64(sum.Milliseconds())/float64(len(moves)), "ms/move")
 			b.ReportMetric(float64(slices.Max(moves).Milliseconds()), "max-ms")
+		})
+	}
+}
+
+// BenchmarkRelayedPublishEvent: PublishEvent for 10 devices of one
+// gateway (each held attached by an Attach stream on the replica called)
+// by 16 concurrent callers, called on the replica that holds the gateway
+// (direct) and on another one (relayed), to show what a relay costs. One
+// op is a round of 1,000 events.
+func BenchmarkRelayedPublishEvent(b *testing.B) {
+	e := newClusterEnv(b, bridge.WithMessageRate(0, 0), bridge.WithByteRate(0))
+	a, c := e.addReplica("hub-a", replicaConfig{}), e.addReplica("hub-b", replicaConfig{})
+	waitMembers(b, a, c)
+	_, gws := clusterGateways(b, e, a, false, "gw-1")
+	gw := gws[0]
+	owner, other := ownerAndOther(gw, a, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const devices, workers, round = 10, 16, 1000
+	for _, r := range []*replica{owner, other} {
+		for d := range devices {
+			att := testutil.Must(r.client.Attach(ctx))
+			if err := att.Send(&hubv1.AttachRequest{Gateway: gw, DeviceId: fmt.Sprintf("dev-%d", d), CreateIfMissing: true, BindIfNeeded: true}); err != nil {
+				b.Fatal(err)
+			}
+			testutil.Must(att.Recv())
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		r    *replica
+	}{{"direct", owner}, {"relayed", other}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var msgs int64
+			var lat []time.Duration
+			var mu sync.Mutex
+			for b.Loop() {
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var mine []time.Duration
+						for {
+							n := next.Add(1) - 1
+							if n >= round {
+								break
+							}
+							start := time.Now()
+							if _, err := tc.r.client.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: fmt.Sprintf("dev-%d", n%devices), Data: []byte("x")}); err != nil {
+								b.Error(err)
+								return
+							}
+							mine = append(mine, time.Since(start))
+						}
+						mu.Lock()
+						lat = append(lat, mine...)
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				msgs += round
+			}
+			b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+			reportLatencies(b, "call-", lat)
 		})
 	}
 }

@@ -65,7 +65,7 @@ type replicaConfig struct {
 	keysDir string        // a key store of its own; default: the shared one
 }
 
-func newClusterEnv(t testing.TB) *clusterEnv {
+func newClusterEnv(t testing.TB, bridgeOpts ...bridge.Option) *clusterEnv {
 	t.Helper()
 	ctx := context.Background()
 	log := testutil.Logger(t)
@@ -93,7 +93,7 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 	}
 	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	e.bridge = lis.Addr().String()
-	br := bridge.New(log, st, b, bridge.WithClock(func() time.Time { return time.Now().Add(time.Duration(e.clockSkew.Load())) }))
+	br := bridge.New(log, st, b, append([]bridge.Option{bridge.WithClock(func() time.Time { return time.Now().Add(time.Duration(e.clockSkew.Load())) })}, bridgeOpts...)...)
 	serve(t, func(ctx context.Context) error { return br.Serve(ctx, sniffListener{lis, e.conns}) })
 	return e
 }

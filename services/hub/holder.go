@@ -60,6 +60,10 @@ type Holder struct {
 	// relayed: the call came from another replica, to be served here or
 	// not at all (it is never relayed again).
 	relayed bool
+	// brief: held for one call (PublishEvent). A relay of it needs no
+	// Attach stream of its own: the relayed call holds the device on the
+	// owner for as long as it lasts.
+	brief bool
 
 	mu       sync.Mutex
 	auth     string
@@ -76,6 +80,15 @@ type Holder struct {
 // the bridge has accepted the attach. In a cluster, the connection is the
 // one of the replica that holds the gateway, reached through it.
 func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string) (*Holder, error) {
+	return p.hold(ctx, gateway, deviceID, authorization, false)
+}
+
+// holdBrief is Hold for a single call (see Holder.brief).
+func (p *Pool) holdBrief(ctx context.Context, gateway, deviceID, authorization string) (*Holder, error) {
+	return p.hold(ctx, gateway, deviceID, authorization, true)
+}
+
+func (p *Pool) hold(ctx context.Context, gateway, deviceID, authorization string, brief bool) (*Holder, error) {
 	gdev, err := resource.ParseDevice("gateway", gateway)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -99,7 +112,7 @@ func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string
 	h := &Holder{
 		p: p, gateway: gateway, gatewayID: gdev.Device, deviceID: deviceID,
 		events: make(chan Event, p.o.eventBuffer), ctx: hctx, cancel: cancel,
-		relayed: isRelayed(ctx), auth: authorization, changed: make(chan struct{}),
+		relayed: isRelayed(ctx), brief: brief, auth: authorization, changed: make(chan struct{}),
 	}
 	l, err := p.linkFor(ctx, h)
 	if err != nil {

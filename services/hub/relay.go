@@ -90,7 +90,7 @@ func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holdin
 	md.Set(relayHeader, r.self)
 	lctx, cancel := context.WithCancel(metadata.NewOutgoingContext(h.ctx, md))
 	l := &remoteLink{r: r, h: h, target: target, placing: placing, client: hubv1.NewHubClient(cc), md: md, ctx: lctx, cancel: cancel}
-	if h.deviceID != "" {
+	if h.deviceID != "" && !h.brief {
 		if err := l.attach(ctx); err != nil {
 			cancel()
 			return nil, err

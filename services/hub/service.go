@@ -387,7 +387,7 @@ func (s *Service) PublishEvent(ctx context.Context, req *hubv1.PublishEventReque
 	if len(req.GetData()) > MaxEventBytes {
 		return nil, invalid("event of %d bytes is over the bridge's limit of %d", len(req.GetData()), MaxEventBytes)
 	}
-	h, err := s.pool.Hold(ctx, req.GetGateway(), req.GetDeviceId(), req.GetAuthorization())
+	h, err := s.pool.holdBrief(ctx, req.GetGateway(), req.GetDeviceId(), req.GetAuthorization())
 	if err != nil {
 		return nil, s.grpcError(err)
 	}
