@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -63,6 +64,9 @@ type replicaConfig struct {
 	drain   time.Duration // hub.WithDrain
 	settle  time.Duration // Replicas.Settle; default 1 s
 	keysDir string        // a key store of its own; default: the shared one
+	// advertise replaces the replica's address in its membership (a
+	// wrong --advertise-addr).
+	advertise string
 }
 
 func newClusterEnv(t testing.TB, bridgeOpts ...bridge.Option) *clusterEnv {
@@ -122,7 +126,7 @@ func (e *clusterEnv) addReplica(name string, cfg replicaConfig) *replica {
 	}
 	pool := hub.NewPool(log, proxy.addr(), keys, hub.WithGatewayCheck(e.prov),
 		hub.WithBackoff(10*time.Millisecond, 200*time.Millisecond), hub.WithIdleTimeout(200*time.Millisecond),
-		hub.WithReplicas(hub.Replicas{Leases: leases, Members: members, Advertise: lis.Addr().String(), Settle: cfg.settle}))
+		hub.WithReplicas(hub.Replicas{Leases: leases, Members: members, Advertise: cmp.Or(cfg.advertise, lis.Addr().String()), Settle: cfg.settle}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

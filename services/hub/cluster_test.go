@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -538,5 +539,39 @@ func TestReplicaWithoutTheKey(t *testing.T) {
 	}
 	_, err := b.client.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: parent + "/registries/reg1/devices/nobody", Data: []byte("x")})
 	wantCode(t, "a gateway nobody holds a key for", err, codes.FailedPrecondition, "holds no key")
+	e.conns.checkOnce(t, gw)
+}
+
+// TestReplicaUnreachable: a replica the others cannot reach (its
+// advertised address is wrong) is not given the gateways it is preferred
+// for: the replica the call reached takes them.
+func TestReplicaUnreachable(t *testing.T) {
+	e := newClusterEnv(t)
+	a := e.addReplica("hub-a", replicaConfig{})
+	// Nobody listens there.
+	closed := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
+	nowhere := closed.Addr().String()
+	closed.Close()
+	b := e.addReplica("hub-b", replicaConfig{advertise: nowhere})
+	waitMembers(t, a, b)
+	id := ""
+	for i := 0; id == ""; i++ {
+		if name := fmt.Sprintf("%s/registries/reg1/devices/gw-%d", parent, i); hub.Preferred(name, a.name, b.name) == b.name {
+			id = fmt.Sprintf("gw-%d", i)
+		}
+	}
+	_, gws := clusterSetup(t, e, a, id)
+	gw := gws[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cfgs := testutil.Must(a.client.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
+	ch, errc := recvAll(cfgs.Recv)
+	next(t, "config through the replica that can be reached", ch, errc, 15*time.Second)
+	if got := waitOwner(t, gw, 10*time.Second, a, b); got != a {
+		t.Fatalf("%s holds the gateway", got.name)
+	}
+	if _, err := a.client.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: "bound", Data: []byte("x")}); err != nil {
+		t.Fatalf("PublishEvent: %v", err)
+	}
 	e.conns.checkOnce(t, gw)
 }

@@ -108,6 +108,9 @@ func (r *replicaSet) relay(ctx context.Context, h *Holder, target cluster.Holdin
 		l.release()
 		return nil, ErrClosed
 	}
+	if l.att != nil {
+		r.trust(target.Instance)
+	}
 	r.log.Debug("hub: relaying a call to the gateway's replica", "gateway", h.gateway, "device", h.deviceID, "to", target.Instance)
 	return l, nil
 }
@@ -298,6 +301,9 @@ func (l *remoteLink) publish(ctx context.Context, suffix string, payload []byte)
 	_, err := l.client.PublishEvent(cctx, &hubv1.PublishEventRequest{
 		Gateway: l.h.gateway, DeviceId: l.h.deviceID, Authorization: l.auth(), SubFolder: sub, Data: payload,
 	})
+	if err == nil {
+		l.r.trust(l.target.Instance)
+	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

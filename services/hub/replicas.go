@@ -78,7 +78,7 @@ type replicaSet struct {
 	acquiring map[string]*attempt   // leases being acquired, single flight
 	remotes   map[*remoteLink]struct{}
 	conns     map[string]*grpc.ClientConn // to the other replicas, by address
-	suspects  map[string]time.Time        // replicas found unreachable, until when
+	suspects  map[string]*suspicion       // replicas found unreachable
 	keyless   map[string]time.Time        // gateway + "\x00" + replica: holds no key for it, until when
 	draining  bool
 	closed    bool
@@ -121,7 +121,7 @@ func newReplicaSet(p *Pool, r Replicas) *replicaSet {
 		},
 		owned: map[string]*ownership{}, acquiring: map[string]*attempt{},
 		remotes: map[*remoteLink]struct{}{}, conns: map[string]*grpc.ClientConn{},
-		suspects: map[string]time.Time{}, keyless: map[string]time.Time{},
+		suspects: map[string]*suspicion{}, keyless: map[string]time.Time{},
 	}
 	r.Members.Join(r.Advertise)
 	return rs
@@ -416,23 +416,56 @@ func (r *replicaSet) releaseIfUnused(gateway string) {
 	}
 }
 
+// suspicion is a replica found unreachable: it gets no gateway until
+// then. Each failure in a row doubles the time, from a lease's TTL (by
+// then a dead replica's leases and membership have lapsed) to a minute
+// (a live replica that cannot be reached, say a wrong --advertise-addr,
+// would otherwise be handed its gateways again and again).
+type suspicion struct {
+	until   time.Time
+	strikes int
+}
+
 // suspect reports whether instance was found unreachable lately.
 func (r *replicaSet) suspect(instance string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	until, ok := r.suspects[instance]
-	if ok && time.Now().After(until) {
-		delete(r.suspects, instance)
-		return false
-	}
-	return ok
+	s := r.suspects[instance]
+	return s != nil && time.Now().Before(s.until)
 }
 
-// distrust marks instance unreachable for a lease's TTL: by then its
-// leases and its membership have lapsed if it is gone.
+// distrust marks instance unreachable.
 func (r *replicaSet) distrust(instance string) {
 	r.mu.Lock()
-	r.suspects[instance] = time.Now().Add(r.leases.TTL())
+	s := r.suspects[instance]
+	if s == nil {
+		s = &suspicion{}
+		r.suspects[instance] = s
+	}
+	if time.Now().Before(s.until) {
+		r.mu.Unlock()
+		return // one failure, seen by several calls
+	}
+	s.strikes++
+	d := min(r.leases.TTL()<<min(s.strikes-1, 10), time.Minute)
+	s.until = time.Now().Add(d)
+	strikes := s.strikes
+	r.mu.Unlock()
+	if strikes == 1 {
+		// A replica that died: its membership lapses meanwhile.
+		r.log.Info("hub: cannot reach a hub replica; it gets no gateway for a while", "peer", instance, "for", d)
+	} else {
+		r.log.Warn("hub: still cannot reach a hub replica that says it is alive; check its --advertise-addr", "peer", instance, "for", d)
+	}
+}
+
+// trust forgets that instance was found unreachable (a relay to it
+// worked).
+func (r *replicaSet) trust(instance string) {
+	r.mu.Lock()
+	if len(r.suspects) > 0 {
+		delete(r.suspects, instance)
+	}
 	r.mu.Unlock()
 }
 
@@ -447,7 +480,7 @@ func (r *replicaSet) lacksKey(gateway, instance string) {
 	r.mu.Unlock()
 	if !known {
 		r.log.Info("hub: a replica holds no key for a gateway: another takes it (give every replica every key: a shared key store folder, the same gateways file)",
-			"gateway", gateway, "replica", instance)
+			"gateway", gateway, "peer", instance)
 	}
 }
 
