@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -192,6 +193,7 @@ func (l *Leases) Acquire(ctx context.Context, name, addr string) (*Lease, error)
 		}
 	}
 	if err != nil {
+		l.kv.failed(err)
 		l.mu.Lock()
 		delete(l.held, name)
 		l.mu.Unlock()
@@ -388,6 +390,7 @@ func (le *Lease) refresh(kv jetstream.KeyValue) {
 			return
 		}
 		if err != nil {
+			le.l.kv.failed(err)
 			le.l.refreshFailed(le.name, err)
 			wait = every / 4
 			continue
@@ -428,6 +431,18 @@ type bucketOnce struct {
 
 	mu sync.Mutex
 	kv jetstream.KeyValue
+}
+
+// failed is told of an error using the bucket: when it says the bucket
+// is gone (a memory bucket after NATS restarted, a new NATS), the next
+// use creates it again.
+func (b *bucketOnce) failed(err error) {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, nats.ErrNoResponders) {
+		b.mu.Lock()
+		b.kv = nil
+		b.mu.Unlock()
+	}
 }
 
 func (b *bucketOnce) get(ctx context.Context) (jetstream.KeyValue, error) {

@@ -113,12 +113,22 @@ func (v *kvView) broadcastLocked() {
 func (v *kvView) run(ctx context.Context, b *bucketOnce, log *slog.Logger) {
 	for {
 		kv, err := b.get(ctx)
+		var created time.Time
+		if err == nil {
+			created, err = bucketCreated(ctx, kv)
+		}
 		if err == nil {
 			var w jetstream.KeyWatcher
 			if w, err = kv.WatchAll(ctx); err == nil {
-				v.consume(ctx, w)
+				v.consume(ctx, w, func() bool {
+					c, err := bucketCreated(ctx, kv)
+					return err == nil && !c.Equal(created)
+				})
 				_ = w.Stop()
 			}
+		}
+		if err != nil {
+			b.failed(err)
 		}
 		if ctx.Err() != nil {
 			return
@@ -136,13 +146,32 @@ func (v *kvView) run(ctx context.Context, b *bucketOnce, log *slog.Logger) {
 	}
 }
 
-func (v *kvView) consume(ctx context.Context, w jetstream.KeyWatcher) {
+// bucketCreated is when the bucket's stream was made: a bucket made again
+// (a memory bucket after its NATS restarted) has another.
+func bucketCreated(ctx context.Context, kv jetstream.KeyValue) (time.Time, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		return bs.StreamInfo().Created, nil
+	}
+	return time.Time{}, nil
+}
+
+// consume applies w's updates until it ends, or until the bucket turns
+// out to have been made again while the watch heard nothing (remade asks
+// that): the watch of the old bucket would never hear from the new one.
+func (v *kvView) consume(ctx context.Context, w jetstream.KeyWatcher, remade func() bool) {
 	v.mu.Lock()
 	v.synced = false
 	for _, e := range v.entries {
 		e.confirmed = false
 	}
 	v.mu.Unlock()
+	check := time.NewTicker(v.stale)
+	defer check.Stop()
+	heard := time.Now()
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -151,10 +180,16 @@ func (v *kvView) consume(ctx context.Context, w jetstream.KeyWatcher) {
 			if !ok {
 				return
 			}
+		case <-check.C:
+			if time.Since(heard) >= v.stale && remade() {
+				return
+			}
+			continue
 		case <-ctx.Done():
 			return
 		}
 		now := time.Now()
+		heard = now
 		v.mu.Lock()
 		switch {
 		case e == nil: // the initial values are in

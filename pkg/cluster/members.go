@@ -231,7 +231,9 @@ func (m *Members) put(ctx context.Context) error {
 	m.mu.Unlock()
 	kv, err := m.kv.get(ctx)
 	if err == nil {
-		_, err = kv.Put(ctx, escapeKey(m.instance), value)
+		if _, err = kv.Put(ctx, escapeKey(m.instance), value); err != nil {
+			m.kv.failed(err)
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -2,9 +2,12 @@ package cluster_test
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/testutil"
@@ -86,4 +89,57 @@ func TestMembers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMembersAfterNATSRestart: the members bucket lives in memory; after
+// its NATS server restarts it is gone, and the members make it again and
+// see each other again, and a member that joins after.
+func TestMembersAfterNATSRestart(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := lis.Addr().(*net.TCPAddr).Port
+	lis.Close()
+	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	start := func() *server.Server {
+		var srv *server.Server
+		testutil.WaitFor(t, 10*time.Second, func() (err error) {
+			if srv, err = server.NewServer(opts); err != nil {
+				return err
+			}
+			srv.Start()
+			if !srv.ReadyForConnections(2 * time.Second) {
+				srv.Shutdown()
+				return fmt.Errorf("NATS did not start")
+			}
+			return nil
+		})
+		return srv
+	}
+	srv := start()
+	url := srv.ClientURL()
+	log := testutil.Logger(t)
+	var ms []*cluster.Members
+	for _, name := range []string{"a", "b"} {
+		_, js := leaseConn(t, url)
+		m := cluster.NewMembers(js, log, name, 1)
+		t.Cleanup(m.Close)
+		m.Join("")
+		ms = append(ms, m)
+	}
+	liveIs(t, ms[0], "a", "b")
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	srv = start()
+	defer srv.Shutdown()
+	// Only a watch that works again sees a member that joins now.
+	_, js := leaseConn(t, url)
+	c := cluster.NewMembers(js, log, "c", 1)
+	t.Cleanup(c.Close)
+	c.Join("")
+	for _, m := range ms {
+		liveIs(t, m, "a", "b", "c")
+		testutil.WaitFor(t, 10*time.Second, m.Err)
+	}
 }

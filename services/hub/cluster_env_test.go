@@ -3,6 +3,7 @@ package hub_test
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/api/cloudiot/v1"
 	"google.golang.org/api/option"
@@ -436,4 +438,48 @@ func (p *cutProxy) cut() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// natsServer is a NATS server with JetStream on a fixed port that a test
+// can stop and start again on the same storage (an outage).
+type natsServer struct {
+	t    testing.TB
+	opts *server.Options
+	srv  *server.Server
+	url  string
+}
+
+func startNATS(t testing.TB) *natsServer {
+	t.Helper()
+	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
+	port := lis.Addr().(*net.TCPAddr).Port
+	lis.Close()
+	n := &natsServer{t: t, opts: &server.Options{Host: "127.0.0.1", Port: port, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true}}
+	n.start()
+	n.url = n.srv.ClientURL()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	var err error
+	// The port was just freed: listening again on it may take a moment.
+	testutil.WaitFor(n.t, 10*time.Second, func() error {
+		if n.srv, err = server.NewServer(n.opts); err != nil {
+			return err
+		}
+		n.srv.Start()
+		if !n.srv.ReadyForConnections(2 * time.Second) {
+			n.srv.Shutdown()
+			return errors.New("NATS did not start")
+		}
+		return nil
+	})
+}
+
+func (n *natsServer) stop() {
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
 }

@@ -575,3 +575,51 @@ func TestReplicaUnreachable(t *testing.T) {
 	}
 	e.conns.checkOnce(t, gw)
 }
+
+// TestNATSOutage: the NATS the replicas share goes away for longer than
+// their leases and comes back. The replicas say they are not ready and
+// close the gateway's connection (they cannot prove they hold it), the
+// callers' calls wait, and everything comes back by itself: the gateway is
+// connected again, once, and the callers' streams carry on.
+func TestNATSOutage(t *testing.T) {
+	e := newClusterEnv(t)
+	ns := startNATS(t)
+	e.natsURL = ns.url // the replicas' NATS; the bridge's and the manager's stays
+	a, b := e.addReplica("hub-a", replicaConfig{}), e.addReplica("hub-b", replicaConfig{})
+	waitMembers(t, a, b)
+	regName, gws := clusterSetup(t, e, a, "gw-1")
+	gw, devName := gws[0], regName+"/devices/bound"
+	_, other := ownerAndOther(gw, a, b)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	cfgs := testutil.Must(other.client.SubscribeConfig(ctx, &hubv1.SubscribeConfigRequest{Gateway: gw, DeviceId: "bound"}))
+	cfgCh, cfgErr := recvAll(cfgs.Recv)
+	next(t, "first config", cfgCh, cfgErr, 15*time.Second)
+	states := openStates(t, ctx, e, other, gw, "state")
+	states.publish()
+	waitOwner(t, gw, 10*time.Second, a, b)
+
+	ns.stop()
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		for _, r := range []*replica{a, b} {
+			if r.connected(gw) {
+				return fmt.Errorf("%s still has the gateway connected without NATS", r.name)
+			}
+			if r.srv.Ready(ctx) == nil {
+				return fmt.Errorf("%s says it is ready without NATS", r.name)
+			}
+		}
+		return nil
+	})
+	ns.start()
+	// The state sent meanwhile is acknowledged once the gateway is back.
+	states.publish()
+	waitOwner(t, gw, 30*time.Second, a, b)
+	testutil.WaitFor(t, 15*time.Second, func() error { return other.srv.Ready(ctx) })
+	waitMembers(t, a, b) // the views of the members watch again
+	clusterModifyConfig(t, e, devName, "after-the-outage")
+	configUntil(t, "config after the outage", cfgCh, cfgErr, "after-the-outage")
+	states.publish()
+	states.checkStored(devName)
+	e.conns.checkOnce(t, gw)
+}
