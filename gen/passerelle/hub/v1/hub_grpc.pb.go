@@ -61,17 +61,20 @@ const (
 // answering.
 //
 // Retries: a call ends with UNAVAILABLE when the replica serving it stops,
-// dies or drains, or when the bridge cannot be reached; its
-// google.rpc.ErrorInfo (domain hub.passerelle.dev) says which: HUB_CLOSING,
-// HUB_DRAINING, BRIDGE_UNAVAILABLE, or none when the connection broke.
+// dies or drains, when no replica could take its gateway in time, or when
+// the bridge cannot be reached; its google.rpc.ErrorInfo (domain
+// hub.passerelle.dev) says which: HUB_CLOSING, HUB_DRAINING,
+// GATEWAY_MOVED, BRIDGE_UNAVAILABLE, or none when the connection broke.
 // Clients should use the gRPC service config shipped as
-// services/hub/serviceconfig.json (hub.ServiceConfig in Go): it retries
-// PublishEvent, ListGateways and GetPool on UNAVAILABLE, 5 attempts with
-// backoff from 0.2 s doubling to 2 s. Streams are opened again by the
-// caller on UNAVAILABLE with the same backoff (and jitter): Attach attaches
-// again, SubscribeConfig delivers the current config first, PublishState
-// sends again the requests not yet answered (each answer means the bridge
-// acknowledged that state). CreateGateway is not retried.
+// services/hub/serviceconfig.json (hub.ServiceConfig in Go; the policy of
+// the Python, TypeScript and Java clients): every call but CreateGateway
+// is tried again on UNAVAILABLE, 5 attempts in all, with backoff from
+// 0.2 s doubling. gRPC retries a stream only until its first response; a
+// stream that ends with UNAVAILABLE later is opened again by the caller
+// with the same backoff (and jitter): Attach attaches again,
+// SubscribeConfig delivers the current config first, PublishState sends
+// again the requests not yet answered (each answer means the bridge
+// acknowledged that state).
 type HubClient interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
@@ -249,17 +252,20 @@ func (c *hubClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grp
 // answering.
 //
 // Retries: a call ends with UNAVAILABLE when the replica serving it stops,
-// dies or drains, or when the bridge cannot be reached; its
-// google.rpc.ErrorInfo (domain hub.passerelle.dev) says which: HUB_CLOSING,
-// HUB_DRAINING, BRIDGE_UNAVAILABLE, or none when the connection broke.
+// dies or drains, when no replica could take its gateway in time, or when
+// the bridge cannot be reached; its google.rpc.ErrorInfo (domain
+// hub.passerelle.dev) says which: HUB_CLOSING, HUB_DRAINING,
+// GATEWAY_MOVED, BRIDGE_UNAVAILABLE, or none when the connection broke.
 // Clients should use the gRPC service config shipped as
-// services/hub/serviceconfig.json (hub.ServiceConfig in Go): it retries
-// PublishEvent, ListGateways and GetPool on UNAVAILABLE, 5 attempts with
-// backoff from 0.2 s doubling to 2 s. Streams are opened again by the
-// caller on UNAVAILABLE with the same backoff (and jitter): Attach attaches
-// again, SubscribeConfig delivers the current config first, PublishState
-// sends again the requests not yet answered (each answer means the bridge
-// acknowledged that state). CreateGateway is not retried.
+// services/hub/serviceconfig.json (hub.ServiceConfig in Go; the policy of
+// the Python, TypeScript and Java clients): every call but CreateGateway
+// is tried again on UNAVAILABLE, 5 attempts in all, with backoff from
+// 0.2 s doubling. gRPC retries a stream only until its first response; a
+// stream that ends with UNAVAILABLE later is opened again by the caller
+// with the same backoff (and jitter): Attach attaches again,
+// SubscribeConfig delivers the current config first, PublishState sends
+// again the requests not yet answered (each answer means the bridge
+// acknowledged that state).
 type HubServer interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
