@@ -66,6 +66,7 @@ func leaseCluster(t *testing.T) ([]*server.Server, string) {
 // holder's lease outlives the election or not, nobody else takes it
 // before the holder has given it up.
 func TestLeaseSurvivesNoLeader(t *testing.T) {
+	t.Parallel()
 	srvs, urls := leaseCluster(t)
 	conn := func(name string) (*nats.Conn, jetstream.JetStream) {
 		nc, err := nats.Connect(urls, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))

@@ -56,6 +56,7 @@ const gwName = "projects/p1/locations/us-central1/registries/r.1/devices/gw~1"
 // TestLeaseIsExclusive: while a holds the lease, b's Acquire fails naming
 // a; once a releases it, b takes it at once.
 func TestLeaseIsExclusive(t *testing.T) {
+	t.Parallel()
 	url := leaseServer(t)
 	_, a := newLeases(t, url, "a")
 	_, b := newLeases(t, url, "b")
@@ -101,6 +102,7 @@ func TestLeaseIsExclusive(t *testing.T) {
 // anyone else can take it. b tries to take the lease all along; the moment
 // it succeeds is after the moment a's lease said Lost.
 func TestLeaseHolderCutOffGivesUpFirst(t *testing.T) {
+	t.Parallel()
 	url := leaseServer(t)
 	ncA, a := newLeases(t, url, "a")
 	_, b := newLeases(t, url, "b")
@@ -147,6 +149,7 @@ func TestLeaseHolderCutOffGivesUpFirst(t *testing.T) {
 // TestLeaseOverwrittenIsLost: a lease whose key someone else wrote is lost
 // at the next refresh, with the new holder named.
 func TestLeaseOverwrittenIsLost(t *testing.T) {
+	t.Parallel()
 	url := leaseServer(t)
 	_, a := newLeases(t, url, "a")
 	_, js := leaseConn(t, url)
@@ -181,6 +184,7 @@ func TestLeaseOverwrittenIsLost(t *testing.T) {
 
 // TestLeaseView: the view follows acquires, releases and lapses.
 func TestLeaseView(t *testing.T) {
+	t.Parallel()
 	url := leaseServer(t)
 	ncA, a := newLeases(t, url, "a")
 	_, b := newLeases(t, url, "b")

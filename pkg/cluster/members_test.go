@@ -39,6 +39,7 @@ func liveIs(t *testing.T, m *cluster.Members, want ...string) {
 // TestMembers: members see each other join, drain, leave, and lapse when
 // cut off from NATS; a member cut off says so in Err.
 func TestMembers(t *testing.T) {
+	t.Parallel()
 	url := leaseServer(t)
 	_, jsA := leaseConn(t, url)
 	ncB, jsB := leaseConn(t, url)
@@ -95,6 +96,7 @@ func TestMembers(t *testing.T) {
 // its NATS server restarts it is gone, and the members make it again and
 // see each other again, and a member that joins after.
 func TestMembersAfterNATSRestart(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
