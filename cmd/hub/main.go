@@ -6,6 +6,13 @@
 //	    [--gateways-file gateways.json] [--data-dir ./passerelle-data]
 //	    [--manager-url http://127.0.0.1:8080] [--manager-token-file FILE]
 //	    [--tokens-file FILE | --insecure-no-auth] [--tls-cert FILE --tls-key FILE]
+//	    [--nats-url nats://... [--advertise-addr HOST:PORT] [--instance-id ID] [--peer-ca FILE]]
+//	    [--drain 30s]
+//
+// With --nats-url the hub is one replica of several sharing that NATS
+// (see hub.WithReplicas): each gateway's connection is held by one replica
+// at a time, and calls that reach another are relayed to it at
+// --advertise-addr. Without it, the hub runs alone.
 //
 // --ops-addr serves /healthz and /readyz for load balancers (off by
 // default). The first SIGINT or SIGTERM stops the hub gracefully; a second
@@ -32,9 +39,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/cluster"
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
@@ -64,6 +74,13 @@ type hubConfig struct {
 	OpsAddr          string
 	LogLevel         slog.Level
 	CheckConfig      bool
+	// Replicas.
+	NATSURL       string
+	NATSReplicas  int
+	AdvertiseAddr string
+	InstanceID    string
+	PeerCA        string
+	Drain         time.Duration
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) int {
@@ -107,6 +124,12 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, err
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server or cluster (with JetStream) the hub replicas share; empty: the hub runs alone")
+	config.AddNATSReplicasFlag(fs, &cfg.NATSReplicas)
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "host:port at which the other replicas reach this one's API (default: --listen, unless its host is 0.0.0.0 or ::)")
+	fs.StringVar(&cfg.InstanceID, "instance-id", "", "this replica's id in leases and logs, unique per start (default: <hostname>-<8 random hex>)")
+	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "CA file the other replicas' TLS certificates are checked against, with --tls-cert (default: the system roots)")
+	fs.DurationVar(&cfg.Drain, "drain", 0, "on SIGTERM, drain for this long before stopping: not ready, gateways handed to the other replicas, callers' streams ended gradually (0: stop at once)")
 	if err := config.Parse(fs, args, stderr, env, "Usage: hub [flags]\n\nServes Passerelle's hub API (passerelle.hub.v1.Hub)."); err != nil {
 		return cfg, err
 	}
@@ -130,7 +153,49 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, err
 			return cfg, fmt.Errorf("--manager-url %q: want http(s)://host:port", cfg.ManagerURL)
 		}
 	}
+	if cfg.Drain < 0 {
+		return cfg, fmt.Errorf("--drain %s: want a duration of 0 or more", cfg.Drain)
+	}
+	if cfg.NATSURL == "" {
+		for name, v := range map[string]string{"--advertise-addr": cfg.AdvertiseAddr, "--peer-ca": cfg.PeerCA} {
+			if v != "" {
+				return cfg, fmt.Errorf("%s is for replicas: give --nats-url too", name)
+			}
+		}
+		return cfg, nil
+	}
+	if err := errors.Join(config.CheckNATSURL("--nats-url", cfg.NATSURL), config.CheckNATSReplicas(cfg.NATSReplicas, cfg.NATSURL)); err != nil {
+		return cfg, err
+	}
+	if cfg.PeerCA != "" && cfg.TLSCert == "" {
+		return cfg, errors.New("--peer-ca is for replicas serving TLS: give --tls-cert and --tls-key too")
+	}
+	if cfg.AdvertiseAddr == "" {
+		if host, _, _ := net.SplitHostPort(cfg.Listen); host == "" || net.ParseIP(host).IsUnspecified() {
+			return cfg, fmt.Errorf("--advertise-addr is required with --nats-url when --listen %q is on every interface: give the address the other replicas reach this one at", cfg.Listen)
+		}
+	} else if err := checkAdvertise(cfg.AdvertiseAddr); err != nil {
+		return cfg, err
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = cluster.NewInstanceID()
+	} else if err := cluster.CheckInstanceID(cfg.InstanceID); err != nil {
+		return cfg, fmt.Errorf("--instance-id: %w", err)
+	}
 	return cfg, nil
+}
+
+// checkAdvertise checks an address to be dialed: host:port, a host, a
+// port that is not 0.
+func checkAdvertise(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" || port == "0" {
+		return fmt.Errorf("--advertise-addr %q: give the host:port the other replicas dial, such as hub-1.internal:8090", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--advertise-addr %q: %s is no address to dial", addr, host)
+	}
+	return nil
 }
 
 func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
@@ -184,7 +249,6 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 		// key, not reconnected.
 		poolOpts = append(poolOpts, hub.WithGatewayCheck(mp))
 	}
-	pool := hub.NewPool(logger, cfg.Bridge, keys, poolOpts...)
 
 	var sopts []hub.ServerOption
 	switch {
@@ -202,42 +266,97 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 		}
 		sopts = append(sopts, hub.WithTokens(tokens))
 	}
+	var peerTLS *tls.Config
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
 		}
 		sopts = append(sopts, hub.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+		// The other replicas serve TLS too: relays dial them over it.
+		peerTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.PeerCA != "" {
+			pem, err := os.ReadFile(cfg.PeerCA)
+			if err != nil {
+				return fmt.Errorf("--peer-ca: %w", err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--peer-ca %s: no PEM certificate", cfg.PeerCA)
+			}
+			peerTLS.RootCAs = roots
+		}
 	}
-	srv := hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), sopts...)
+	sopts = append(sopts, hub.WithDrain(cfg.Drain))
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	defer lis.Close()
 	var opsLis net.Listener
 	if cfg.OpsAddr != "" {
 		if opsLis, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
-			lis.Close()
 			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
 		}
 	}
 	health := ops.NewHealth(logger)
-	// (*hub.Server).Ready: not ready while it drains.
-	if r, ok := any(srv).(ops.Readier); ok {
-		health.AddReadier("hub", r)
+	if cfg.NATSURL != "" {
+		advertise := cfg.AdvertiseAddr
+		if advertise == "" {
+			advertise = lis.Addr().String() // --listen names a host: the port may have been 0
+		}
+		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-hub " + cfg.InstanceID, Replicas: cfg.NATSReplicas})
+		if err != nil {
+			if opsLis != nil {
+				opsLis.Close()
+			}
+			return err
+		}
+		defer b.Close()
+		health.Add("nats", b.Ready)
+		js, err := jetstream.New(b.Conn())
+		if err != nil {
+			return fmt.Errorf("--nats-url: %w", err)
+		}
+		leases := cluster.NewLeases(js, logger, cfg.InstanceID, b.Replicas())
+		defer leases.Close()
+		members := cluster.NewMembers(js, logger, cfg.InstanceID, b.Replicas())
+		defer members.Close()
+		poolOpts = append(poolOpts, hub.WithReplicas(hub.Replicas{Leases: leases, Members: members, Advertise: advertise, PeerTLS: peerTLS}))
+		logger = logger.With("instance", cfg.InstanceID)
+		logger.Info("hub: a replica", "nats", config.RedactURL(cfg.NATSURL), "advertise", advertise)
 	}
+	pool := hub.NewPool(logger, cfg.Bridge, keys, poolOpts...)
+	srv := hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), sopts...)
+	// (*hub.Server).Ready: not ready while it drains, or while a replica
+	// cannot reach NATS.
+	health.AddReadier("hub", srv)
 	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
 	logger.Info("hub serving", "listen", lis.Addr().String(), "bridge", cfg.Bridge, "gateways", len(keys.List()))
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, lis) })
-	g.Go(func() error {
-		<-gctx.Done()
-		health.Drain() // not ready from the first signal on
-		// Detach every device and close the gateway connections; open
-		// streams end with UNAVAILABLE.
+	closePool := func() error {
+		// Detach every device and close the gateway connections (in a
+		// cluster, releasing their leases); open streams end with
+		// UNAVAILABLE.
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return pool.Close(cctx)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := srv.Serve(gctx, lis)
+		if cfg.Drain > 0 {
+			// The drain handed the gateways over and ended the streams.
+			err = errors.Join(err, closePool())
+		}
+		return err
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		health.Drain() // not ready from the first signal on
+		if cfg.Drain == 0 {
+			return closePool()
+		}
+		return nil
 	})
 	err = g.Wait()
 	return errors.Join(err, stopOps())

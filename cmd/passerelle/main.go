@@ -394,7 +394,19 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		hubPool *hub.Pool
 	)
 	if hubLis != nil {
-		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, hopts)
+		// The hub is one replica on the bus, alone unless other hubs
+		// share an external NATS (--nats-url).
+		js, err := jetstream.New(b.Conn())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("the hub's JetStream: %w", err)
+		}
+		leases := cluster.NewLeases(js, logger, instance, b.Replicas())
+		defer leases.Close()
+		members := cluster.NewMembers(js, logger, instance, b.Replicas())
+		defer members.Close()
+		replicas := hub.Replicas{Leases: leases, Members: members, Advertise: dialable(hubLis.Addr().String())}
+		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, replicas, hopts)
 		if err != nil {
 			closeAll()
 			return err
@@ -474,7 +486,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 // newHub builds the hub on the bridge's first listener and the manager's
 // REST API, both in this process but reached as any client would: MQTT (over
 // TLS trusting the data folder's CA) and HTTP.
-func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs devca.Files, adminAddr, bridgeAddr, adminToken string, opts []hub.ServerOption) (*hub.Server, *hub.Pool, error) {
+func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs devca.Files, adminAddr, bridgeAddr, adminToken string, replicas hub.Replicas, opts []hub.ServerOption) (*hub.Server, *hub.Pool, error) {
 	keys, err := hub.NewKeys(cfg.GatewaysFile, filepath.Join(cfg.DataDir, "hub-keys"))
 	if err != nil {
 		return nil, nil, err
@@ -493,7 +505,7 @@ func newHub(ctx context.Context, logger *slog.Logger, cfg serveConfig, certs dev
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, append(popts, hub.WithGatewayCheck(prov))...)
+	pool := hub.NewPool(logger, dialable(bridgeAddr), keys, append(popts, hub.WithGatewayCheck(prov), hub.WithReplicas(replicas))...)
 	return hub.NewServer(logger, hub.NewService(logger, pool, keys, prov), opts...), pool, nil
 }
 

@@ -18,4 +18,13 @@
 // not read; command subscribers have a bounded buffer and a slow one is
 // ended (ErrSlowConsumer); the MQTT message handler never blocks on a
 // caller.
+//
+// Replicas (WithReplicas): several hubs share NATS. A gateway's MQTT
+// connection is opened only by the replica holding the gateway's lease
+// (pkg/cluster); the others relay their calls for it to that replica over
+// its own Hub API. A Holder holds its gateway through a link, local or
+// relayed, and follows the gateway when it moves (replicas.go, relay.go;
+// balance.go places and balances gateways by rendezvous hashing, drain.go
+// is the server's drain). The retry policy clients should use is
+// ServiceConfig.
 package hub

@@ -62,7 +62,7 @@ type gw struct {
 // device is a device held on a gateway connection.
 type device struct {
 	id          string
-	holders     map[*Holder]struct{}
+	holders     map[*localHold]struct{}
 	auth        string
 	attachedGen int64         // the connection it is attached on; 0 none
 	counted     bool          // counted in the attached-devices gauge
@@ -104,6 +104,7 @@ func (g *gw) shutdownLocked(err error) {
 		return
 	}
 	g.stopped, g.stopErr = true, err
+	g.p.stoppingLocked(g.name)
 	if g.idle != nil {
 		g.idle.Stop()
 		g.idle = nil
@@ -118,6 +119,9 @@ func (g *gw) shutdownLocked(err error) {
 func (g *gw) run() {
 	defer g.p.wg.Done()
 	defer g.endAll()
+	// Before endAll: in a cluster, the lease goes once the connection is
+	// closed, so holders that follow the gateway find it free.
+	defer g.p.gatewayEnded(g.name)
 	backoff := g.p.o.minBackoff
 	first := true
 	for {
@@ -188,7 +192,9 @@ func (g *gw) run() {
 			stopping = true
 		}
 		renew.Stop()
-		if stopping {
+		if stopping && !errors.Is(g.stopReason(), errMoved) {
+			// (A gateway that moves keeps its devices attached: the
+			// replica that takes it over attaches them again.)
 			g.detachAll(cl)
 		}
 		g.mu.Lock()
@@ -245,6 +251,7 @@ func (g *gw) connect() (paho.Client, <-chan struct{}, error) {
 		SetKeepAlive(g.p.o.keepAlive).
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(g.route).
+		SetCustomOpenConnectionFn(openConn).
 		SetConnectionLostHandler(func(paho.Client, error) { once.Do(func() { close(lost) }) })
 	if g.p.o.tls != nil {
 		o.SetTLSConfig(g.p.o.tls)
@@ -513,7 +520,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 const maxLostSends = 4
 
 // release drops a holder.
-func (g *gw) release(h *Holder) {
+func (g *gw) release(h *localHold) {
 	g.mu.Lock()
 	var cl paho.Client
 	d := h.d
@@ -724,29 +731,13 @@ func (g *gw) clearAttachedLocked(d *device) {
 	}
 }
 
-// sendLocked offers an event without blocking: a slow reader loses it.
-// Lost events are never dropped: they replace what is queued.
-func (h *Holder) sendLocked(ev Event) {
-	select {
-	case h.events <- ev:
-		return
-	default:
-	}
-	if ev.Lost == nil {
-		h.g.p.tel.dropped(h.g.ctx, "event")
+// sendLocked passes an event to the hold's Holder without blocking.
+func (h *localHold) sendLocked(ev Event) {
+	if ev.Lost != nil {
+		h.owner.linkLost(h, ev.Lost)
 		return
 	}
-	for {
-		select {
-		case <-h.events:
-		default:
-		}
-		select {
-		case h.events <- ev:
-			return
-		default:
-		}
-	}
+	h.owner.offer(ev)
 }
 
 // view snapshots the connection.

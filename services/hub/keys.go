@@ -92,7 +92,9 @@ type GatewayFileEntry struct {
 
 // Keys holds the gateways' private keys: those named in a gateways file
 // and those of the key store folder (one PEM file per gateway, mode 0600,
-// named after the gateway's resource name). It is safe for concurrent use.
+// named after the gateway's resource name). Hub replicas share the folder
+// (a volume every replica mounts): a key one of them makes is read by
+// another when it first needs it. It is safe for concurrent use.
 type Keys struct {
 	dir string // key store folder; "" for none
 
@@ -228,15 +230,31 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	return nil, errors.New("not a PKCS#8, PKCS#1 or SEC 1 private key")
 }
 
-// Get returns the key of the gateway named name, or ErrNoKey.
+// Get returns the key of the gateway named name, or ErrNoKey. A key not
+// loaded yet is looked for in the key store folder, where another hub
+// replica sharing the folder may have put it (CreateGateway on it).
 func (k *Keys) Get(name string) (*GatewayKey, error) {
 	k.mu.RLock()
-	defer k.mu.RUnlock()
 	key, ok := k.keys[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNoKey, name)
+	k.mu.RUnlock()
+	if ok {
+		return key, nil
 	}
-	return key, nil
+	if k.dir != "" {
+		if _, err := resource.ParseDevice("name", name); err == nil {
+			if key, err := loadKey(name, "", k.path(name)); err == nil {
+				key.Source = SourceKeyStore
+				k.mu.Lock()
+				defer k.mu.Unlock()
+				if have, dup := k.keys[name]; dup {
+					return have, nil
+				}
+				k.keys[name] = key
+				return key, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoKey, name)
 }
 
 // List returns every key, sorted by gateway name.

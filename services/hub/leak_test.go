@@ -36,10 +36,17 @@ func baseline() goroutineBase {
 // leakTolerance); it fails with the goroutines left when they do not go.
 func checkNoLeaks(t *testing.T, e *env, base goroutineBase) {
 	t.Helper()
+	checkNoLeaksAfter(t, base, e.closeIdle)
+}
+
+// checkNoLeaksAfter is checkNoLeaks, closing idle HTTP connections with
+// closeIdle.
+func checkNoLeaksAfter(t *testing.T, base goroutineBase, closeIdle func()) {
+	t.Helper()
 	// The provisioner's and the test's HTTP keep-alive connections are
 	// pooled on purpose (3 goroutines each, 90 s idle timeout): they are
 	// what the 5-12 extra goroutines seen before were.
-	e.closeIdle()
+	closeIdle()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		owned := ownedGoroutines()

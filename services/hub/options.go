@@ -37,6 +37,7 @@ type poolOptions struct {
 	eventBuffer    int
 	keepAlive      time.Duration
 	gatewayCheck   GatewayChecker
+	replicas       *Replicas
 	now            func() time.Time
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
 // KeyResolver returns a gateway's signing key (Keys implements it).
@@ -26,10 +24,21 @@ type Pool struct {
 	o      poolOptions
 	tel    *poolTel
 
+	// ctx ends with Close: holders stop following their gateways.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	rep *replicaSet // nil: the pool is alone
+
 	mu     sync.Mutex
 	gws    map[string]*gw
 	closed bool
 	wg     sync.WaitGroup // every goroutine the pool starts
+
+	// goMu guards goClosed, for goOwned: a lock of its own, taken under
+	// any other (a holder may start a goroutine under a gateway's lock).
+	goMu     sync.Mutex
+	goClosed bool
 }
 
 // NewPool returns a pool connecting to the bridge at addr (host:port),
@@ -46,10 +55,75 @@ func NewPool(logger *slog.Logger, addr string, keys KeyResolver, opts ...PoolOpt
 	if o.tls != nil {
 		scheme = "ssl://"
 	}
-	return &Pool{
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{
 		log: logger, broker: scheme + addr, keys: keys, o: o,
 		tel: newPoolTel(o.tracerProvider, o.meterProvider),
+		ctx: ctx, cancel: cancel,
 		gws: map[string]*gw{},
+	}
+	if o.replicas != nil {
+		p.rep = newReplicaSet(p, *o.replicas)
+		p.rep.start()
+	}
+	return p
+}
+
+// goOwned runs f on a goroutine the pool waits for in Close; it reports
+// false, running nothing, once the pool is closed.
+func (p *Pool) goOwned(f func()) bool {
+	p.goMu.Lock()
+	defer p.goMu.Unlock()
+	if p.goClosed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// admit says whether this pool may open gateway's connection (under
+// p.mu): always alone, only while it holds the gateway's lease in a
+// cluster.
+func (p *Pool) admit(gateway string) error {
+	if p.rep == nil {
+		return nil
+	}
+	return p.rep.admit(gateway)
+}
+
+// ready is nil while the pool can serve: always alone; in a cluster, while
+// it can reach NATS.
+func (p *Pool) ready() error {
+	if p.rep == nil {
+		return nil
+	}
+	return p.rep.ready()
+}
+
+// drain hands the gateways over to other replicas (nothing alone).
+func (p *Pool) drain(ctx context.Context, period time.Duration) {
+	if p.rep != nil {
+		p.rep.drain(ctx, period)
+	}
+}
+
+// stoppingLocked is told (under the gateway's lock) that gateway's
+// connection stops for good.
+func (p *Pool) stoppingLocked(gateway string) {
+	if p.rep != nil {
+		p.rep.stopping(gateway)
+	}
+}
+
+// gatewayEnded is told once gateway's connection is closed and its run
+// loop about to return.
+func (p *Pool) gatewayEnded(gateway string) {
+	if p.rep != nil {
+		p.rep.ended(gateway)
 	}
 }
 
@@ -66,69 +140,60 @@ type Event struct {
 	Lost error
 }
 
-// Holder keeps a gateway connection open and, for a device, the device
-// attached. Release it when done.
-type Holder struct {
+// localHold is a Holder's hold on a connection of this pool: it keeps the
+// connection open and, for a device, the device attached.
+type localHold struct {
 	g        *gw
 	d        *device // nil: the gateway itself
-	events   chan Event
-	release  sync.Once
-	deviceID string // "" for the gateway itself
+	owner    *Holder
+	release1 sync.Once
 }
 
-// Hold opens (or shares) the connection of gateway and, when deviceID is
-// not empty, attaches the device (refcounted) with the device JWT
+// holdLocal opens (or shares) the connection of h's gateway in this pool
+// and, for a device, attaches it (refcounted) with the device JWT
 // authorization (may be empty). It returns once the connection is up and
-// the bridge has accepted the attach.
-func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string) (*Holder, error) {
-	gdev, err := resource.ParseDevice("gateway", gateway)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, num := gdev.NumID(); num {
-		return nil, fmt.Errorf("%w: name the gateway by its id, not its numeric id", ErrInvalid)
-	}
-	if deviceID != "" && !resource.ValidID(deviceID) {
-		return nil, fmt.Errorf("%w: device id %q is invalid", ErrInvalid, deviceID)
-	}
-	if deviceID == gdev.Device {
-		deviceID = ""
-	}
-	h := &Holder{events: make(chan Event, p.o.eventBuffer), deviceID: deviceID}
+// the bridge has accepted the attach. In a cluster, the replica set must
+// have admitted the gateway (this replica holds its lease).
+func (p *Pool) holdLocal(ctx context.Context, h *Holder, authorization string) (*localHold, error) {
+	lh := &localHold{owner: h}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	g := p.gws[gateway]
+	g := p.gws[h.gateway]
 	if g == nil {
-		key, err := p.keys.Get(gateway)
+		if err := p.admit(h.gateway); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		key, err := p.keys.Get(h.gateway)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err
 		}
-		g = newGW(p, gateway, gdev.Device, key)
-		p.gws[gateway] = g
+		g = newGW(p, h.gateway, h.gatewayID, key)
+		p.gws[h.gateway] = g
 		p.wg.Add(1)
 		go g.run()
 	}
 	g.mu.Lock()
-	if deviceID != "" {
-		d := g.devices[deviceID]
+	if h.deviceID != "" {
+		d := g.devices[h.deviceID]
 		if d == nil {
 			if len(g.devices) >= p.o.maxAttached {
 				g.mu.Unlock()
 				p.mu.Unlock()
 				return nil, fmt.Errorf("%w (%d)", ErrTooManyDevices, p.o.maxAttached)
 			}
-			d = &device{id: deviceID, holders: map[*Holder]struct{}{}}
-			g.devices[deviceID] = d
+			d = &device{id: h.deviceID, holders: map[*localHold]struct{}{}}
+			g.devices[h.deviceID] = d
 		}
 		if authorization != "" {
 			d.auth = authorization
 		}
-		d.holders[h] = struct{}{}
-		h.d = d
+		d.holders[lh] = struct{}{}
+		lh.d = d
 	}
 	g.holders++
 	if g.idle != nil {
@@ -137,23 +202,16 @@ func (p *Pool) Hold(ctx context.Context, gateway, deviceID, authorization string
 	}
 	g.mu.Unlock()
 	p.mu.Unlock()
-	h.g = g
-	if _, _, err := g.ready(ctx, h.d); err != nil {
-		h.Release()
+	lh.g = g
+	if _, _, err := g.ready(ctx, lh.d); err != nil {
+		lh.release()
 		return nil, err
 	}
-	return h, nil
+	return lh, nil
 }
 
-// Events returns the holder's events (re-attaches, gateway errors about
-// the device). It is bounded: events a slow reader misses are dropped.
-func (h *Holder) Events() <-chan Event { return h.events }
-
-// Gateway returns the gateway's resource name.
-func (h *Holder) Gateway() string { return h.g.name }
-
-// SetAuthorization replaces the device JWT used on the next re-attach.
-func (h *Holder) SetAuthorization(token string) {
+// setAuthorization replaces the device JWT used on the next re-attach.
+func (h *localHold) setAuthorization(token string) {
 	if h.d == nil || token == "" {
 		return
 	}
@@ -162,18 +220,20 @@ func (h *Holder) SetAuthorization(token string) {
 	h.g.mu.Unlock()
 }
 
-// Release lets the device and the connection go: the device is detached
+// release lets the device and the connection go: the device is detached
 // when its last holder goes, the connection closed after the idle timeout
 // when its last holder goes. It is idempotent.
-func (h *Holder) Release() {
-	h.release.Do(func() { h.g.release(h) })
+func (h *localHold) release() {
+	h.release1.Do(func() { h.g.release(h) })
 }
 
-// Publish publishes payload QoS 1 to the held device's topic suffix
-// ("state", "events" or "events/{subfolder}") and returns once the
-// bridge has acknowledged it. A publish the connection lost before its
-// acknowledgement is sent again on the next connection.
-func (h *Holder) Publish(ctx context.Context, suffix string, payload []byte) error {
+// abandon is release: a publish in flight on a moved gateway fails with
+// errMoved by itself.
+func (h *localHold) abandon() { h.release() }
+
+// publish publishes payload QoS 1 to the held device's topic suffix and
+// returns once the bridge has acknowledged it, across reconnects.
+func (h *localHold) publish(ctx context.Context, suffix string, payload []byte) error {
 	return h.g.publish(ctx, h.d, suffix, payload)
 }
 
@@ -181,6 +241,9 @@ func (h *Holder) Publish(ctx context.Context, suffix string, payload []byte) err
 type Config struct {
 	Data        []byte
 	ReceiveTime time.Time
+	// Version is the config's version when the hub replica that holds the
+	// gateway's connection told it (0: unknown; MQTT carries none).
+	Version int64
 }
 
 // Command is one command delivery.
@@ -238,11 +301,13 @@ func (p *Pool) Connection(gateway string) (GatewayView, bool) {
 
 // Close detaches every device, closes every gateway connection and waits
 // for the pool's goroutines, or for ctx. Calls still holding devices fail
-// with ErrClosed. It is idempotent.
+// with ErrClosed. In a cluster it releases the gateways' leases, so other
+// replicas take them at once, and leaves the members. It is idempotent.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
+		p.cancel()
 		for _, g := range p.gws {
 			g.mu.Lock()
 			g.shutdownLocked(ErrClosed)
@@ -250,14 +315,23 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
+	if p.rep != nil {
+		p.rep.closeRemotes(ErrClosed)
+	}
+	p.goMu.Lock()
+	p.goClosed = true
+	p.goMu.Unlock()
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if p.rep != nil {
+		p.rep.close(ctx)
+	}
+	return nil
 }
 
 // errConnLost: the connection ended under a call; it waits for the next.

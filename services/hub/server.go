@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -37,6 +39,7 @@ type serverOptions struct {
 	shutdownTimeout   time.Duration
 	handshakeTimeout  time.Duration
 	maxConnectionIdle time.Duration
+	drain             time.Duration
 }
 
 func defaultServerOptions() serverOptions {
@@ -92,10 +95,15 @@ func WithMaxConnectionIdle(d time.Duration) ServerOption {
 
 // Server serves the Hub service with health, reflection, auth and tracing.
 type Server struct {
-	log  *slog.Logger
-	o    serverOptions
-	grpc *grpc.Server
-	svc  hubv1.HubServer
+	log    *slog.Logger
+	o      serverOptions
+	grpc   *grpc.Server
+	svc    hubv1.HubServer
+	health *health.Server
+
+	draining atomic.Bool
+	smu      sync.Mutex
+	streams  map[*sheddable]struct{} // open streams, for the drain
 }
 
 const hubPrefix = "/passerelle.hub.v1.Hub/"
@@ -119,7 +127,7 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: logger, o: o, svc: svc}
+	s := &Server{log: logger, o: o, svc: svc, streams: map[*sheddable]struct{}{}}
 	var otelOpts []otelgrpc.Option
 	if o.tracerProvider != nil {
 		otelOpts = append(otelOpts, otelgrpc.WithTracerProvider(o.tracerProvider))
@@ -140,13 +148,19 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 			if err := s.authorize(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
+			if err := s.refuseDraining(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
 			return handler(ctx, req)
 		}),
 		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 			if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
-			return handler(srv, ss)
+			if err := s.refuseDraining(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return s.serveStream(srv, ss, handler)
 		}),
 	}
 	if o.tls != nil {
@@ -154,9 +168,9 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	hubv1.RegisterHubServer(s.grpc, svc)
-	hs := health.NewServer()
-	hs.SetServingStatus("passerelle.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, hs)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("passerelle.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s
 }
@@ -194,9 +208,9 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 	return nil
 }
 
-// Serve serves on lis until ctx is done, then stops gracefully (open
-// streams are cut after the shutdown timeout) and closes the service
-// (when it has a Close method, as Service does).
+// Serve serves on lis until ctx is done, then drains (see WithDrain),
+// stops gracefully (open streams are cut after the shutdown timeout) and
+// closes the service (when it has a Close method, as Service does).
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if c, ok := s.svc.(interface{ Close() }); ok {
 		defer c.Close()
@@ -208,6 +222,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	if s.o.drain > 0 {
+		s.drain()
+	}
+	s.draining.Store(true)
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	t := time.NewTimer(s.o.shutdownTimeout)

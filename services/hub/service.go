@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,14 @@ func NewService(logger *slog.Logger, pool *Pool, keys *Keys, prov Provisioner) *
 		s.versions = newConfigVersions(prov)
 	}
 	return s
+}
+
+// ready is nil while the pool can serve (in a cluster: reach NATS).
+func (s *Service) ready() error { return s.pool.ready() }
+
+// drainGateways hands the gateways this replica holds over to others.
+func (s *Service) drainGateways(ctx context.Context, period time.Duration) {
+	s.pool.drain(ctx, period)
 }
 
 // Close ends the service's background work (config version lookups in
@@ -88,7 +97,7 @@ func (s *Service) grpcError(err error) error {
 	case errors.Is(err, ErrGatewayDeleted):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNoKey):
-		return status.Error(codes.FailedPrecondition, err.Error()+" (create it with CreateGateway, or name it in the gateways file)")
+		return withReason(codes.FailedPrecondition, reasonNoKey, err.Error()+" (create it with CreateGateway, or name it in the gateways file; hub replicas share their key store folder)")
 	case errors.Is(err, ErrKeyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrRefused):
@@ -97,8 +106,14 @@ func (s *Service) grpcError(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrDropped):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
-		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrUnavailable):
+		return unavailable(reasonBridgeUnavailable, err.Error())
+	case errors.Is(err, ErrClosed):
+		return unavailable(reasonClosing, err.Error())
+	case errors.Is(err, errMoved):
+		return unavailable(reasonMoved, "the gateway's connection is moving between hub replicas; retry")
+	case errors.Is(err, errNoOwner):
+		return unavailable(reasonMoved, err.Error()+"; retry")
 	case errors.As(err, &pe):
 		return status.Error(httpCode(pe.HTTPStatus), err.Error())
 	}
@@ -268,9 +283,13 @@ func (s *Service) SubscribeConfig(req *hubv1.SubscribeConfigRequest, stream grpc
 		if err != nil {
 			return s.grpcError(err)
 		}
-		resp := &hubv1.SubscribeConfigResponse{Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
-		if v, ok := s.configVersion(ctx, gwName.Registry, devID, c.Data); ok {
-			resp.Version = v
+		resp := &hubv1.SubscribeConfigResponse{Version: c.Version, Data: c.Data, ReceiveTime: timestamppb.New(c.ReceiveTime)}
+		if c.Version == 0 {
+			// Received here: the replica relaying a gateway's configs
+			// has looked its versions up already.
+			if v, ok := s.configVersion(ctx, gwName.Registry, devID, c.Data); ok {
+				resp.Version = v
+			}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
@@ -306,14 +325,35 @@ func (s *Service) PublishState(stream grpc.BidiStreamingServer[hubv1.PublishStat
 		return s.grpcError(err)
 	}
 	defer h.Release()
+	// Requests are read on their own goroutine, one ahead at most, so
+	// that the end of ctx (a drain) ends the call while it waits for one.
+	reqs, recvErr := make(chan *hubv1.PublishStateRequest), make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	req := first
 	for i := int64(0); ; i++ {
 		if i > 0 {
-			if req, err = stream.Recv(); err != nil {
+			select {
+			case req = <-reqs:
+			case err := <-recvErr:
 				if errors.Is(err, io.EOF) {
 					return nil
 				}
 				return err
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
 			}
 			if (req.GetGateway() != "" && req.GetGateway() != first.GetGateway()) ||
 				(req.GetDeviceId() != "" && req.GetDeviceId() != first.GetDeviceId()) {
@@ -347,7 +387,7 @@ func (s *Service) PublishEvent(ctx context.Context, req *hubv1.PublishEventReque
 	if len(req.GetData()) > MaxEventBytes {
 		return nil, invalid("event of %d bytes is over the bridge's limit of %d", len(req.GetData()), MaxEventBytes)
 	}
-	h, err := s.pool.Hold(ctx, req.GetGateway(), req.GetDeviceId(), req.GetAuthorization())
+	h, err := s.pool.holdBrief(ctx, req.GetGateway(), req.GetDeviceId(), req.GetAuthorization())
 	if err != nil {
 		return nil, s.grpcError(err)
 	}

@@ -23,8 +23,8 @@ type topicSub struct {
 	attempt       *attempt
 	latest        *Config // config topics: the newest delivery
 	resubscribed  bool    // the bridge resends the config on a new SUBSCRIBE
-	cfgSubs       map[*ConfigSubscription]struct{}
-	cmdSubs       map[*CommandSubscription]struct{}
+	cfgSubs       map[*localConfigSub]struct{}
+	cmdSubs       map[*localCommandSub]struct{}
 }
 
 func (ts *topicSub) offerConfigLocked(c Config) {
@@ -147,15 +147,15 @@ func (g *gw) topicLocked(topic, deviceID string, isConfig bool) *topicSub {
 	ts := g.topics[topic]
 	if ts == nil {
 		ts = &topicSub{topic: topic, deviceID: deviceID, isConfig: isConfig,
-			cfgSubs: map[*ConfigSubscription]struct{}{}, cmdSubs: map[*CommandSubscription]struct{}{}}
+			cfgSubs: map[*localConfigSub]struct{}{}, cmdSubs: map[*localCommandSub]struct{}{}}
 		g.topics[topic] = ts
 	}
 	return ts
 }
 
-// ConfigSubscription receives a device's configs, newest only: a version
-// not read before the next arrives is skipped.
-type ConfigSubscription struct {
+// localConfigSub receives a device's configs from this pool's connection,
+// newest only: a version not read before the next arrives is skipped.
+type localConfigSub struct {
 	g      *gw
 	ts     *topicSub
 	notify chan struct{}
@@ -167,7 +167,7 @@ type ConfigSubscription struct {
 	once   sync.Once
 }
 
-func (s *ConfigSubscription) offer(c Config) {
+func (s *localConfigSub) offer(c Config) {
 	s.mu.Lock()
 	s.latest = &c
 	s.mu.Unlock()
@@ -177,7 +177,7 @@ func (s *ConfigSubscription) offer(c Config) {
 	}
 }
 
-func (s *ConfigSubscription) end(err error) {
+func (s *localConfigSub) end(err error) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.err = err
@@ -186,8 +186,8 @@ func (s *ConfigSubscription) end(err error) {
 	})
 }
 
-// Next returns the next config, waiting for it.
-func (s *ConfigSubscription) Next(ctx context.Context) (Config, error) {
+// next returns the next config, waiting for it.
+func (s *localConfigSub) next(ctx context.Context) (Config, error) {
 	for {
 		s.mu.Lock()
 		if c := s.latest; c != nil {
@@ -209,24 +209,24 @@ func (s *ConfigSubscription) Next(ctx context.Context) (Config, error) {
 	}
 }
 
-// Close ends the subscription.
-func (s *ConfigSubscription) Close() {
+// close ends the subscription.
+func (s *localConfigSub) close() {
 	s.g.mu.Lock()
 	delete(s.ts.cfgSubs, s)
 	s.g.mu.Unlock()
 	s.end(ErrClosed)
 }
 
-// SubscribeConfig subscribes to the held device's configs: the current
+// subscribeConfig subscribes to the held device's configs: the current
 // one comes first.
-func (h *Holder) SubscribeConfig(ctx context.Context) (*ConfigSubscription, error) {
+func (h *localHold) subscribeConfig(ctx context.Context) (configFeed, error) {
 	id := h.g.id
 	if h.d != nil {
 		id = h.d.id
 	}
-	s := &ConfigSubscription{g: h.g, notify: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &localConfigSub{g: h.g, notify: make(chan struct{}, 1), done: make(chan struct{})}
 	h.g.mu.Lock()
-	ts := h.g.topicLocked(configTopic(id), h.deviceID, true)
+	ts := h.g.topicLocked(configTopic(id), h.owner.deviceID, true)
 	s.ts = ts
 	ts.cfgSubs[s] = struct{}{}
 	if ts.latest != nil {
@@ -234,15 +234,16 @@ func (h *Holder) SubscribeConfig(ctx context.Context) (*ConfigSubscription, erro
 	}
 	h.g.mu.Unlock()
 	if err := h.g.subscribe(ctx, ts, h.d); err != nil {
-		s.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// CommandSubscription receives a device's commands through a bounded
-// buffer; a subscriber that lets it fill is ended with ErrSlowConsumer.
-type CommandSubscription struct {
+// localCommandSub receives a device's commands from this pool's connection
+// through a bounded buffer; a subscriber that lets it fill is ended with
+// ErrSlowConsumer.
+type localCommandSub struct {
 	g    *gw
 	ts   *topicSub
 	ch   chan Command
@@ -253,7 +254,7 @@ type CommandSubscription struct {
 	once sync.Once
 }
 
-func (s *CommandSubscription) end(err error) {
+func (s *localCommandSub) end(err error) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.err = err
@@ -262,8 +263,8 @@ func (s *CommandSubscription) end(err error) {
 	})
 }
 
-// Next returns the next command, waiting for it.
-func (s *CommandSubscription) Next(ctx context.Context) (Command, error) {
+// next returns the next command, waiting for it.
+func (s *localCommandSub) next(ctx context.Context) (Command, error) {
 	select {
 	case <-s.done:
 		s.mu.Lock()
@@ -285,28 +286,28 @@ func (s *CommandSubscription) Next(ctx context.Context) (Command, error) {
 	}
 }
 
-// Close ends the subscription.
-func (s *CommandSubscription) Close() {
+// close ends the subscription.
+func (s *localCommandSub) close() {
 	s.g.mu.Lock()
 	delete(s.ts.cmdSubs, s)
 	s.g.mu.Unlock()
 	s.end(ErrClosed)
 }
 
-// SubscribeCommands subscribes to the held device's commands.
-func (h *Holder) SubscribeCommands(ctx context.Context) (*CommandSubscription, error) {
+// subscribeCommands subscribes to the held device's commands.
+func (h *localHold) subscribeCommands(ctx context.Context) (commandFeed, error) {
 	id := h.g.id
 	if h.d != nil {
 		id = h.d.id
 	}
-	s := &CommandSubscription{g: h.g, ch: make(chan Command, h.g.p.o.commandBuffer), done: make(chan struct{})}
+	s := &localCommandSub{g: h.g, ch: make(chan Command, h.g.p.o.commandBuffer), done: make(chan struct{})}
 	h.g.mu.Lock()
-	ts := h.g.topicLocked(commandsTopic(id), h.deviceID, false)
+	ts := h.g.topicLocked(commandsTopic(id), h.owner.deviceID, false)
 	s.ts = ts
 	ts.cmdSubs[s] = struct{}{}
 	h.g.mu.Unlock()
 	if err := h.g.subscribe(ctx, ts, h.d); err != nil {
-		s.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil

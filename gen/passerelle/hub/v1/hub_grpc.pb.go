@@ -49,6 +49,32 @@ const (
 // SubscribeCommands) attaches it for its own duration when no Attach stream
 // holds it; attachments are counted, and the device is detached when the
 // last holder goes.
+//
+// Replicas: any hub replica serves any call. Each gateway's MQTT
+// connection is held by one replica at a time; a call that reaches another
+// is served through it, with nothing different for the caller. When a
+// gateway's connection moves between replicas (one dies, drains, or the
+// gateways are balanced), calls on the other replicas wait and go on:
+// devices are attached again (Attach streams are told Reattached),
+// subscriptions made again, unacknowledged publishes sent again. GetPool
+// and the connection state in ListGateways are those of the replica
+// answering.
+//
+// Retries: a call ends with UNAVAILABLE when the replica serving it stops,
+// dies or drains, when no replica could take its gateway in time, or when
+// the bridge cannot be reached; its google.rpc.ErrorInfo (domain
+// hub.passerelle.dev) says which: HUB_CLOSING, HUB_DRAINING,
+// GATEWAY_MOVED, BRIDGE_UNAVAILABLE, or none when the connection broke.
+// Clients should use the gRPC service config shipped as
+// services/hub/serviceconfig.json (hub.ServiceConfig in Go; the policy of
+// the Python, TypeScript and Java clients): every call but CreateGateway
+// is tried again on UNAVAILABLE, 5 attempts in all, with backoff from
+// 0.2 s doubling. gRPC retries a stream only until its first response; a
+// stream that ends with UNAVAILABLE later is opened again by the caller
+// with the same backoff (and jitter): Attach attaches again,
+// SubscribeConfig delivers the current config first, PublishState sends
+// again the requests not yet answered (each answer means the bridge
+// acknowledged that state).
 type HubClient interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
@@ -214,6 +240,32 @@ func (c *hubClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grp
 // SubscribeCommands) attaches it for its own duration when no Attach stream
 // holds it; attachments are counted, and the device is detached when the
 // last holder goes.
+//
+// Replicas: any hub replica serves any call. Each gateway's MQTT
+// connection is held by one replica at a time; a call that reaches another
+// is served through it, with nothing different for the caller. When a
+// gateway's connection moves between replicas (one dies, drains, or the
+// gateways are balanced), calls on the other replicas wait and go on:
+// devices are attached again (Attach streams are told Reattached),
+// subscriptions made again, unacknowledged publishes sent again. GetPool
+// and the connection state in ListGateways are those of the replica
+// answering.
+//
+// Retries: a call ends with UNAVAILABLE when the replica serving it stops,
+// dies or drains, when no replica could take its gateway in time, or when
+// the bridge cannot be reached; its google.rpc.ErrorInfo (domain
+// hub.passerelle.dev) says which: HUB_CLOSING, HUB_DRAINING,
+// GATEWAY_MOVED, BRIDGE_UNAVAILABLE, or none when the connection broke.
+// Clients should use the gRPC service config shipped as
+// services/hub/serviceconfig.json (hub.ServiceConfig in Go; the policy of
+// the Python, TypeScript and Java clients): every call but CreateGateway
+// is tried again on UNAVAILABLE, 5 attempts in all, with backoff from
+// 0.2 s doubling. gRPC retries a stream only until its first response; a
+// stream that ends with UNAVAILABLE later is opened again by the caller
+// with the same backoff (and jitter): Attach attaches again,
+// SubscribeConfig delivers the current config first, PublishState sends
+// again the requests not yet answered (each answer means the bridge
+// acknowledged that state).
 type HubServer interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
