@@ -388,7 +388,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		actx, acancel := context.WithTimeout(ctx, setupAttemptTimeout)
 		err := b.setupStream(actx)
 		acancel()
-		if err == nil || !transientSetupError(err) {
+		if err == nil || !TransientSetupError(err) {
 			return err
 		}
 		if !waiting {
@@ -453,9 +453,10 @@ func jsErrCode(err error) jetstream.ErrorCode {
 	return 0
 }
 
-// transientSetupError reports an error that a moment may cure: a cluster
-// still electing its meta leader, a server of the cluster still joining.
-func transientSetupError(err error) bool {
+// TransientSetupError reports a JetStream error that a moment may cure: a
+// cluster still electing its meta leader, a server of the cluster still
+// joining. What sets up streams or buckets at start retries these.
+func TransientSetupError(err error) bool {
 	switch jsErrCode(err) {
 	case jsErrClusterNotAvailable, jsErrNoPeers, jsErrInsufficientResource:
 		return true

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 )
 
 // PresenceBucket is the JetStream key-value bucket of presence records:
@@ -244,19 +246,40 @@ func NewPresence(ctx context.Context, logger *slog.Logger, js jetstream.JetStrea
 	return p, nil
 }
 
+// bucketSetupTimeout bounds how long createBucket waits for a JetStream
+// cluster that has just started (as the bus does for its stream), and
+// bucketAttemptTimeout each attempt: a cluster drops the requests it gets
+// while it elects a leader, unanswered.
+const (
+	bucketSetupTimeout   = 30 * time.Second
+	bucketAttemptTimeout = 5 * time.Second
+)
+
 func (p *Presence) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      PresenceBucket,
-		Description: "Passerelle: the process holding each client's connection",
-		History:     1,
-		TTL:         PresenceTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    p.replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: creating or updating the %s bucket (%d replicas): %w", PresenceBucket, p.replicas, err)
+	ctx, cancel := context.WithTimeout(ctx, bucketSetupTimeout)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, bucketAttemptTimeout)
+		kv, err := p.js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+			Bucket:      PresenceBucket,
+			Description: "Passerelle: the process holding each client's connection",
+			History:     1,
+			TTL:         PresenceTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    p.replicas,
+		})
+		acancel()
+		if err == nil {
+			return kv, nil
+		}
+		if !bus.TransientSetupError(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("cluster: creating or updating the %s bucket (%d replicas): %w", PresenceBucket, p.replicas, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return kv, nil
 }
 
 // Instance returns the id this process writes in its records.
