@@ -266,11 +266,14 @@ type Bus struct {
 	reconnects atomic.Uint64
 }
 
-// Connection settings: a reconnection attempt every second (to each
-// server of the list or the cluster), for ever; a server that stops
-// answering is given up after 2 pings 5 s apart.
+// Connection settings: a reconnection attempt every 250 ms (to each
+// server of the list or the cluster, with the client's jitter), for ever,
+// so that a process is back on the bus well inside the second in which a
+// healed split must end double connections; only Passerelle's own
+// processes connect, so this is no storm. A server that stops answering is
+// given up after 2 pings 5 s apart.
 const (
-	reconnectWait       = time.Second
+	reconnectWait       = 250 * time.Millisecond
 	pingInterval        = 5 * time.Second
 	maxPingsOutstanding = 2
 )
