@@ -17,7 +17,7 @@ import (
 
 type compose struct {
 	Services map[string]composeService `yaml:"services"`
-	Volumes  map[string]any     `yaml:"volumes"`
+	Volumes  map[string]any            `yaml:"volumes"`
 }
 
 type composeService struct {
