@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,7 +66,14 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/projects/p/locations/l/registries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+	// Expect: 100-continue makes the server say when its handler starts
+	// reading the body: from then on the graceful stop waits for it.
+	fmt.Fprintf(conn, "POST /v1/projects/p/locations/l/registries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("the server did not start reading the body: %q, %v", line, err)
+	}
+	fmt.Fprintf(conn, "{\"id\":")
 
 	if err := child.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
