@@ -517,10 +517,12 @@ func (p *publisher) finish() map[string]bool {
 // JetStream, through a consumer of its own.
 func (c *cluster) stored(t *testing.T, prefix string) map[string]bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	got := map[string]bool{}
-	waitUntil(t, 60*time.Second, func() error {
+	// Each attempt has its own deadline: right after a node's loss a
+	// request can go unanswered while the cluster elects leaders.
+	waitUntil(t, 90*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
 		cons, err := c.js.CreateOrUpdateConsumer(ctx, "PASSERELLE_PUBSUB", jetstream.ConsumerConfig{
 			FilterSubject: "iot.pubsub.p1.cluster-events", DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true,

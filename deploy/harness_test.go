@@ -96,7 +96,12 @@ type proc struct {
 // when the test ends if it still runs.
 func start(t *testing.T, name, binary string, args ...string) *proc {
 	t.Helper()
-	f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	// PASSERELLE_CLUSTER_LOGS keeps the processes' logs in that folder.
+	dir := os.Getenv("PASSERELLE_CLUSTER_LOGS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	f, err := os.CreateTemp(dir, name+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
