@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -754,6 +755,13 @@ func (c *cluster) testHubOwnerKilled(t *testing.T) {
 		for range n {
 			sent++
 			if err := states.Send(&hubv1.PublishStateRequest{Gateway: gwName, DeviceId: "hub-dev", Data: []byte("state-" + strconv.Itoa(sent))}); err != nil {
+				if errors.Is(err, io.EOF) {
+					// The stream ended: its status is what Recv got.
+					select {
+					case err = <-stateErr:
+					case <-time.After(10 * time.Second):
+					}
+				}
 				t.Fatalf("state %d: %v", sent, err)
 			}
 			time.Sleep(1100 * time.Millisecond) // one state a second per device

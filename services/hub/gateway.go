@@ -57,6 +57,7 @@ type gw struct {
 	topics      map[string]*topicSub
 	attachWait  map[string]chan *GatewayError
 	token       string
+	states      *statePacer // the gateway's own states
 }
 
 // device is a device held on a gateway connection.
@@ -69,6 +70,7 @@ type device struct {
 	attempt     *attempt      // attach under way
 	detaching   chan struct{} // non-nil while a detach is being sent
 	pubWaiters  map[chan *GatewayError]struct{}
+	states      *statePacer
 }
 
 // attempt is a single-flight operation (attach, subscribe) that
@@ -89,6 +91,7 @@ func newGW(p *Pool, name, id string, key *GatewayKey) *gw {
 		changed: make(chan struct{}),
 		devices: map[string]*device{}, topics: map[string]*topicSub{},
 		attachWait: map[string]chan *GatewayError{},
+		states:     newStatePacer(),
 	}
 }
 
@@ -455,6 +458,18 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 	topic := "/devices/" + id + "/" + suffix
 	ctx, span := g.p.tel.start(ctx, "hub.publish", g.name, id)
 	defer span.End()
+	sent := false
+	if suffix == "state" {
+		pacer := g.states
+		if d != nil {
+			pacer = d.states
+		}
+		done, err := pacer.wait(ctx, g.stop, g.stopReason)
+		if err != nil {
+			return err
+		}
+		defer func() { done(sent) }()
+	}
 	for lost := 0; ; lost++ {
 		if lost == maxLostSends {
 			// A bridge restart costs one send; a message the bridge
@@ -476,6 +491,7 @@ func (g *gw) publish(ctx context.Context, d *device, suffix string, payload []by
 			g.mu.Unlock()
 		}
 		t := cl.Publish(topic, 1, false, payload)
+		sent = true
 		var done bool
 		select {
 		case <-t.Done():

@@ -17,6 +17,11 @@ const (
 	MaxStateBytes = 64 << 10
 	// MaxEventBytes is the largest telemetry event payload.
 	MaxEventBytes = 256 << 10
+	// StateInterval is the least time between two states of one device
+	// (the bridge detaches a proxied device that sends them faster): the
+	// pool holds a state back until that long after the bridge
+	// acknowledged the device's previous one.
+	StateInterval = time.Second
 )
 
 // PoolOption configures a Pool.

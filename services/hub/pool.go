@@ -186,7 +186,7 @@ func (p *Pool) holdLocal(ctx context.Context, h *Holder, authorization string) (
 				p.mu.Unlock()
 				return nil, fmt.Errorf("%w (%d)", ErrTooManyDevices, p.o.maxAttached)
 			}
-			d = &device{id: h.deviceID, holders: map[*localHold]struct{}{}}
+			d = &device{id: h.deviceID, holders: map[*localHold]struct{}{}, states: newStatePacer()}
 			g.devices[h.deviceID] = d
 		}
 		if authorization != "" {
