@@ -191,6 +191,7 @@ func (h *Holder) Release() {
 // ("state", "events" or "events/{subfolder}") and returns once the
 // bridge has acknowledged it. A publish the connection lost before its
 // acknowledgement is sent again on the next connection, wherever it is.
+// A state waits until StateInterval after the device's previous one.
 func (h *Holder) Publish(ctx context.Context, suffix string, payload []byte) error {
 	for {
 		l, err := h.current(ctx)
