@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -21,7 +22,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
@@ -115,6 +115,7 @@ var methodRoles = map[string]adminauth.Role{
 	hubPrefix + "SubscribeConfig":   adminauth.RoleDeviceController,
 	hubPrefix + "PublishState":      adminauth.RoleDeviceController,
 	hubPrefix + "PublishEvent":      adminauth.RoleDeviceController,
+	hubPrefix + "PublishEvents":     adminauth.RoleDeviceController,
 	hubPrefix + "SubscribeCommands": adminauth.RoleDeviceController,
 	hubPrefix + "CreateGateway":     adminauth.RoleProvisioner,
 	hubPrefix + "ListGateways":      adminauth.RoleViewer,
@@ -144,7 +145,9 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 		grpc.ConnectionTimeout(o.handshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.maxConnectionIdle}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		// reasonUnary and reasonStream are outermost: every error that
+		// leaves the hub carries an ErrorInfo.
+		grpc.ChainUnaryInterceptor(reasonUnary, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := s.authorize(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
@@ -153,7 +156,7 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 			}
 			return handler(ctx, req)
 		}),
-		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		grpc.ChainStreamInterceptor(reasonStream, func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 			if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
@@ -181,7 +184,7 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 		return nil
 	}
 	if s.o.tokens == nil {
-		return status.Error(codes.Unauthenticated, "the hub has no tokens configured")
+		return withReason(codes.Unauthenticated, hubv1.ErrorReason_TOKEN_UNKNOWN, "the hub has no tokens configured")
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var tok string
@@ -191,11 +194,11 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 		}
 	}
 	if tok == "" {
-		return status.Error(codes.Unauthenticated, "missing 'authorization: Bearer <token>'")
+		return withReason(codes.Unauthenticated, hubv1.ErrorReason_TOKEN_MISSING, "missing 'authorization: Bearer <token>'")
 	}
 	name, role, ok := s.o.tokens.Authenticate(tok)
 	if !ok {
-		return status.Error(codes.Unauthenticated, "unknown token")
+		return withReason(codes.Unauthenticated, hubv1.ErrorReason_TOKEN_UNKNOWN, "unknown token")
 	}
 	need, known := methodRoles[method]
 	if !known {
@@ -203,7 +206,8 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 	}
 	if !role.Includes(need) {
 		s.log.Info("hub: permission denied", "caller", name, "method", method)
-		return status.Errorf(codes.PermissionDenied, "token %q has role %s; %s needs %s", name, role, method, need)
+		return withReason(codes.PermissionDenied, hubv1.ErrorReason_ROLE_INSUFFICIENT,
+			fmt.Sprintf("token %q has role %s; %s needs %s", name, role, method, need), "role", role.String(), "needs", need.String())
 	}
 	return nil
 }
