@@ -250,4 +250,3 @@ func (es *eventStream) release() {
 	}
 	es.devices = nil
 }
-
