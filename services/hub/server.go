@@ -3,23 +3,25 @@ package hub
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/vanguard"
+	"connectrpc.com/vanguard/vanguardgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
@@ -98,7 +100,10 @@ type Server struct {
 	log    *slog.Logger
 	o      serverOptions
 	grpc   *grpc.Server
+	web    *vanguard.Transcoder // Connect and gRPC-Web, to grpc
 	svc    hubv1.HubServer
+	// buildErr is an error of NewServer, returned by Serve.
+	buildErr error
 	health *health.Server
 
 	draining atomic.Bool
@@ -137,13 +142,6 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 		otelOpts = append(otelOpts, otelgrpc.WithMeterProvider(o.meterProvider))
 	}
 	gopts := []grpc.ServerOption{
-		// A front end serving the hub through net/http (Connect,
-		// gRPC-Web) takes the same two bounds: http.Server's
-		// ReadHeaderTimeout bounds the TLS handshake and an HTTP/1.1
-		// request's headers (its HTTP/2 bounds the preface at 10 s),
-		// and IdleTimeout is MaxConnectionIdle.
-		grpc.ConnectionTimeout(o.handshakeTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.maxConnectionIdle}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		// reasonUnary and reasonStream are outermost: every error that
 		// leaves the hub carries an ErrorInfo.
@@ -166,15 +164,18 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 			return s.serveStream(srv, ss, handler)
 		}),
 	}
-	if o.tls != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))
-	}
 	s.grpc = grpc.NewServer(gopts...)
 	hubv1.RegisterHubServer(s.grpc, svc)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("passerelle.hub.v1.Hub", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	s.web, s.buildErr = vanguardgrpc.NewTranscoder(s.grpc)
+	if s.buildErr != nil {
+		// Only a programming error gets here (the descriptors are
+		// compiled in); Serve reports it.
+		s.buildErr = fmt.Errorf("hub: build the Connect and gRPC-Web transcoder: %w", s.buildErr)
+	}
 	return s
 }
 
@@ -215,12 +216,35 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 // Serve serves on lis until ctx is done, then drains (see WithDrain),
 // stops gracefully (open streams are cut after the shutdown timeout) and
 // closes the service (when it has a Close method, as Service does).
+//
+// gRPC, the Connect protocol and gRPC-Web are served on the same port by
+// one net/http server: over TLS (HTTP/2 by ALPN, or HTTP/1.1), or in
+// plaintext over HTTP/1.1 and HTTP/2 without TLS (h2c, prior
+// knowledge). gRPC goes straight to the gRPC server; Connect and
+// gRPC-Web go through the vanguard transcoder to the same server, so the
+// token checks, the drain and the error reasons are the same for all.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if c, ok := s.svc.(interface{ Close() }); ok {
 		defer c.Close()
 	}
+	if s.buildErr != nil {
+		lis.Close()
+		return s.buildErr
+	}
+	hs := s.httpServer()
 	errc := make(chan error, 1)
-	go func() { errc <- s.grpc.Serve(lis) }()
+	go func() {
+		var err error
+		if s.o.tls != nil {
+			err = hs.ServeTLS(lis, "", "")
+		} else {
+			err = hs.Serve(lis)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -230,16 +254,75 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		s.drain()
 	}
 	s.draining.Store(true)
-	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
-	t := time.NewTimer(s.o.shutdownTimeout)
-	defer t.Stop()
-	select {
-	case <-stopped:
-	case <-t.C:
-		s.grpc.Stop()
-		<-stopped
+	sctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownTimeout)
+	defer cancel()
+	// Shutdown sends GOAWAY, closes idle connections and waits for the
+	// calls in flight; at the deadline what remains is cut.
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Info("hub: calls still open at the shutdown deadline; cutting them", "err", err)
+		hs.Close()
 	}
-	<-errc
-	return nil
+	s.grpc.Stop()
+	return <-errc
+}
+
+// maxConcurrentStreams is how many calls one HTTP/2 connection may have
+// open at once (gRPC's own server sets no bound; net/http's default of
+// 250 would hold back a caller with many Attach streams).
+const maxConcurrentStreams = 1 << 16
+
+// httpServer is the net/http server of Serve. Its ReadHeaderTimeout is
+// the handshake timeout (it bounds the TLS handshake and an HTTP/1.1
+// request's headers; its HTTP/2 server bounds the preface) and its
+// IdleTimeout the idle connection timeout.
+func (s *Server) httpServer() *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	if s.o.tls != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	hs := &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: s.o.handshakeTimeout,
+		IdleTimeout:       s.o.maxConnectionIdle,
+		MaxHeaderBytes:    1 << 20,
+		Protocols:         &protocols,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.o.tls != nil {
+		cfg := s.o.tls.Clone()
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		hs.TLSConfig = cfg
+	}
+	return hs
+}
+
+// serveHTTP sends gRPC to the gRPC server and the rest (Connect,
+// gRPC-Web) to the transcoder.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 && isGRPCContentType(r.Header.Get("Content-Type")) {
+		tw := &trailersOnly{w: w}
+		s.grpc.ServeHTTP(tw, r)
+		tw.finish()
+		return
+	}
+	// The hub has no REST routes: a POST that is not a stream is a
+	// Connect unary call, with or without Connect-Protocol-Version (as
+	// connect-go's own servers take it), so that a bare curl works.
+	if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" &&
+		(ct == "application/json" || ct == "application/proto") {
+		r.Header.Set("Connect-Protocol-Version", "1")
+	}
+	s.web.ServeHTTP(w, r)
+}
+
+// isGRPCContentType reports whether a content type is gRPC's own
+// (application/grpc, application/grpc+proto ...), not gRPC-Web's.
+func isGRPCContentType(ct string) bool {
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
 }
