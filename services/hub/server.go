@@ -61,7 +61,9 @@ func WithTokens(t *adminauth.Tokens) ServerOption { return func(o *serverOptions
 // and local development.
 func WithInsecureNoAuth() ServerOption { return func(o *serverOptions) { o.noAuth = true } }
 
-// WithTLS serves gRPC over TLS. Default: plaintext.
+// WithTLS serves the hub over TLS (HTTP/2 by ALPN, or HTTP/1.1 for
+// Connect and gRPC-Web). Default: plaintext (HTTP/1.1, and HTTP/2 with
+// prior knowledge).
 func WithTLS(cfg *tls.Config) ServerOption { return func(o *serverOptions) { o.tls = cfg } }
 
 // WithTracerProvider sets where RPC spans go. Default: the otel global.
@@ -81,16 +83,17 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 }
 
 // WithHandshakeTimeout bounds how long a new connection has to complete
-// its handshakes (TLS, then HTTP/2: the client's preface and settings)
-// before it is closed, so a client that connects and sends nothing does
-// not hold a connection. Default 5 s (gRPC's own default is 120 s).
+// its TLS handshake and send its first request headers (HTTP/1.1) or
+// connection preface (HTTP/2) before it is closed, so a client that
+// connects and sends nothing does not hold a connection. Default 5 s
+// (gRPC's own server default is 120 s).
 func WithHandshakeTimeout(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.handshakeTimeout = d }
 }
 
 // WithMaxConnectionIdle closes a connection that has had no call open for
-// this long (with an HTTP/2 GOAWAY, which gRPC clients answer by
-// reconnecting when they next call). Default 5 minutes.
+// this long (an HTTP/2 connection with a GOAWAY, which gRPC clients answer
+// by reconnecting when they next call). Default 5 minutes.
 func WithMaxConnectionIdle(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.maxConnectionIdle = d }
 }
