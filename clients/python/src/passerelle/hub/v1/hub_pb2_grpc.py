@@ -194,10 +194,10 @@ class HubServicer(object):
         (PUBACKed) it: the event is then stored durably. A device is attached
         once, on its first event, and stays attached until the stream ends.
 
-        Flow control: at most 256 events are in flight (read, not yet
-        answered) on a stream; the hub reads no more until the oldest is
-        answered, so a caller that sends faster than the bridge acknowledges
-        is held back by HTTP/2 flow control. The bridge receives a stream's
+        Flow control: at most 256 events (and 4 MiB of payload) are in
+        flight (read, not yet answered) on a stream; the hub reads no more
+        until the oldest is answered, so a caller that sends faster than the
+        bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
         events in flight in any order; the answers come in the order sent.
 
         A bad event (an invalid device id or sub_folder, a payload over the
