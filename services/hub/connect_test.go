@@ -185,5 +185,3 @@ func TestGRPCWebServerStream(t *testing.T) {
 	}
 	cancel()
 }
-
-

@@ -100,14 +100,14 @@ func WithMaxConnectionIdle(d time.Duration) ServerOption {
 
 // Server serves the Hub service with health, reflection, auth and tracing.
 type Server struct {
-	log    *slog.Logger
-	o      serverOptions
-	grpc   *grpc.Server
-	web    *vanguard.Transcoder // Connect and gRPC-Web, to grpc
-	svc    hubv1.HubServer
+	log  *slog.Logger
+	o    serverOptions
+	grpc *grpc.Server
+	web  *vanguard.Transcoder // Connect and gRPC-Web, to grpc
+	svc  hubv1.HubServer
 	// buildErr is an error of NewServer, returned by Serve.
 	buildErr error
-	health *health.Server
+	health   *health.Server
 
 	draining atomic.Bool
 	smu      sync.Mutex
