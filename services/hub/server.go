@@ -22,11 +22,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/h2split"
 )
 
 // ServerOption configures a Server.
@@ -62,8 +64,8 @@ func WithTokens(t *adminauth.Tokens) ServerOption { return func(o *serverOptions
 func WithInsecureNoAuth() ServerOption { return func(o *serverOptions) { o.noAuth = true } }
 
 // WithTLS serves the hub over TLS (HTTP/2 by ALPN, or HTTP/1.1 for
-// Connect and gRPC-Web). Default: plaintext (HTTP/1.1, and HTTP/2 with
-// prior knowledge).
+// Connect and gRPC-Web). Default: plaintext (gRPC over HTTP/2 with prior
+// knowledge, Connect and gRPC-Web over HTTP/1.1).
 func WithTLS(cfg *tls.Config) ServerOption { return func(o *serverOptions) { o.tls = cfg } }
 
 // WithTracerProvider sets where RPC spans go. Default: the otel global.
@@ -145,6 +147,10 @@ func NewServer(logger *slog.Logger, svc hubv1.HubServer, opts ...ServerOption) *
 		otelOpts = append(otelOpts, otelgrpc.WithMeterProvider(o.meterProvider))
 	}
 	gopts := []grpc.ServerOption{
+		// Native gRPC (plaintext); the net/http server has the same two
+		// bounds (httpServer).
+		grpc.ConnectionTimeout(o.handshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.maxConnectionIdle}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		// reasonUnary and reasonStream are outermost: every error that
 		// leaves the hub carries an ErrorInfo.
@@ -220,12 +226,13 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 // stops gracefully (open streams are cut after the shutdown timeout) and
 // closes the service (when it has a Close method, as Service does).
 //
-// gRPC, the Connect protocol and gRPC-Web are served on the same port by
-// one net/http server: over TLS (HTTP/2 by ALPN, or HTTP/1.1), or in
-// plaintext over HTTP/1.1 and HTTP/2 without TLS (h2c, prior
-// knowledge). gRPC goes straight to the gRPC server; Connect and
-// gRPC-Web go through the vanguard transcoder to the same server, so the
-// token checks, the drain and the error reasons are the same for all.
+// gRPC, the Connect protocol and gRPC-Web are served on the same port. In
+// plaintext, HTTP/2 connections (gRPC) go to gRPC's own server and
+// HTTP/1.1 ones (Connect, gRPC-Web) to a net/http server. Over TLS, one
+// net/http server takes HTTP/2 (by ALPN) and HTTP/1.1: gRPC goes to the
+// gRPC server through its ServeHTTP, the rest through the vanguard
+// transcoder to the same gRPC server. The token checks, the drain and the
+// error reasons are thus the same for every protocol.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if c, ok := s.svc.(interface{ Close() }); ok {
 		defer c.Close()
@@ -235,38 +242,70 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return s.buildErr
 	}
 	hs := s.httpServer()
-	errc := make(chan error, 1)
-	go func() {
-		var err error
-		if s.o.tls != nil {
-			err = hs.ServeTLS(lis, "", "")
-		} else {
-			err = hs.Serve(lis)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
+	var stopping atomic.Bool
+	errc := make(chan error, 2)
+	served := func(err error) {
+		if errors.Is(err, http.ErrServerClosed) || stopping.Load() {
 			err = nil
 		}
 		errc <- err
-	}()
+	}
+	var split *h2split.Listener
+	if s.o.tls != nil {
+		go func() { served(hs.ServeTLS(lis, "", "")) }()
+	} else {
+		split = h2split.New(lis, s.o.handshakeTimeout)
+		go func() { served(s.grpc.Serve(split.H2())) }()
+		go func() { served(hs.Serve(split.HTTP1())) }()
+	}
+	serving := 1
+	if split != nil {
+		serving = 2
+	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		serving--
 	case <-ctx.Done():
 	}
-	if s.o.drain > 0 {
-		s.drain()
+	if serveErr == nil {
+		if s.o.drain > 0 {
+			s.drain()
+		}
+		s.draining.Store(true)
 	}
-	s.draining.Store(true)
+	stopping.Store(true)
+	if split != nil {
+		split.Close()
+	}
+	s.stop(hs)
+	for ; serving > 0; serving-- {
+		<-errc
+	}
+	return serveErr
+}
+
+// stop ends the servers: new connections are refused, the calls in flight
+// get the shutdown timeout to end, then what remains is cut. The net/http
+// server goes first: gRPC's graceful stop would cut the calls it serves
+// through ServeHTTP at once (it drains those by closing them).
+func (s *Server) stop(hs *http.Server) {
 	sctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownTimeout)
 	defer cancel()
 	// Shutdown sends GOAWAY, closes idle connections and waits for the
-	// calls in flight; at the deadline what remains is cut.
+	// calls in flight.
 	if err := hs.Shutdown(sctx); err != nil {
-		s.log.Info("hub: calls still open at the shutdown deadline; cutting them", "err", err)
+		s.log.Info("hub: HTTP calls still open at the shutdown deadline; cutting them", "err", err)
 		hs.Close()
 	}
-	s.grpc.Stop()
-	return <-errc
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.grpc.Stop()
+		<-stopped
+	}
 }
 
 // maxConcurrentStreams is how many calls one HTTP/2 connection may have
@@ -282,9 +321,7 @@ func (s *Server) httpServer() *http.Server {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if s.o.tls != nil {
-		protocols.SetHTTP2(true)
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
+		protocols.SetHTTP2(true) // in plaintext HTTP/2 is gRPC's (h2split)
 	}
 	hs := &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
