@@ -47,8 +47,10 @@ func (s *Service) PublishEvents(stream grpc.BidiStreamingServer[hubv1.PublishEve
 	if err != nil {
 		return s.grpcError(err)
 	}
+	gd := &streamDevice{ready: make(chan struct{}), h: gh}
+	close(gd.ready)
 	es := &eventStream{s: s, ctx: ctx, gateway: gateway, gatewayID: gwName.Device,
-		devices: map[string]*streamDevice{"": {ready: closedChan, h: gh}}}
+		devices: map[string]*streamDevice{"": gd}}
 
 	pending := make(chan *pendingEvent, eventsWindow)
 	bytes := semaphore.NewWeighted(eventsWindowBytes)
@@ -105,8 +107,6 @@ func refusable(r hubv1.ErrorReason) bool {
 	}
 	return false
 }
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // eventStream is one PublishEvents call: the devices it holds attached,
 // and the publishes in flight, which it owns (wg).
