@@ -14,11 +14,16 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/api/cloudiot/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
@@ -184,4 +189,44 @@ func TestGRPCWebServerStream(t *testing.T) {
 		}
 	}
 	cancel()
+}
+
+// flakyHub fails ListGateways with UNAVAILABLE the first times.
+type flakyHub struct {
+	hubv1.UnimplementedHubServer
+	failures atomic.Int32
+}
+
+func (f *flakyHub) ListGateways(context.Context, *hubv1.ListGatewaysRequest) (*hubv1.ListGatewaysResponse, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "not yet")
+	}
+	return &hubv1.ListGatewaysResponse{}, nil
+}
+
+// TestRetryOverTLS: over TLS, gRPC is served through net/http; a call
+// that fails before any message is still answered Trailers-Only, so the
+// hub's retry policy (hub.ServiceConfig) tries it again.
+func TestRetryOverTLS(t *testing.T) {
+	serverTLS, clientTLS := testTLS()
+	svc := &flakyHub{}
+	svc.failures.Store(2)
+	lis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
+	srv := hub.NewServer(testutil.Logger(t), svc, hub.WithInsecureNoAuth(), hub.WithTLS(serverTLS))
+	serve(t, func(ctx context.Context) error { return srv.Serve(ctx, lis) })
+	conn := testutil.Must(grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)),
+		grpc.WithDefaultServiceConfig(hub.ServiceConfig)))
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := hubv1.NewHubClient(conn).ListGateways(ctx, &hubv1.ListGatewaysRequest{}); err != nil {
+		t.Fatalf("ListGateways after 2 UNAVAILABLE: %v", err)
+	}
+	if n := svc.failures.Load(); n != -1 {
+		t.Fatalf("%d failures left, want the 2 tried again", n+1)
+	}
+	// Without the retries: the status and its ErrorInfo arrive as they are.
+	svc.failures.Store(10)
+	_, err := hubv1.NewHubClient(conn).ListGateways(ctx, &hubv1.ListGatewaysRequest{})
+	wantReason(t, "UNAVAILABLE every time", err, codes.Unavailable, hubv1.ErrorReason_GATEWAY_MOVED)
 }
