@@ -75,13 +75,16 @@ tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .t
 
 # Generated client code: make generate empties these folders first, so a file
 # the proto no longer makes does not linger; checkgenerate checks them.
-CLIENT_GEN_DIRS := clients/ts/src/gen clients/python/src/passerelle/hub/v1 clients/java/src/main/java/io/github/passerelleiot/hub/v1
+CLIENT_GEN_DIRS := clients/ts/src/gen clients/python/src/passerelle/hub/v1 clients/java/src/main/java/io/github/passerelleiot/hub/v1 \
+	clients/python/src/google/rpc clients/java/src/main/java/com/google/rpc
 
 .PHONY: generate
 generate: ## Lint the protos and regenerate gen/ and the clients' code (run make tools first).
 	$(BUF) lint
 	rm -rf $(CLIENT_GEN_DIRS)
 	$(BUF) generate
+	@# google.rpc.Status and ErrorInfo for the clients (clients/proto/README.md).
+	$(BUF) generate clients/proto --template buf.gen.rpc.yaml
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail when gen/, the clients' generated code or proto/ differ from what is committed.

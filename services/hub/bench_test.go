@@ -54,6 +54,10 @@ type benchEnv struct {
 	noVersion hubv1.HubClient
 	pool      *hub.Pool
 	reg       string
+	// The bridge and the hub's keys, for callers of the bridge itself.
+	bridgeAddr string
+	bridgeTLS  *tls.Config
+	keys       *hub.Keys
 }
 
 // client returns the i-th caller's client (callers spread over the
@@ -101,7 +105,7 @@ func newBenchEnv(tb testing.TB, conns int, bridgeOpts ...bridge.Option) *benchEn
 	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, svc, hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	serve(tb, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
-	e := &benchEnv{admin: admin, pool: pool}
+	e := &benchEnv{admin: admin, pool: pool, bridgeAddr: blis.Addr().String(), bridgeTLS: clientTLS, keys: keys}
 	nlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	ns := hub.NewServer(log, hub.NewService(log, pool, keys, nil), hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	serve(tb, func(ctx context.Context) error { return ns.Serve(ctx, nlis) })
@@ -132,6 +136,12 @@ type benchFleet struct {
 // perGW devices each, 16 manager calls at a time.
 func (e *benchEnv) provision(tb testing.TB, nGW, perGW int) benchFleet {
 	tb.Helper()
+	return e.provisionAs(tb, "", nGW, perGW)
+}
+
+// provisionAs is provision with ids that start with prefix.
+func (e *benchEnv) provisionAs(tb testing.TB, prefix string, nGW, perGW int) benchFleet {
+	tb.Helper()
 	ctx := context.Background()
 	regs := e.admin.Projects.Locations.Registries
 	var f benchFleet
@@ -155,7 +165,7 @@ func (e *benchEnv) provision(tb testing.TB, nGW, perGW int) benchFleet {
 		}()
 	}
 	for g := range nGW {
-		gwID := fmt.Sprintf("gw-%d", g)
+		gwID := fmt.Sprintf("%sgw-%d", prefix, g)
 		resp, err := e.hubs[0].CreateGateway(ctx, &hubv1.CreateGatewayRequest{Parent: e.reg, GatewayId: gwID, Algorithm: hubv1.Algorithm_ALGORITHM_ES256})
 		if err != nil {
 			tb.Fatalf("CreateGateway: %v", err)
@@ -163,7 +173,7 @@ func (e *benchEnv) provision(tb testing.TB, nGW, perGW int) benchFleet {
 		f.gateways = append(f.gateways, resp.GetGateway().GetName())
 		var ids []string
 		for d := range perGW {
-			id := fmt.Sprintf("dev-%d-%d", g, d)
+			id := fmt.Sprintf("%sdev-%d-%d", prefix, g, d)
 			ids = append(ids, id)
 			jobs <- job{gwID, id}
 		}

@@ -343,6 +343,15 @@ func (g *gw) waitConnected(ctx context.Context) (paho.Client, int64, chan struct
 // ready waits for a connection with d attached on it (d nil: the gateway
 // itself), at most the pool's wait timeout.
 func (g *gw) ready(ctx context.Context, d *device) (paho.Client, chan struct{}, error) {
+	// The common case, every publish on a held device: connected and
+	// attached, nothing to wait for (and no timer to make).
+	g.mu.Lock()
+	if !g.stopped && g.connected && (d == nil || d.attachedGen == g.gen) {
+		cl, done := g.client, g.connDone
+		g.mu.Unlock()
+		return cl, done, nil
+	}
+	g.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, g.p.o.waitTimeout)
 	defer cancel()
 	for {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -26,43 +25,17 @@ import (
 // itself or refuses it (GATEWAY_MOVED), never relays it again.
 const relayHeader = "passerelle-relayed-by"
 
-// Reasons in the google.rpc.ErrorInfo of the hub's UNAVAILABLE errors.
 // A relaying replica follows the gateway on any UNAVAILABLE but
-// reasonBridgeUnavailable, which it passes on to its caller.
+// reasonBridgeUnavailable, which it passes on to its caller; a
+// FAILED_PRECONDITION with reasonNoKey from a replica it placed the
+// gateway on makes it place the gateway elsewhere.
 const (
-	errorDomain             = "hub.passerelle.dev"
-	reasonBridgeUnavailable = "BRIDGE_UNAVAILABLE"
-	reasonMoved             = "GATEWAY_MOVED"
-	reasonClosing           = "HUB_CLOSING"
-	reasonDraining          = "HUB_DRAINING"
+	reasonBridgeUnavailable = hubv1.ErrorReason_BRIDGE_UNAVAILABLE
+	reasonMoved             = hubv1.ErrorReason_GATEWAY_MOVED
+	reasonClosing           = hubv1.ErrorReason_HUB_CLOSING
+	reasonDraining          = hubv1.ErrorReason_HUB_DRAINING
+	reasonNoKey             = hubv1.ErrorReason_GATEWAY_KEY_MISSING
 )
-
-// reasonNoKey is the FAILED_PRECONDITION of a replica that holds no key
-// for the gateway: a replica relaying to it to place the gateway there
-// places it elsewhere.
-const reasonNoKey = "NO_GATEWAY_KEY"
-
-// unavailable is an UNAVAILABLE status with reason.
-func unavailable(reason, msg string) error { return withReason(codes.Unavailable, reason, msg) }
-
-// withReason is a status with a google.rpc.ErrorInfo reason.
-func withReason(code codes.Code, reason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-// reasonOf returns the ErrorInfo reason of a status, "" for none.
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
 
 // isRelayed reports whether ctx is a call another replica relayed here.
 func isRelayed(ctx context.Context) bool {
@@ -226,7 +199,7 @@ func (l *remoteLink) classify(err error) error {
 		switch reasonOf(st) {
 		case reasonBridgeUnavailable:
 			return err
-		case "":
+		case hubv1.ErrorReason_ERROR_REASON_UNSPECIFIED:
 			// Not an answer of the owner's: it cannot be reached.
 			l.r.distrust(l.target.Instance)
 		}

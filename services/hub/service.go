@@ -10,7 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -75,37 +75,29 @@ func (s *Service) grpcError(err error) error {
 	var re *resource.Error
 	switch {
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return withReason(codes.Canceled, hubv1.ErrorReason_CALL_CANCELLED, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return withReason(codes.DeadlineExceeded, hubv1.ErrorReason_DEADLINE_EXCEEDED, err.Error())
 	case errors.As(err, &be):
-		msg := fmt.Sprintf("the bridge says %s: %s", be.ErrorType, be.Description)
-		switch {
-		case be.ErrorType == ErrorTypeAttachment && strings.Contains(be.Description, "does not exist"):
-			return status.Error(codes.FailedPrecondition, msg)
-		case be.ErrorType == ErrorTypeAttachment && strings.Contains(be.Description, "most attached"):
-			return status.Error(codes.ResourceExhausted, msg)
-		case be.ErrorType == ErrorTypeAttachment:
-			return status.Error(codes.PermissionDenied, msg)
-		case strings.Contains(be.Description, "more than"):
-			return status.Error(codes.ResourceExhausted, msg)
-		default:
-			return status.Error(codes.FailedPrecondition, msg)
-		}
-	case errors.As(err, &re), errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return bridgeErrorStatus(be)
+	case errors.As(err, &re):
+		return invalidField(re.Field, "%s", re.Msg)
+	case errors.Is(err, ErrInvalid):
+		return withReason(codes.InvalidArgument, hubv1.ErrorReason_INVALID_FIELD, err.Error())
 	case errors.Is(err, ErrGatewayDeleted):
-		return status.Error(codes.NotFound, err.Error())
+		return withReason(codes.NotFound, hubv1.ErrorReason_GATEWAY_DELETED, err.Error())
 	case errors.Is(err, ErrNoKey):
 		return withReason(codes.FailedPrecondition, reasonNoKey, err.Error()+" (create it with CreateGateway, or name it in the gateways file; hub replicas share their key store folder)")
 	case errors.Is(err, ErrKeyExists):
-		return status.Error(codes.AlreadyExists, err.Error())
+		return withReason(codes.AlreadyExists, hubv1.ErrorReason_GATEWAY_KEY_EXISTS, err.Error())
 	case errors.Is(err, ErrRefused):
-		return status.Error(codes.FailedPrecondition, err.Error()+" (is the gateway in its registry, with this key?)")
-	case errors.Is(err, ErrTooManyDevices), errors.Is(err, ErrSlowConsumer):
-		return status.Error(codes.ResourceExhausted, err.Error())
+		return withReason(codes.FailedPrecondition, hubv1.ErrorReason_GATEWAY_REFUSED, err.Error()+" (is the gateway in its registry, with this key?)")
+	case errors.Is(err, ErrTooManyDevices):
+		return withReason(codes.ResourceExhausted, hubv1.ErrorReason_TOO_MANY_DEVICES, err.Error())
+	case errors.Is(err, ErrSlowConsumer):
+		return withReason(codes.ResourceExhausted, hubv1.ErrorReason_SLOW_CONSUMER, err.Error())
 	case errors.Is(err, ErrDropped):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return withReason(codes.FailedPrecondition, hubv1.ErrorReason_MESSAGE_DROPPED, err.Error())
 	case errors.Is(err, ErrUnavailable):
 		return unavailable(reasonBridgeUnavailable, err.Error())
 	case errors.Is(err, ErrClosed):
@@ -115,10 +107,10 @@ func (s *Service) grpcError(err error) error {
 	case errors.Is(err, errNoOwner):
 		return unavailable(reasonMoved, err.Error()+"; retry")
 	case errors.As(err, &pe):
-		return status.Error(httpCode(pe.HTTPStatus), err.Error())
+		return withReason(httpCode(pe.HTTPStatus), hubv1.ErrorReason_PROVISIONING_FAILED, err.Error(), "http_status", strconv.Itoa(pe.HTTPStatus))
 	}
 	s.log.Error("hub: internal error", "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return withReason(codes.Internal, hubv1.ErrorReason_INTERNAL_ERROR, "internal error")
 }
 
 func httpCode(c int) codes.Code {
@@ -141,25 +133,36 @@ func httpCode(c int) codes.Code {
 	return codes.Internal
 }
 
-func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
+// errNoProvisioning is the FAILED_PRECONDITION of a call that needs the
+// admin API on a hub without one.
+func errNoProvisioning(what string) error {
+	return withReason(codes.FailedPrecondition, hubv1.ErrorReason_PROVISIONING_DISABLED, "the hub has no admin API to "+what+" with (--manager-url)")
+}
+
+// resourceError is the INVALID_ARGUMENT of a malformed name or id.
+func resourceError(err error) error {
+	var re *resource.Error
+	if errors.As(err, &re) {
+		return invalidField(re.Field, "%s", re.Msg)
+	}
+	return withReason(codes.InvalidArgument, hubv1.ErrorReason_INVALID_FIELD, err.Error())
 }
 
 // checkTarget validates a gateway name and an optional device id.
 func checkTarget(gateway, deviceID string) (resource.Device, error) {
 	if gateway == "" {
-		return resource.Device{}, invalid("'gateway' is required")
+		return resource.Device{}, invalidField("gateway", "'gateway' is required")
 	}
 	d, err := resource.ParseDevice("gateway", gateway)
 	if err != nil {
-		return resource.Device{}, status.Error(codes.InvalidArgument, err.Error())
+		return resource.Device{}, resourceError(err)
 	}
 	if _, num := d.NumID(); num {
-		return resource.Device{}, invalid("'gateway' must name the gateway by its id, not its numeric id")
+		return resource.Device{}, invalidField("gateway", "'gateway' must name the gateway by its id, not its numeric id")
 	}
 	if deviceID != "" {
 		if err := resource.CheckID("device_id", deviceID); err != nil {
-			return resource.Device{}, status.Error(codes.InvalidArgument, err.Error())
+			return resource.Device{}, resourceError(err)
 		}
 	}
 	return d, nil
@@ -177,12 +180,12 @@ func (s *Service) Attach(stream grpc.BidiStreamingServer[hubv1.AttachRequest, hu
 		return err
 	}
 	if first.GetDeviceId() == "" {
-		return invalid("'device_id' is required")
+		return invalidField("device_id", "'device_id' is required")
 	}
 	var created, bound bool
 	if first.GetCreateIfMissing() || first.GetBindIfNeeded() {
 		if s.prov == nil {
-			return status.Error(codes.FailedPrecondition, "the hub has no admin API to create or bind devices with (--manager-url)")
+			return errNoProvisioning("create or bind devices")
 		}
 		reg := gwName.Registry.Name()
 		if first.GetCreateIfMissing() {
@@ -220,7 +223,7 @@ func (s *Service) Attach(stream grpc.BidiStreamingServer[hubv1.AttachRequest, hu
 			if (req.GetGateway() != "" && req.GetGateway() != first.GetGateway()) ||
 				(req.GetDeviceId() != "" && req.GetDeviceId() != first.GetDeviceId()) ||
 				req.GetCreateIfMissing() || req.GetBindIfNeeded() {
-				recvDone <- invalid("after the first request, an Attach stream takes only 'authorization'")
+				recvDone <- targetChanged("after the first request, an Attach stream takes only 'authorization'")
 				return
 			}
 			h.SetAuthorization(req.GetAuthorization())
@@ -357,11 +360,11 @@ func (s *Service) PublishState(stream grpc.BidiStreamingServer[hubv1.PublishStat
 			}
 			if (req.GetGateway() != "" && req.GetGateway() != first.GetGateway()) ||
 				(req.GetDeviceId() != "" && req.GetDeviceId() != first.GetDeviceId()) {
-				return invalid("request %d names another gateway or device than the first", i)
+				return targetChanged("request %d names another gateway or device than the first", i)
 			}
 		}
 		if len(req.GetData()) > MaxStateBytes {
-			return invalid("request %d: state of %d bytes is over the bridge's limit of %d", i, len(req.GetData()), MaxStateBytes)
+			return tooLarge(fmt.Sprintf("request %d: state", i), len(req.GetData()), MaxStateBytes)
 		}
 		if err := h.Publish(ctx, "state", req.GetData()); err != nil {
 			return s.grpcError(err)
@@ -372,20 +375,30 @@ func (s *Service) PublishState(stream grpc.BidiStreamingServer[hubv1.PublishStat
 	}
 }
 
+// checkEvent validates an event's subfolder and payload and returns its
+// topic suffix.
+func checkEvent(subFolder string, data []byte) (string, error) {
+	suffix := "events"
+	if subFolder != "" {
+		if err := devicetopic.CheckSubfolder(subFolder); err != nil {
+			return "", invalidField("sub_folder", "'sub_folder' is invalid: %v", err)
+		}
+		suffix += "/" + subFolder
+	}
+	if len(data) > MaxEventBytes {
+		return "", tooLarge("event", len(data), MaxEventBytes)
+	}
+	return suffix, nil
+}
+
 // PublishEvent implements hubv1.HubServer.
 func (s *Service) PublishEvent(ctx context.Context, req *hubv1.PublishEventRequest) (*hubv1.PublishEventResponse, error) {
 	if _, err := checkTarget(req.GetGateway(), req.GetDeviceId()); err != nil {
 		return nil, err
 	}
-	suffix := "events"
-	if sf := req.GetSubFolder(); sf != "" {
-		if err := devicetopic.CheckSubfolder(sf); err != nil {
-			return nil, invalid("'sub_folder' is invalid: %v", err)
-		}
-		suffix += "/" + sf
-	}
-	if len(req.GetData()) > MaxEventBytes {
-		return nil, invalid("event of %d bytes is over the bridge's limit of %d", len(req.GetData()), MaxEventBytes)
+	suffix, err := checkEvent(req.GetSubFolder(), req.GetData())
+	if err != nil {
+		return nil, err
 	}
 	h, err := s.pool.holdBrief(ctx, req.GetGateway(), req.GetDeviceId(), req.GetAuthorization())
 	if err != nil {
@@ -436,14 +449,14 @@ var authMethods = map[hubv1.GatewayAuthMethod]string{
 func (s *Service) CreateGateway(ctx context.Context, req *hubv1.CreateGatewayRequest) (*hubv1.CreateGatewayResponse, error) {
 	reg, err := resource.ParseRegistry("parent", req.GetParent())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, resourceError(err)
 	}
 	if err := resource.CheckID("gateway_id", req.GetGatewayId()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, resourceError(err)
 	}
 	method, ok := authMethods[req.GetGatewayAuthMethod()]
 	if !ok {
-		return nil, invalid("'gateway_auth_method' %v is unknown", req.GetGatewayAuthMethod())
+		return nil, invalidField("gateway_auth_method", "'gateway_auth_method' %v is unknown", req.GetGatewayAuthMethod())
 	}
 	alg := ES256
 	switch req.GetAlgorithm() {
@@ -451,10 +464,10 @@ func (s *Service) CreateGateway(ctx context.Context, req *hubv1.CreateGatewayReq
 		alg = RS256
 	case hubv1.Algorithm_ALGORITHM_ES256, hubv1.Algorithm_ALGORITHM_UNSPECIFIED:
 	default:
-		return nil, invalid("'algorithm' %v is unknown", req.GetAlgorithm())
+		return nil, invalidField("algorithm", "'algorithm' %v is unknown", req.GetAlgorithm())
 	}
 	if s.prov == nil {
-		return nil, status.Error(codes.FailedPrecondition, "the hub has no admin API to create gateways with (--manager-url)")
+		return nil, errNoProvisioning("create gateways")
 	}
 	name := reg.Name() + "/devices/" + req.GetGatewayId()
 	g, err := s.keys.Generate(name, alg)

@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 import unittest
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import grpc  # noqa: E402
 
-from passerelle.hub import connect  # noqa: E402
-from passerelle.hub.v1 import hub_pb2, hub_pb2_grpc  # noqa: E402
+from passerelle.hub import connect, error_info, error_reason  # noqa: E402
+from passerelle.hub.v1 import errors_pb2, hub_pb2, hub_pb2_grpc  # noqa: E402
 from serve import Serve, TLSHub, wait_for  # noqa: E402
 
 PARENT = "projects/p1/locations/us-central1"
@@ -42,10 +43,11 @@ class HubTest(unittest.TestCase):
         self.addCleanup(self.channel.close)
         self.hub = hub_pb2_grpc.HubStub(self.channel)
 
-    def gateway_with_device(self, registry_id: str) -> tuple[str, str]:
-        """A registry, a gateway made by the hub, and a device created and
-        bound through Attach: returns the gateway's name and the device id."""
-        self.serve.admin("POST", f"{PARENT}/registries", {"id": registry_id})
+    def gateway_with_device(self, registry_id: str, **registry: Any) -> tuple[str, str]:
+        """A registry (with the fields given), a gateway made by the hub, and a
+        device created and bound through Attach: returns the gateway's name and
+        the device id."""
+        self.serve.admin("POST", f"{PARENT}/registries", {"id": registry_id, **registry})
         registry = f"{PARENT}/registries/{registry_id}"
         gw = self.hub.CreateGateway(hub_pb2.CreateGatewayRequest(parent=registry, gateway_id="gw-1"), timeout=TIMEOUT)
         self.assertEqual(gw.gateway.name, f"{registry}/devices/gw-1")
@@ -77,12 +79,15 @@ class HubTest(unittest.TestCase):
             hub_pb2_grpc.HubStub(no_token).ListGateways(hub_pb2.ListGatewaysRequest(), timeout=TIMEOUT)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
         self.assertEqual(cm.exception.details(), "missing 'authorization: Bearer <token>'")
+        self.assertEqual(error_reason(cm.exception), errors_pb2.ErrorReason.Name(errors_pb2.TOKEN_MISSING))
 
         with self.assertRaises(grpc.RpcError) as cm:
             self.hub.CreateGateway(hub_pb2.CreateGatewayRequest(parent=f"{PARENT}/registries/nowhere", gateway_id="gw"),
                                    timeout=TIMEOUT)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("The format of 'gateway_id' is invalid", cm.exception.details())
+        info = error_info(cm.exception)
+        self.assertEqual((info.reason, info.metadata["field"]), ("INVALID_FIELD", "gateway_id"))
 
         unknown = f"{PARENT}/registries/nowhere/devices/gw-1"
         with self.assertRaises(grpc.RpcError) as cm:
@@ -91,6 +96,27 @@ class HubTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("the hub holds no key for this gateway", cm.exception.details())
         self.assertIn("create it with CreateGateway", cm.exception.details())
+        self.assertEqual(error_reason(cm.exception), "GATEWAY_KEY_MISSING")
+
+    def test_error_reasons_of_devices(self) -> None:
+        """A device the bridge refuses: its reason on PublishEvent, and on a
+        PublishEvents stream, which goes on after refusing it."""
+        gateway, device_id = self.gateway_with_device(
+            "py-reasons", eventNotificationConfigs=[{"pubsubTopicName": "projects/p1/topics/py-reasons"}])
+        self.serve.admin("POST", f"{PARENT}/registries/py-reasons/devices", {"id": "unbound"})
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.hub.PublishEvent(hub_pb2.PublishEventRequest(gateway=gateway, device_id="unbound", data=b"x"),
+                                  timeout=TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual(error_reason(cm.exception), "DEVICE_NOT_BOUND")
+
+        answers = list(self.hub.PublishEvents(iter([
+            hub_pb2.PublishEventsRequest(gateway=gateway, device_id="unbound", data=b"x"),
+            hub_pb2.PublishEventsRequest(device_id=device_id, data=b"stored"),
+        ]), timeout=TIMEOUT))
+        self.assertEqual([a.index for a in answers], [0, 1])
+        self.assertEqual(answers[0].refused.reason, errors_pb2.DEVICE_NOT_BOUND)
+        self.assertFalse(answers[1].HasField("refused"))
 
     def test_tls(self) -> None:
         """Over TLS the hub's certificate is checked against the CA given,

@@ -4,6 +4,9 @@
 // with Connect for Node over gRPC (HTTP/2), sending a token with every call
 // and retrying as defaultRetryPolicy says.
 export * from "./gen/passerelle/hub/v1/hub_pb.js";
+export * from "./gen/passerelle/hub/v1/errors_pb.js";
+export {ErrorInfoSchema, type ErrorInfo} from "./gen/google/rpc/error_details_pb.js";
+export {errorDomain, errorInfo, errorReason} from "./errors.js";
 export {connectHub, defaultRetryPolicy, retryInterceptor} from "./client.js";
 export type {HubConnection, HubOptions, RetryPolicy} from "./client.js";
 export {RequestStream} from "./stream.js";

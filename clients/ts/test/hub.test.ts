@@ -9,14 +9,18 @@ import assert from "node:assert/strict";
 import {after, before, describe, it} from "node:test";
 import {
   AttachRequestSchema,
+  ErrorReason,
   Hub,
+  PublishEventsRequestSchema,
   PublishStateRequestSchema,
   RequestStream,
   connectHub,
   defaultRetryPolicy,
+  errorInfo,
+  errorReason,
   retryInterceptor,
 } from "../src/index.js";
-import type {AttachRequest, HubConnection, PublishStateRequest} from "../src/index.js";
+import type {AttachRequest, HubConnection, PublishEventsRequest, PublishStateRequest} from "../src/index.js";
 import {Serve, TLSHub, waitFor} from "./serve.js";
 import {readFileSync} from "node:fs";
 
@@ -50,8 +54,8 @@ describe("hub client", () => {
    * A registry, a gateway made by the hub, and a device created and bound
    * through Attach: returns the gateway's name and the device id.
    */
-  async function gatewayWithDevice(registryId: string): Promise<[string, string]> {
-    await serve.admin("POST", `${parent}/registries`, {id: registryId});
+  async function gatewayWithDevice(registryId: string, fields: object = {}): Promise<[string, string]> {
+    await serve.admin("POST", `${parent}/registries`, {id: registryId, ...fields});
     const registry = `${parent}/registries/${registryId}`;
     const {gateway} = await conn.hub.createGateway({parent: registry, gatewayId: "gw-1"}, {timeoutMs});
     assert.equal(gateway?.name, `${registry}/devices/gw-1`);
@@ -81,6 +85,7 @@ describe("hub client", () => {
       const err = await failure(noToken.hub.listGateways({}, {timeoutMs}));
       assert.equal(err.code, Code.Unauthenticated);
       assert.equal(err.rawMessage, "missing 'authorization: Bearer <token>'");
+      assert.equal(errorReason(err), ErrorReason.TOKEN_MISSING);
     } finally {
       noToken.close();
     }
@@ -88,12 +93,34 @@ describe("hub client", () => {
     let err = await failure(conn.hub.createGateway({parent: `${parent}/registries/nowhere`, gatewayId: "gw"}, {timeoutMs}));
     assert.equal(err.code, Code.InvalidArgument);
     assert.match(err.rawMessage, /The format of 'gateway_id' is invalid/);
+    assert.equal(errorReason(err), ErrorReason.INVALID_FIELD);
+    assert.equal(errorInfo(err)?.metadata.field, "gateway_id");
 
     err = await failure(conn.hub.publishEvent({gateway: `${parent}/registries/nowhere/devices/gw-1`, deviceId: "dev-1",
       data: Buffer.from("x")}, {timeoutMs}));
     assert.equal(err.code, Code.FailedPrecondition);
     assert.match(err.rawMessage, /the hub holds no key for this gateway/);
     assert.match(err.rawMessage, /create it with CreateGateway/);
+    assert.equal(errorReason(err), ErrorReason.GATEWAY_KEY_MISSING);
+  });
+
+  it("gives a refused device's reason, on a call and on a PublishEvents stream that goes on", async () => {
+    const [gateway, deviceId] = await gatewayWithDevice("ts-reasons",
+      {eventNotificationConfigs: [{pubsubTopicName: "projects/p1/topics/ts-reasons"}]});
+    await serve.admin("POST", `${parent}/registries/ts-reasons/devices`, {id: "unbound"});
+    const err = await failure(conn.hub.publishEvent({gateway, deviceId: "unbound", data: Buffer.from("x")}, {timeoutMs}));
+    assert.equal(err.code, Code.PermissionDenied);
+    assert.equal(errorReason(err), ErrorReason.DEVICE_NOT_BOUND);
+
+    const requests = new RequestStream<PublishEventsRequest>();
+    void requests.write(create(PublishEventsRequestSchema, {gateway, deviceId: "unbound", data: Buffer.from("x")}));
+    void requests.write(create(PublishEventsRequestSchema, {deviceId, data: Buffer.from("stored")}));
+    requests.close();
+    const answers = [];
+    for await (const a of conn.hub.publishEvents(requests, {timeoutMs})) answers.push(a);
+    assert.deepEqual(answers.map((a) => Number(a.index)), [0, 1]);
+    assert.equal(answers[0].refused?.reason, ErrorReason.DEVICE_NOT_BOUND);
+    assert.equal(answers[1].refused, undefined);
   });
 
   it("checks the hub's certificate over TLS, and sends the token", async () => {

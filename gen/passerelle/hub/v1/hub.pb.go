@@ -1015,6 +1015,211 @@ func (*PublishEventResponse) Descriptor() ([]byte, []int) {
 	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{10}
 }
 
+// PublishEventsRequest is one telemetry event on a PublishEvents stream.
+type PublishEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gateway's resource name. Required on the first message; later
+	// messages must leave it empty or repeat it.
+	Gateway string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// The device's id in the gateway's registry; empty means the gateway
+	// itself.
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The device's JWT, used on the device's first event of the stream,
+	// when the gateway's auth method asks for it.
+	Authorization string `protobuf:"bytes,3,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The subfolder (events/{sub_folder}); empty for none.
+	SubFolder string `protobuf:"bytes,4,opt,name=sub_folder,json=subFolder,proto3" json:"sub_folder,omitempty"`
+	// The event payload, at most 256 KB.
+	Data          []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishEventsRequest) Reset() {
+	*x = PublishEventsRequest{}
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishEventsRequest) ProtoMessage() {}
+
+func (x *PublishEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishEventsRequest.ProtoReflect.Descriptor instead.
+func (*PublishEventsRequest) Descriptor() ([]byte, []int) {
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PublishEventsRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *PublishEventsRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *PublishEventsRequest) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *PublishEventsRequest) GetSubFolder() string {
+	if x != nil {
+		return x.SubFolder
+	}
+	return ""
+}
+
+func (x *PublishEventsRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// PublishEventsResponse answers one PublishEventsRequest.
+type PublishEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index of the answered request on this stream, from 0.
+	Index int64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Set when the event was refused and not published; unset when the
+	// bridge acknowledged it.
+	Refused       *EventRefusal `protobuf:"bytes,2,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishEventsResponse) Reset() {
+	*x = PublishEventsResponse{}
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishEventsResponse) ProtoMessage() {}
+
+func (x *PublishEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishEventsResponse.ProtoReflect.Descriptor instead.
+func (*PublishEventsResponse) Descriptor() ([]byte, []int) {
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PublishEventsResponse) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PublishEventsResponse) GetRefused() *EventRefusal {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
+// EventRefusal says why an event was not published.
+type EventRefusal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reason, as in the ErrorInfo of an error status.
+	Reason ErrorReason `protobuf:"varint,1,opt,name=reason,proto3,enum=passerelle.hub.v1.ErrorReason" json:"reason,omitempty"`
+	// The gRPC status code the same error has on PublishEvent.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// A message for a person.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRefusal) Reset() {
+	*x = EventRefusal{}
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRefusal) ProtoMessage() {}
+
+func (x *EventRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRefusal.ProtoReflect.Descriptor instead.
+func (*EventRefusal) Descriptor() ([]byte, []int) {
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *EventRefusal) GetReason() ErrorReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ErrorReason_ERROR_REASON_UNSPECIFIED
+}
+
+func (x *EventRefusal) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *EventRefusal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // SubscribeCommandsRequest opens a command stream.
 type SubscribeCommandsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1030,7 +1235,7 @@ type SubscribeCommandsRequest struct {
 
 func (x *SubscribeCommandsRequest) Reset() {
 	*x = SubscribeCommandsRequest{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[11]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1247,7 @@ func (x *SubscribeCommandsRequest) String() string {
 func (*SubscribeCommandsRequest) ProtoMessage() {}
 
 func (x *SubscribeCommandsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[11]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1260,7 @@ func (x *SubscribeCommandsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommandsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeCommandsRequest) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{11}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeCommandsRequest) GetGateway() string {
@@ -1094,7 +1299,7 @@ type SubscribeCommandsResponse struct {
 
 func (x *SubscribeCommandsResponse) Reset() {
 	*x = SubscribeCommandsResponse{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[12]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1311,7 @@ func (x *SubscribeCommandsResponse) String() string {
 func (*SubscribeCommandsResponse) ProtoMessage() {}
 
 func (x *SubscribeCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[12]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1324,7 @@ func (x *SubscribeCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommandsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{12}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubscribeCommandsResponse) GetSubFolder() string {
@@ -1161,7 +1366,7 @@ type CreateGatewayRequest struct {
 
 func (x *CreateGatewayRequest) Reset() {
 	*x = CreateGatewayRequest{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[13]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1378,7 @@ func (x *CreateGatewayRequest) String() string {
 func (*CreateGatewayRequest) ProtoMessage() {}
 
 func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[13]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1391,7 @@ func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayRequest.ProtoReflect.Descriptor instead.
 func (*CreateGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{13}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateGatewayRequest) GetParent() string {
@@ -1228,7 +1433,7 @@ type CreateGatewayResponse struct {
 
 func (x *CreateGatewayResponse) Reset() {
 	*x = CreateGatewayResponse{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[14]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1445,7 @@ func (x *CreateGatewayResponse) String() string {
 func (*CreateGatewayResponse) ProtoMessage() {}
 
 func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[14]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1458,7 @@ func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayResponse.ProtoReflect.Descriptor instead.
 func (*CreateGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{14}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateGatewayResponse) GetGateway() *Gateway {
@@ -1282,7 +1487,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[15]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1499,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[15]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1512,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{15}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Gateway) GetName() string {
@@ -1354,7 +1559,7 @@ type ListGatewaysRequest struct {
 
 func (x *ListGatewaysRequest) Reset() {
 	*x = ListGatewaysRequest{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[16]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1571,7 @@ func (x *ListGatewaysRequest) String() string {
 func (*ListGatewaysRequest) ProtoMessage() {}
 
 func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[16]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1584,7 @@ func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysRequest.ProtoReflect.Descriptor instead.
 func (*ListGatewaysRequest) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{16}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{19}
 }
 
 // ListGatewaysResponse lists the gateways, sorted by name.
@@ -1393,7 +1598,7 @@ type ListGatewaysResponse struct {
 
 func (x *ListGatewaysResponse) Reset() {
 	*x = ListGatewaysResponse{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[17]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1610,7 @@ func (x *ListGatewaysResponse) String() string {
 func (*ListGatewaysResponse) ProtoMessage() {}
 
 func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[17]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1623,7 @@ func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysResponse.ProtoReflect.Descriptor instead.
 func (*ListGatewaysResponse) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{17}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListGatewaysResponse) GetGateways() []*Gateway {
@@ -1437,7 +1642,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[18]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1654,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[18]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1667,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{18}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{21}
 }
 
 // GetPoolResponse is the pool view.
@@ -1476,7 +1681,7 @@ type GetPoolResponse struct {
 
 func (x *GetPoolResponse) Reset() {
 	*x = GetPoolResponse{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[19]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1693,7 @@ func (x *GetPoolResponse) String() string {
 func (*GetPoolResponse) ProtoMessage() {}
 
 func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[19]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1706,7 @@ func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolResponse) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{19}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetPoolResponse) GetConnections() []*GatewayConnection {
@@ -1534,7 +1739,7 @@ type GatewayConnection struct {
 
 func (x *GatewayConnection) Reset() {
 	*x = GatewayConnection{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[20]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1751,7 @@ func (x *GatewayConnection) String() string {
 func (*GatewayConnection) ProtoMessage() {}
 
 func (x *GatewayConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[20]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1764,7 @@ func (x *GatewayConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayConnection.ProtoReflect.Descriptor instead.
 func (*GatewayConnection) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{20}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GatewayConnection) GetGateway() string {
@@ -1626,7 +1831,7 @@ type AttachedDevice struct {
 
 func (x *AttachedDevice) Reset() {
 	*x = AttachedDevice{}
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[21]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1843,7 @@ func (x *AttachedDevice) String() string {
 func (*AttachedDevice) ProtoMessage() {}
 
 func (x *AttachedDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[21]
+	mi := &file_passerelle_hub_v1_hub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1856,7 @@ func (x *AttachedDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachedDevice.ProtoReflect.Descriptor instead.
 func (*AttachedDevice) Descriptor() ([]byte, []int) {
-	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{21}
+	return file_passerelle_hub_v1_hub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AttachedDevice) GetDeviceId() string {
@@ -1679,7 +1884,7 @@ var File_passerelle_hub_v1_hub_proto protoreflect.FileDescriptor
 
 const file_passerelle_hub_v1_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1bpasserelle/hub/v1/hub.proto\x12\x11passerelle.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n" +
+	"\x1bpasserelle/hub/v1/hub.proto\x12\x11passerelle.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epasserelle/hub/v1/errors.proto\"\xbe\x01\n" +
 	"\rAttachRequest\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12$\n" +
@@ -1731,7 +1936,21 @@ const file_passerelle_hub_v1_hub_proto_rawDesc = "" +
 	"\n" +
 	"sub_folder\x18\x04 \x01(\tR\tsubFolder\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\"\x16\n" +
-	"\x14PublishEventResponse\"w\n" +
+	"\x14PublishEventResponse\"\xa6\x01\n" +
+	"\x14PublishEventsRequest\x12\x18\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12$\n" +
+	"\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x1d\n" +
+	"\n" +
+	"sub_folder\x18\x04 \x01(\tR\tsubFolder\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"h\n" +
+	"\x15PublishEventsResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x129\n" +
+	"\arefused\x18\x02 \x01(\v2\x1f.passerelle.hub.v1.EventRefusalR\arefused\"t\n" +
+	"\fEventRefusal\x126\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1e.passerelle.hub.v1.ErrorReasonR\x06reason\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"w\n" +
 	"\x18SubscribeCommandsRequest\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12$\n" +
@@ -1794,12 +2013,13 @@ const file_passerelle_hub_v1_hub_proto_rawDesc = "" +
 	"\x15CONNECTION_STATE_IDLE\x10\x01\x12\x1f\n" +
 	"\x1bCONNECTION_STATE_CONNECTING\x10\x02\x12\x1e\n" +
 	"\x1aCONNECTION_STATE_CONNECTED\x10\x03\x12!\n" +
-	"\x1dCONNECTION_STATE_RECONNECTING\x10\x042\x93\x06\n" +
+	"\x1dCONNECTION_STATE_RECONNECTING\x10\x042\xfb\x06\n" +
 	"\x03Hub\x12Q\n" +
 	"\x06Attach\x12 .passerelle.hub.v1.AttachRequest\x1a!.passerelle.hub.v1.AttachResponse(\x010\x01\x12j\n" +
 	"\x0fSubscribeConfig\x12).passerelle.hub.v1.SubscribeConfigRequest\x1a*.passerelle.hub.v1.SubscribeConfigResponse0\x01\x12c\n" +
 	"\fPublishState\x12&.passerelle.hub.v1.PublishStateRequest\x1a'.passerelle.hub.v1.PublishStateResponse(\x010\x01\x12_\n" +
-	"\fPublishEvent\x12&.passerelle.hub.v1.PublishEventRequest\x1a'.passerelle.hub.v1.PublishEventResponse\x12p\n" +
+	"\fPublishEvent\x12&.passerelle.hub.v1.PublishEventRequest\x1a'.passerelle.hub.v1.PublishEventResponse\x12f\n" +
+	"\rPublishEvents\x12'.passerelle.hub.v1.PublishEventsRequest\x1a(.passerelle.hub.v1.PublishEventsResponse(\x010\x01\x12p\n" +
 	"\x11SubscribeCommands\x12+.passerelle.hub.v1.SubscribeCommandsRequest\x1a,.passerelle.hub.v1.SubscribeCommandsResponse0\x01\x12b\n" +
 	"\rCreateGateway\x12'.passerelle.hub.v1.CreateGatewayRequest\x1a(.passerelle.hub.v1.CreateGatewayResponse\x12_\n" +
 	"\fListGateways\x12&.passerelle.hub.v1.ListGatewaysRequest\x1a'.passerelle.hub.v1.ListGatewaysResponse\x12P\n" +
@@ -1819,7 +2039,7 @@ func file_passerelle_hub_v1_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_passerelle_hub_v1_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_passerelle_hub_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_passerelle_hub_v1_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_passerelle_hub_v1_hub_proto_goTypes = []any{
 	(Algorithm)(0),                    // 0: passerelle.hub.v1.Algorithm
 	(GatewayAuthMethod)(0),            // 1: passerelle.hub.v1.GatewayAuthMethod
@@ -1836,58 +2056,66 @@ var file_passerelle_hub_v1_hub_proto_goTypes = []any{
 	(*PublishStateResponse)(nil),      // 12: passerelle.hub.v1.PublishStateResponse
 	(*PublishEventRequest)(nil),       // 13: passerelle.hub.v1.PublishEventRequest
 	(*PublishEventResponse)(nil),      // 14: passerelle.hub.v1.PublishEventResponse
-	(*SubscribeCommandsRequest)(nil),  // 15: passerelle.hub.v1.SubscribeCommandsRequest
-	(*SubscribeCommandsResponse)(nil), // 16: passerelle.hub.v1.SubscribeCommandsResponse
-	(*CreateGatewayRequest)(nil),      // 17: passerelle.hub.v1.CreateGatewayRequest
-	(*CreateGatewayResponse)(nil),     // 18: passerelle.hub.v1.CreateGatewayResponse
-	(*Gateway)(nil),                   // 19: passerelle.hub.v1.Gateway
-	(*ListGatewaysRequest)(nil),       // 20: passerelle.hub.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),      // 21: passerelle.hub.v1.ListGatewaysResponse
-	(*GetPoolRequest)(nil),            // 22: passerelle.hub.v1.GetPoolRequest
-	(*GetPoolResponse)(nil),           // 23: passerelle.hub.v1.GetPoolResponse
-	(*GatewayConnection)(nil),         // 24: passerelle.hub.v1.GatewayConnection
-	(*AttachedDevice)(nil),            // 25: passerelle.hub.v1.AttachedDevice
-	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(*PublishEventsRequest)(nil),      // 15: passerelle.hub.v1.PublishEventsRequest
+	(*PublishEventsResponse)(nil),     // 16: passerelle.hub.v1.PublishEventsResponse
+	(*EventRefusal)(nil),              // 17: passerelle.hub.v1.EventRefusal
+	(*SubscribeCommandsRequest)(nil),  // 18: passerelle.hub.v1.SubscribeCommandsRequest
+	(*SubscribeCommandsResponse)(nil), // 19: passerelle.hub.v1.SubscribeCommandsResponse
+	(*CreateGatewayRequest)(nil),      // 20: passerelle.hub.v1.CreateGatewayRequest
+	(*CreateGatewayResponse)(nil),     // 21: passerelle.hub.v1.CreateGatewayResponse
+	(*Gateway)(nil),                   // 22: passerelle.hub.v1.Gateway
+	(*ListGatewaysRequest)(nil),       // 23: passerelle.hub.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),      // 24: passerelle.hub.v1.ListGatewaysResponse
+	(*GetPoolRequest)(nil),            // 25: passerelle.hub.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),           // 26: passerelle.hub.v1.GetPoolResponse
+	(*GatewayConnection)(nil),         // 27: passerelle.hub.v1.GatewayConnection
+	(*AttachedDevice)(nil),            // 28: passerelle.hub.v1.AttachedDevice
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(ErrorReason)(0),                  // 30: passerelle.hub.v1.ErrorReason
 }
 var file_passerelle_hub_v1_hub_proto_depIdxs = []int32{
 	6,  // 0: passerelle.hub.v1.AttachResponse.attached:type_name -> passerelle.hub.v1.Attached
 	7,  // 1: passerelle.hub.v1.AttachResponse.reattached:type_name -> passerelle.hub.v1.Reattached
 	8,  // 2: passerelle.hub.v1.AttachResponse.error:type_name -> passerelle.hub.v1.GatewayError
-	26, // 3: passerelle.hub.v1.SubscribeConfigResponse.receive_time:type_name -> google.protobuf.Timestamp
-	26, // 4: passerelle.hub.v1.SubscribeCommandsResponse.receive_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: passerelle.hub.v1.CreateGatewayRequest.algorithm:type_name -> passerelle.hub.v1.Algorithm
-	1,  // 6: passerelle.hub.v1.CreateGatewayRequest.gateway_auth_method:type_name -> passerelle.hub.v1.GatewayAuthMethod
-	19, // 7: passerelle.hub.v1.CreateGatewayResponse.gateway:type_name -> passerelle.hub.v1.Gateway
-	0,  // 8: passerelle.hub.v1.Gateway.algorithm:type_name -> passerelle.hub.v1.Algorithm
-	2,  // 9: passerelle.hub.v1.Gateway.key_source:type_name -> passerelle.hub.v1.KeySource
-	3,  // 10: passerelle.hub.v1.Gateway.state:type_name -> passerelle.hub.v1.ConnectionState
-	19, // 11: passerelle.hub.v1.ListGatewaysResponse.gateways:type_name -> passerelle.hub.v1.Gateway
-	24, // 12: passerelle.hub.v1.GetPoolResponse.connections:type_name -> passerelle.hub.v1.GatewayConnection
-	3,  // 13: passerelle.hub.v1.GatewayConnection.state:type_name -> passerelle.hub.v1.ConnectionState
-	26, // 14: passerelle.hub.v1.GatewayConnection.connect_time:type_name -> google.protobuf.Timestamp
-	26, // 15: passerelle.hub.v1.GatewayConnection.token_expire_time:type_name -> google.protobuf.Timestamp
-	25, // 16: passerelle.hub.v1.GatewayConnection.attached_devices:type_name -> passerelle.hub.v1.AttachedDevice
-	4,  // 17: passerelle.hub.v1.Hub.Attach:input_type -> passerelle.hub.v1.AttachRequest
-	9,  // 18: passerelle.hub.v1.Hub.SubscribeConfig:input_type -> passerelle.hub.v1.SubscribeConfigRequest
-	11, // 19: passerelle.hub.v1.Hub.PublishState:input_type -> passerelle.hub.v1.PublishStateRequest
-	13, // 20: passerelle.hub.v1.Hub.PublishEvent:input_type -> passerelle.hub.v1.PublishEventRequest
-	15, // 21: passerelle.hub.v1.Hub.SubscribeCommands:input_type -> passerelle.hub.v1.SubscribeCommandsRequest
-	17, // 22: passerelle.hub.v1.Hub.CreateGateway:input_type -> passerelle.hub.v1.CreateGatewayRequest
-	20, // 23: passerelle.hub.v1.Hub.ListGateways:input_type -> passerelle.hub.v1.ListGatewaysRequest
-	22, // 24: passerelle.hub.v1.Hub.GetPool:input_type -> passerelle.hub.v1.GetPoolRequest
-	5,  // 25: passerelle.hub.v1.Hub.Attach:output_type -> passerelle.hub.v1.AttachResponse
-	10, // 26: passerelle.hub.v1.Hub.SubscribeConfig:output_type -> passerelle.hub.v1.SubscribeConfigResponse
-	12, // 27: passerelle.hub.v1.Hub.PublishState:output_type -> passerelle.hub.v1.PublishStateResponse
-	14, // 28: passerelle.hub.v1.Hub.PublishEvent:output_type -> passerelle.hub.v1.PublishEventResponse
-	16, // 29: passerelle.hub.v1.Hub.SubscribeCommands:output_type -> passerelle.hub.v1.SubscribeCommandsResponse
-	18, // 30: passerelle.hub.v1.Hub.CreateGateway:output_type -> passerelle.hub.v1.CreateGatewayResponse
-	21, // 31: passerelle.hub.v1.Hub.ListGateways:output_type -> passerelle.hub.v1.ListGatewaysResponse
-	23, // 32: passerelle.hub.v1.Hub.GetPool:output_type -> passerelle.hub.v1.GetPoolResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	29, // 3: passerelle.hub.v1.SubscribeConfigResponse.receive_time:type_name -> google.protobuf.Timestamp
+	17, // 4: passerelle.hub.v1.PublishEventsResponse.refused:type_name -> passerelle.hub.v1.EventRefusal
+	30, // 5: passerelle.hub.v1.EventRefusal.reason:type_name -> passerelle.hub.v1.ErrorReason
+	29, // 6: passerelle.hub.v1.SubscribeCommandsResponse.receive_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: passerelle.hub.v1.CreateGatewayRequest.algorithm:type_name -> passerelle.hub.v1.Algorithm
+	1,  // 8: passerelle.hub.v1.CreateGatewayRequest.gateway_auth_method:type_name -> passerelle.hub.v1.GatewayAuthMethod
+	22, // 9: passerelle.hub.v1.CreateGatewayResponse.gateway:type_name -> passerelle.hub.v1.Gateway
+	0,  // 10: passerelle.hub.v1.Gateway.algorithm:type_name -> passerelle.hub.v1.Algorithm
+	2,  // 11: passerelle.hub.v1.Gateway.key_source:type_name -> passerelle.hub.v1.KeySource
+	3,  // 12: passerelle.hub.v1.Gateway.state:type_name -> passerelle.hub.v1.ConnectionState
+	22, // 13: passerelle.hub.v1.ListGatewaysResponse.gateways:type_name -> passerelle.hub.v1.Gateway
+	27, // 14: passerelle.hub.v1.GetPoolResponse.connections:type_name -> passerelle.hub.v1.GatewayConnection
+	3,  // 15: passerelle.hub.v1.GatewayConnection.state:type_name -> passerelle.hub.v1.ConnectionState
+	29, // 16: passerelle.hub.v1.GatewayConnection.connect_time:type_name -> google.protobuf.Timestamp
+	29, // 17: passerelle.hub.v1.GatewayConnection.token_expire_time:type_name -> google.protobuf.Timestamp
+	28, // 18: passerelle.hub.v1.GatewayConnection.attached_devices:type_name -> passerelle.hub.v1.AttachedDevice
+	4,  // 19: passerelle.hub.v1.Hub.Attach:input_type -> passerelle.hub.v1.AttachRequest
+	9,  // 20: passerelle.hub.v1.Hub.SubscribeConfig:input_type -> passerelle.hub.v1.SubscribeConfigRequest
+	11, // 21: passerelle.hub.v1.Hub.PublishState:input_type -> passerelle.hub.v1.PublishStateRequest
+	13, // 22: passerelle.hub.v1.Hub.PublishEvent:input_type -> passerelle.hub.v1.PublishEventRequest
+	15, // 23: passerelle.hub.v1.Hub.PublishEvents:input_type -> passerelle.hub.v1.PublishEventsRequest
+	18, // 24: passerelle.hub.v1.Hub.SubscribeCommands:input_type -> passerelle.hub.v1.SubscribeCommandsRequest
+	20, // 25: passerelle.hub.v1.Hub.CreateGateway:input_type -> passerelle.hub.v1.CreateGatewayRequest
+	23, // 26: passerelle.hub.v1.Hub.ListGateways:input_type -> passerelle.hub.v1.ListGatewaysRequest
+	25, // 27: passerelle.hub.v1.Hub.GetPool:input_type -> passerelle.hub.v1.GetPoolRequest
+	5,  // 28: passerelle.hub.v1.Hub.Attach:output_type -> passerelle.hub.v1.AttachResponse
+	10, // 29: passerelle.hub.v1.Hub.SubscribeConfig:output_type -> passerelle.hub.v1.SubscribeConfigResponse
+	12, // 30: passerelle.hub.v1.Hub.PublishState:output_type -> passerelle.hub.v1.PublishStateResponse
+	14, // 31: passerelle.hub.v1.Hub.PublishEvent:output_type -> passerelle.hub.v1.PublishEventResponse
+	16, // 32: passerelle.hub.v1.Hub.PublishEvents:output_type -> passerelle.hub.v1.PublishEventsResponse
+	19, // 33: passerelle.hub.v1.Hub.SubscribeCommands:output_type -> passerelle.hub.v1.SubscribeCommandsResponse
+	21, // 34: passerelle.hub.v1.Hub.CreateGateway:output_type -> passerelle.hub.v1.CreateGatewayResponse
+	24, // 35: passerelle.hub.v1.Hub.ListGateways:output_type -> passerelle.hub.v1.ListGatewaysResponse
+	26, // 36: passerelle.hub.v1.Hub.GetPool:output_type -> passerelle.hub.v1.GetPoolResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_passerelle_hub_v1_hub_proto_init() }
@@ -1895,6 +2123,7 @@ func file_passerelle_hub_v1_hub_proto_init() {
 	if File_passerelle_hub_v1_hub_proto != nil {
 		return
 	}
+	file_passerelle_hub_v1_errors_proto_init()
 	file_passerelle_hub_v1_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*AttachResponse_Attached)(nil),
 		(*AttachResponse_Reattached)(nil),
@@ -1906,7 +2135,7 @@ func file_passerelle_hub_v1_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_passerelle_hub_v1_hub_proto_rawDesc), len(file_passerelle_hub_v1_hub_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

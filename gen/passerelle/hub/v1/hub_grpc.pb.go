@@ -30,6 +30,7 @@ const (
 	Hub_SubscribeConfig_FullMethodName   = "/passerelle.hub.v1.Hub/SubscribeConfig"
 	Hub_PublishState_FullMethodName      = "/passerelle.hub.v1.Hub/PublishState"
 	Hub_PublishEvent_FullMethodName      = "/passerelle.hub.v1.Hub/PublishEvent"
+	Hub_PublishEvents_FullMethodName     = "/passerelle.hub.v1.Hub/PublishEvents"
 	Hub_SubscribeCommands_FullMethodName = "/passerelle.hub.v1.Hub/SubscribeCommands"
 	Hub_CreateGateway_FullMethodName     = "/passerelle.hub.v1.Hub/CreateGateway"
 	Hub_ListGateways_FullMethodName      = "/passerelle.hub.v1.Hub/ListGateways"
@@ -74,7 +75,12 @@ const (
 // with the same backoff (and jitter): Attach attaches again,
 // SubscribeConfig delivers the current config first, PublishState sends
 // again the requests not yet answered (each answer means the bridge
-// acknowledged that state).
+// acknowledged that state), PublishEvents sends again the events not yet
+// acknowledged.
+//
+// Errors: every error status carries a google.rpc.ErrorInfo with domain
+// hub.passerelle.dev and a reason that is the name of an ErrorReason value
+// (errors.proto), for example DEVICE_NOT_BOUND.
 type HubClient interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
@@ -99,6 +105,29 @@ type HubClient interface {
 	// PublishEvent publishes one telemetry event for a device and returns
 	// once the bridge has acknowledged (PUBACKed) it.
 	PublishEvent(ctx context.Context, in *PublishEventRequest, opts ...grpc.CallOption) (*PublishEventResponse, error)
+	// PublishEvents publishes telemetry events for devices of one gateway
+	// (and the gateway itself) on one stream, for high rates. Each request
+	// is answered, in the order sent, once the bridge has acknowledged
+	// (PUBACKed) it: the event is then stored durably. A device is attached
+	// once, on its first event, and stays attached until the stream ends.
+	//
+	// Flow control: at most 256 events (and 4 MiB of payload) are in
+	// flight (read, not yet answered) on a stream; the hub reads no more
+	// until the oldest is answered, so a caller that sends faster than the
+	// bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+	// events in flight in any order; the answers come in the order sent.
+	//
+	// A bad event (an invalid device id or sub_folder, a payload over the
+	// bridge's limit, a device the bridge refuses to attach or the hub
+	// cannot publish for) is answered with refused set, its reason and a
+	// message, and the stream goes on. The stream ends with an error status
+	// only for what concerns the whole stream: a gateway missing or
+	// invalid, or another than the first request's (INVALID_ARGUMENT), a
+	// gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+	// (the replica stops or drains, the bridge cannot be reached). Events
+	// answered before that are stored; the others may be, and are sent again
+	// by a caller that retries.
+	PublishEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishEventsRequest, PublishEventsResponse], error)
 	// SubscribeCommands streams the commands sent to a device. A reader too
 	// slow to keep up with its bounded buffer is ended with
 	// RESOURCE_EXHAUSTED.
@@ -178,9 +207,22 @@ func (c *hubClient) PublishEvent(ctx context.Context, in *PublishEventRequest, o
 	return out, nil
 }
 
+func (c *hubClient) PublishEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishEventsRequest, PublishEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Hub_ServiceDesc.Streams[3], Hub_PublishEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishEventsRequest, PublishEventsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Hub_PublishEventsClient = grpc.BidiStreamingClient[PublishEventsRequest, PublishEventsResponse]
+
 func (c *hubClient) SubscribeCommands(ctx context.Context, in *SubscribeCommandsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeCommandsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Hub_ServiceDesc.Streams[3], Hub_SubscribeCommands_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Hub_ServiceDesc.Streams[4], Hub_SubscribeCommands_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +307,12 @@ func (c *hubClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grp
 // with the same backoff (and jitter): Attach attaches again,
 // SubscribeConfig delivers the current config first, PublishState sends
 // again the requests not yet answered (each answer means the bridge
-// acknowledged that state).
+// acknowledged that state), PublishEvents sends again the events not yet
+// acknowledged.
+//
+// Errors: every error status carries a google.rpc.ErrorInfo with domain
+// hub.passerelle.dev and a reason that is the name of an ErrorReason value
+// (errors.proto), for example DEVICE_NOT_BOUND.
 type HubServer interface {
 	// Attach attaches a device to its gateway's connection and keeps it
 	// attached for as long as the stream lives. The first request names the
@@ -290,6 +337,29 @@ type HubServer interface {
 	// PublishEvent publishes one telemetry event for a device and returns
 	// once the bridge has acknowledged (PUBACKed) it.
 	PublishEvent(context.Context, *PublishEventRequest) (*PublishEventResponse, error)
+	// PublishEvents publishes telemetry events for devices of one gateway
+	// (and the gateway itself) on one stream, for high rates. Each request
+	// is answered, in the order sent, once the bridge has acknowledged
+	// (PUBACKed) it: the event is then stored durably. A device is attached
+	// once, on its first event, and stays attached until the stream ends.
+	//
+	// Flow control: at most 256 events (and 4 MiB of payload) are in
+	// flight (read, not yet answered) on a stream; the hub reads no more
+	// until the oldest is answered, so a caller that sends faster than the
+	// bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+	// events in flight in any order; the answers come in the order sent.
+	//
+	// A bad event (an invalid device id or sub_folder, a payload over the
+	// bridge's limit, a device the bridge refuses to attach or the hub
+	// cannot publish for) is answered with refused set, its reason and a
+	// message, and the stream goes on. The stream ends with an error status
+	// only for what concerns the whole stream: a gateway missing or
+	// invalid, or another than the first request's (INVALID_ARGUMENT), a
+	// gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+	// (the replica stops or drains, the bridge cannot be reached). Events
+	// answered before that are stored; the others may be, and are sent again
+	// by a caller that retries.
+	PublishEvents(grpc.BidiStreamingServer[PublishEventsRequest, PublishEventsResponse]) error
 	// SubscribeCommands streams the commands sent to a device. A reader too
 	// slow to keep up with its bounded buffer is ended with
 	// RESOURCE_EXHAUSTED.
@@ -325,6 +395,9 @@ func (UnimplementedHubServer) PublishState(grpc.BidiStreamingServer[PublishState
 }
 func (UnimplementedHubServer) PublishEvent(context.Context, *PublishEventRequest) (*PublishEventResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PublishEvent not implemented")
+}
+func (UnimplementedHubServer) PublishEvents(grpc.BidiStreamingServer[PublishEventsRequest, PublishEventsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method PublishEvents not implemented")
 }
 func (UnimplementedHubServer) SubscribeCommands(*SubscribeCommandsRequest, grpc.ServerStreamingServer[SubscribeCommandsResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method SubscribeCommands not implemented")
@@ -401,6 +474,13 @@ func _Hub_PublishEvent_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Hub_PublishEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HubServer).PublishEvents(&grpc.GenericServerStream[PublishEventsRequest, PublishEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Hub_PublishEventsServer = grpc.BidiStreamingServer[PublishEventsRequest, PublishEventsResponse]
 
 func _Hub_SubscribeCommands_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeCommandsRequest)
@@ -506,6 +586,12 @@ var Hub_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PublishState",
 			Handler:       _Hub_PublishState_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "PublishEvents",
+			Handler:       _Hub_PublishEvents_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

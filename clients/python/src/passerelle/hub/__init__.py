@@ -20,7 +20,12 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import grpc
 
-__all__ = ["RETRY_POLICY", "SERVICE", "SERVICE_CONFIG", "connect"]
+__all__ = ["ERROR_DOMAIN", "RETRY_POLICY", "SERVICE", "SERVICE_CONFIG", "connect", "error_info", "error_reason"]
+
+#: The domain of the google.rpc.ErrorInfo every hub error carries; its
+#: reason is the name of a passerelle.hub.v1.ErrorReason value
+#: (``errors_pb2.ErrorReason.Name(...)``).
+ERROR_DOMAIN = "hub.passerelle.dev"
 
 #: The hub's service name, as gRPC and the service config name it.
 SERVICE = "passerelle.hub.v1.Hub"
@@ -142,3 +147,32 @@ class _BearerInterceptor(
 
     def intercept_stream_stream(self, continuation: Callable, details, request_iterator):
         return continuation(self._details(details), request_iterator)
+
+
+def error_info(err: grpc.RpcError) -> Any:
+    """The hub's ``google.rpc.ErrorInfo`` of a failed call, or None.
+
+    The hub sends a ``google.rpc.Status`` in the ``grpc-status-details-bin``
+    trailer; its details hold the ErrorInfo (reason, domain, metadata such
+    as ``field`` or ``limit``). An error gRPC made itself (a deadline, a
+    cancel, a lost connection) has none.
+    """
+    from google.rpc import error_details_pb2, status_pb2
+
+    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key != "grpc-status-details-bin":
+            continue
+        st = status_pb2.Status.FromString(value)
+        for detail in st.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                return info
+    return None
+
+
+def error_reason(err: grpc.RpcError) -> Optional[str]:
+    """The hub's reason for a failed call (an ErrorReason name such as
+    ``"DEVICE_NOT_BOUND"``), or None when the hub gave none."""
+    info = error_info(err)
+    return info.reason if info is not None else None

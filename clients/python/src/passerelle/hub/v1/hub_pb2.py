@@ -12,9 +12,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from passerelle.hub.v1 import errors_pb2 as passerelle_dot_hub_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpasserelle/hub/v1/hub.proto\x12\x11passerelle.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\rAttachRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12*\n\x11\x63reate_if_missing\x18\x04 \x01(\x08R\x0f\x63reateIfMissing\x12$\n\x0e\x62ind_if_needed\x18\x05 \x01(\x08R\x0c\x62indIfNeeded\"\xce\x01\n\x0e\x41ttachResponse\x12\x39\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x1b.passerelle.hub.v1.AttachedH\x00R\x08\x61ttached\x12?\n\nreattached\x18\x02 \x01(\x0b\x32\x1d.passerelle.hub.v1.ReattachedH\x00R\nreattached\x12\x37\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.passerelle.hub.v1.GatewayErrorH\x00R\x05\x65rrorB\x07\n\x05\x65vent\"R\n\x08\x41ttached\x12\x16\n\x06\x64\x65vice\x18\x01 \x01(\tR\x06\x64\x65vice\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\x12\x14\n\x05\x62ound\x18\x03 \x01(\x08R\x05\x62ound\",\n\nReattached\x12\x1e\n\nreconnects\x18\x01 \x01(\x03R\nreconnects\"\x9f\x01\n\x0cGatewayError\x12\x1d\n\nerror_type\x18\x01 \x01(\tR\terrorType\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x1b\n\tdevice_id\x18\x03 \x01(\tR\x08\x64\x65viceId\x12\x14\n\x05topic\x18\x04 \x01(\tR\x05topic\x12\x1b\n\tpacket_id\x18\x05 \x01(\rR\x08packetId\"u\n\x16SubscribeConfigRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\"\x86\x01\n\x17SubscribeConfigResponse\x12\x18\n\x07version\x18\x01 \x01(\x03R\x07version\x12\x12\n\x04\x64\x61ta\x18\x02 \x01(\x0cR\x04\x64\x61ta\x12=\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\"\x86\x01\n\x13PublishStateRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x12\n\x04\x64\x61ta\x18\x04 \x01(\x0cR\x04\x64\x61ta\",\n\x14PublishStateResponse\x12\x14\n\x05index\x18\x01 \x01(\x03R\x05index\"\xa5\x01\n\x13PublishEventRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x1d\n\nsub_folder\x18\x04 \x01(\tR\tsubFolder\x12\x12\n\x04\x64\x61ta\x18\x05 \x01(\x0cR\x04\x64\x61ta\"\x16\n\x14PublishEventResponse\"w\n\x18SubscribeCommandsRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\"\x8d\x01\n\x19SubscribeCommandsResponse\x12\x1d\n\nsub_folder\x18\x01 \x01(\tR\tsubFolder\x12\x12\n\x04\x64\x61ta\x18\x02 \x01(\x0cR\x04\x64\x61ta\x12=\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\"\xdf\x01\n\x14\x43reateGatewayRequest\x12\x16\n\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1d\n\ngateway_id\x18\x02 \x01(\tR\tgatewayId\x12:\n\talgorithm\x18\x03 \x01(\x0e\x32\x1c.passerelle.hub.v1.AlgorithmR\talgorithm\x12T\n\x13gateway_auth_method\x18\x04 \x01(\x0e\x32$.passerelle.hub.v1.GatewayAuthMethodR\x11gatewayAuthMethod\"M\n\x15\x43reateGatewayResponse\x12\x34\n\x07gateway\x18\x01 \x01(\x0b\x32\x1a.passerelle.hub.v1.GatewayR\x07gateway\"\x84\x02\n\x07Gateway\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12:\n\talgorithm\x18\x02 \x01(\x0e\x32\x1c.passerelle.hub.v1.AlgorithmR\talgorithm\x12;\n\nkey_source\x18\x03 \x01(\x0e\x32\x1c.passerelle.hub.v1.KeySourceR\tkeySource\x12\x38\n\x05state\x18\x04 \x01(\x0e\x32\".passerelle.hub.v1.ConnectionStateR\x05state\x12\x32\n\x15\x61ttached_device_count\x18\x05 \x01(\x05R\x13\x61ttachedDeviceCount\"\x15\n\x13ListGatewaysRequest\"N\n\x14ListGatewaysResponse\x12\x36\n\x08gateways\x18\x01 \x03(\x0b\x32\x1a.passerelle.hub.v1.GatewayR\x08gateways\"\x10\n\x0eGetPoolRequest\"Y\n\x0fGetPoolResponse\x12\x46\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32$.passerelle.hub.v1.GatewayConnectionR\x0b\x63onnections\"\xf6\x02\n\x11GatewayConnection\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x38\n\x05state\x18\x02 \x01(\x0e\x32\".passerelle.hub.v1.ConnectionStateR\x05state\x12\x1e\n\nreconnects\x18\x03 \x01(\x03R\nreconnects\x12=\n\x0c\x63onnect_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63onnectTime\x12\x46\n\x11token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\x12L\n\x10\x61ttached_devices\x18\x06 \x03(\x0b\x32!.passerelle.hub.v1.AttachedDeviceR\x0f\x61ttachedDevices\x12\x18\n\x07holders\x18\x07 \x01(\x05R\x07holders\"c\n\x0e\x41ttachedDevice\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08\x64\x65viceId\x12\x18\n\x07holders\x18\x02 \x01(\x05R\x07holders\x12\x1a\n\x08\x61ttached\x18\x03 \x01(\x08R\x08\x61ttached*P\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LGORITHM_RS256\x10\x01\x12\x13\n\x0f\x41LGORITHM_ES256\x10\x02*\xcd\x01\n\x11GatewayAuthMethod\x12#\n\x1fGATEWAY_AUTH_METHOD_UNSPECIFIED\x10\x00\x12(\n$GATEWAY_AUTH_METHOD_ASSOCIATION_ONLY\x10\x01\x12.\n*GATEWAY_AUTH_METHOD_DEVICE_AUTH_TOKEN_ONLY\x10\x02\x12\x39\n5GATEWAY_AUTH_METHOD_ASSOCIATION_AND_DEVICE_AUTH_TOKEN\x10\x03*_\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_SOURCE_GATEWAYS_FILE\x10\x01\x12\x18\n\x14KEY_SOURCE_KEY_STORE\x10\x02*\xb2\x01\n\x0f\x43onnectionState\x12 \n\x1c\x43ONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONNECTION_STATE_IDLE\x10\x01\x12\x1f\n\x1b\x43ONNECTION_STATE_CONNECTING\x10\x02\x12\x1e\n\x1a\x43ONNECTION_STATE_CONNECTED\x10\x03\x12!\n\x1d\x43ONNECTION_STATE_RECONNECTING\x10\x04\x32\x93\x06\n\x03Hub\x12Q\n\x06\x41ttach\x12 .passerelle.hub.v1.AttachRequest\x1a!.passerelle.hub.v1.AttachResponse(\x01\x30\x01\x12j\n\x0fSubscribeConfig\x12).passerelle.hub.v1.SubscribeConfigRequest\x1a*.passerelle.hub.v1.SubscribeConfigResponse0\x01\x12\x63\n\x0cPublishState\x12&.passerelle.hub.v1.PublishStateRequest\x1a\'.passerelle.hub.v1.PublishStateResponse(\x01\x30\x01\x12_\n\x0cPublishEvent\x12&.passerelle.hub.v1.PublishEventRequest\x1a\'.passerelle.hub.v1.PublishEventResponse\x12p\n\x11SubscribeCommands\x12+.passerelle.hub.v1.SubscribeCommandsRequest\x1a,.passerelle.hub.v1.SubscribeCommandsResponse0\x01\x12\x62\n\rCreateGateway\x12\'.passerelle.hub.v1.CreateGatewayRequest\x1a(.passerelle.hub.v1.CreateGatewayResponse\x12_\n\x0cListGateways\x12&.passerelle.hub.v1.ListGatewaysRequest\x1a\'.passerelle.hub.v1.ListGatewaysResponse\x12P\n\x07GetPool\x12!.passerelle.hub.v1.GetPoolRequest\x1a\".passerelle.hub.v1.GetPoolResponseB\xd2\x01\n\x1eio.github.passerelleiot.hub.v1B\x08HubProtoP\x01Z@github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1;hubv1\xa2\x02\x03PHX\xaa\x02\x11Passerelle.Hub.V1\xca\x02\x11Passerelle\\Hub\\V1\xe2\x02\x1dPasserelle\\Hub\\V1\\GPBMetadata\xea\x02\x13Passerelle::Hub::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpasserelle/hub/v1/hub.proto\x12\x11passerelle.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epasserelle/hub/v1/errors.proto\"\xbe\x01\n\rAttachRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12*\n\x11\x63reate_if_missing\x18\x04 \x01(\x08R\x0f\x63reateIfMissing\x12$\n\x0e\x62ind_if_needed\x18\x05 \x01(\x08R\x0c\x62indIfNeeded\"\xce\x01\n\x0e\x41ttachResponse\x12\x39\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x1b.passerelle.hub.v1.AttachedH\x00R\x08\x61ttached\x12?\n\nreattached\x18\x02 \x01(\x0b\x32\x1d.passerelle.hub.v1.ReattachedH\x00R\nreattached\x12\x37\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.passerelle.hub.v1.GatewayErrorH\x00R\x05\x65rrorB\x07\n\x05\x65vent\"R\n\x08\x41ttached\x12\x16\n\x06\x64\x65vice\x18\x01 \x01(\tR\x06\x64\x65vice\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\x12\x14\n\x05\x62ound\x18\x03 \x01(\x08R\x05\x62ound\",\n\nReattached\x12\x1e\n\nreconnects\x18\x01 \x01(\x03R\nreconnects\"\x9f\x01\n\x0cGatewayError\x12\x1d\n\nerror_type\x18\x01 \x01(\tR\terrorType\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x1b\n\tdevice_id\x18\x03 \x01(\tR\x08\x64\x65viceId\x12\x14\n\x05topic\x18\x04 \x01(\tR\x05topic\x12\x1b\n\tpacket_id\x18\x05 \x01(\rR\x08packetId\"u\n\x16SubscribeConfigRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\"\x86\x01\n\x17SubscribeConfigResponse\x12\x18\n\x07version\x18\x01 \x01(\x03R\x07version\x12\x12\n\x04\x64\x61ta\x18\x02 \x01(\x0cR\x04\x64\x61ta\x12=\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\"\x86\x01\n\x13PublishStateRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x12\n\x04\x64\x61ta\x18\x04 \x01(\x0cR\x04\x64\x61ta\",\n\x14PublishStateResponse\x12\x14\n\x05index\x18\x01 \x01(\x03R\x05index\"\xa5\x01\n\x13PublishEventRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x1d\n\nsub_folder\x18\x04 \x01(\tR\tsubFolder\x12\x12\n\x04\x64\x61ta\x18\x05 \x01(\x0cR\x04\x64\x61ta\"\x16\n\x14PublishEventResponse\"\xa6\x01\n\x14PublishEventsRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x1d\n\nsub_folder\x18\x04 \x01(\tR\tsubFolder\x12\x12\n\x04\x64\x61ta\x18\x05 \x01(\x0cR\x04\x64\x61ta\"h\n\x15PublishEventsResponse\x12\x14\n\x05index\x18\x01 \x01(\x03R\x05index\x12\x39\n\x07refused\x18\x02 \x01(\x0b\x32\x1f.passerelle.hub.v1.EventRefusalR\x07refused\"t\n\x0c\x45ventRefusal\x12\x36\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.passerelle.hub.v1.ErrorReasonR\x06reason\x12\x12\n\x04\x63ode\x18\x02 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\"w\n\x18SubscribeCommandsRequest\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08\x64\x65viceId\x12$\n\rauthorization\x18\x03 \x01(\tR\rauthorization\"\x8d\x01\n\x19SubscribeCommandsResponse\x12\x1d\n\nsub_folder\x18\x01 \x01(\tR\tsubFolder\x12\x12\n\x04\x64\x61ta\x18\x02 \x01(\x0cR\x04\x64\x61ta\x12=\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\"\xdf\x01\n\x14\x43reateGatewayRequest\x12\x16\n\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1d\n\ngateway_id\x18\x02 \x01(\tR\tgatewayId\x12:\n\talgorithm\x18\x03 \x01(\x0e\x32\x1c.passerelle.hub.v1.AlgorithmR\talgorithm\x12T\n\x13gateway_auth_method\x18\x04 \x01(\x0e\x32$.passerelle.hub.v1.GatewayAuthMethodR\x11gatewayAuthMethod\"M\n\x15\x43reateGatewayResponse\x12\x34\n\x07gateway\x18\x01 \x01(\x0b\x32\x1a.passerelle.hub.v1.GatewayR\x07gateway\"\x84\x02\n\x07Gateway\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12:\n\talgorithm\x18\x02 \x01(\x0e\x32\x1c.passerelle.hub.v1.AlgorithmR\talgorithm\x12;\n\nkey_source\x18\x03 \x01(\x0e\x32\x1c.passerelle.hub.v1.KeySourceR\tkeySource\x12\x38\n\x05state\x18\x04 \x01(\x0e\x32\".passerelle.hub.v1.ConnectionStateR\x05state\x12\x32\n\x15\x61ttached_device_count\x18\x05 \x01(\x05R\x13\x61ttachedDeviceCount\"\x15\n\x13ListGatewaysRequest\"N\n\x14ListGatewaysResponse\x12\x36\n\x08gateways\x18\x01 \x03(\x0b\x32\x1a.passerelle.hub.v1.GatewayR\x08gateways\"\x10\n\x0eGetPoolRequest\"Y\n\x0fGetPoolResponse\x12\x46\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32$.passerelle.hub.v1.GatewayConnectionR\x0b\x63onnections\"\xf6\x02\n\x11GatewayConnection\x12\x18\n\x07gateway\x18\x01 \x01(\tR\x07gateway\x12\x38\n\x05state\x18\x02 \x01(\x0e\x32\".passerelle.hub.v1.ConnectionStateR\x05state\x12\x1e\n\nreconnects\x18\x03 \x01(\x03R\nreconnects\x12=\n\x0c\x63onnect_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63onnectTime\x12\x46\n\x11token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\x12L\n\x10\x61ttached_devices\x18\x06 \x03(\x0b\x32!.passerelle.hub.v1.AttachedDeviceR\x0f\x61ttachedDevices\x12\x18\n\x07holders\x18\x07 \x01(\x05R\x07holders\"c\n\x0e\x41ttachedDevice\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08\x64\x65viceId\x12\x18\n\x07holders\x18\x02 \x01(\x05R\x07holders\x12\x1a\n\x08\x61ttached\x18\x03 \x01(\x08R\x08\x61ttached*P\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LGORITHM_RS256\x10\x01\x12\x13\n\x0f\x41LGORITHM_ES256\x10\x02*\xcd\x01\n\x11GatewayAuthMethod\x12#\n\x1fGATEWAY_AUTH_METHOD_UNSPECIFIED\x10\x00\x12(\n$GATEWAY_AUTH_METHOD_ASSOCIATION_ONLY\x10\x01\x12.\n*GATEWAY_AUTH_METHOD_DEVICE_AUTH_TOKEN_ONLY\x10\x02\x12\x39\n5GATEWAY_AUTH_METHOD_ASSOCIATION_AND_DEVICE_AUTH_TOKEN\x10\x03*_\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_SOURCE_GATEWAYS_FILE\x10\x01\x12\x18\n\x14KEY_SOURCE_KEY_STORE\x10\x02*\xb2\x01\n\x0f\x43onnectionState\x12 \n\x1c\x43ONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONNECTION_STATE_IDLE\x10\x01\x12\x1f\n\x1b\x43ONNECTION_STATE_CONNECTING\x10\x02\x12\x1e\n\x1a\x43ONNECTION_STATE_CONNECTED\x10\x03\x12!\n\x1d\x43ONNECTION_STATE_RECONNECTING\x10\x04\x32\xfb\x06\n\x03Hub\x12Q\n\x06\x41ttach\x12 .passerelle.hub.v1.AttachRequest\x1a!.passerelle.hub.v1.AttachResponse(\x01\x30\x01\x12j\n\x0fSubscribeConfig\x12).passerelle.hub.v1.SubscribeConfigRequest\x1a*.passerelle.hub.v1.SubscribeConfigResponse0\x01\x12\x63\n\x0cPublishState\x12&.passerelle.hub.v1.PublishStateRequest\x1a\'.passerelle.hub.v1.PublishStateResponse(\x01\x30\x01\x12_\n\x0cPublishEvent\x12&.passerelle.hub.v1.PublishEventRequest\x1a\'.passerelle.hub.v1.PublishEventResponse\x12\x66\n\rPublishEvents\x12\'.passerelle.hub.v1.PublishEventsRequest\x1a(.passerelle.hub.v1.PublishEventsResponse(\x01\x30\x01\x12p\n\x11SubscribeCommands\x12+.passerelle.hub.v1.SubscribeCommandsRequest\x1a,.passerelle.hub.v1.SubscribeCommandsResponse0\x01\x12\x62\n\rCreateGateway\x12\'.passerelle.hub.v1.CreateGatewayRequest\x1a(.passerelle.hub.v1.CreateGatewayResponse\x12_\n\x0cListGateways\x12&.passerelle.hub.v1.ListGatewaysRequest\x1a\'.passerelle.hub.v1.ListGatewaysResponse\x12P\n\x07GetPool\x12!.passerelle.hub.v1.GetPoolRequest\x1a\".passerelle.hub.v1.GetPoolResponseB\xd2\x01\n\x1eio.github.passerelleiot.hub.v1B\x08HubProtoP\x01Z@github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1;hubv1\xa2\x02\x03PHX\xaa\x02\x11Passerelle.Hub.V1\xca\x02\x11Passerelle\\Hub\\V1\xe2\x02\x1dPasserelle\\Hub\\V1\\GPBMetadata\xea\x02\x13Passerelle::Hub::V1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'passerelle.hub.v1.hub_pb2', globals())
@@ -22,58 +23,64 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'\n\036io.github.passerelleiot.hub.v1B\010HubProtoP\001Z@github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1;hubv1\242\002\003PHX\252\002\021Passerelle.Hub.V1\312\002\021Passerelle\\Hub\\V1\342\002\035Passerelle\\Hub\\V1\\GPBMetadata\352\002\023Passerelle::Hub::V1'
-  _ALGORITHM._serialized_start=2931
-  _ALGORITHM._serialized_end=3011
-  _GATEWAYAUTHMETHOD._serialized_start=3014
-  _GATEWAYAUTHMETHOD._serialized_end=3219
-  _KEYSOURCE._serialized_start=3221
-  _KEYSOURCE._serialized_end=3316
-  _CONNECTIONSTATE._serialized_start=3319
-  _CONNECTIONSTATE._serialized_end=3497
-  _ATTACHREQUEST._serialized_start=84
-  _ATTACHREQUEST._serialized_end=274
-  _ATTACHRESPONSE._serialized_start=277
-  _ATTACHRESPONSE._serialized_end=483
-  _ATTACHED._serialized_start=485
-  _ATTACHED._serialized_end=567
-  _REATTACHED._serialized_start=569
-  _REATTACHED._serialized_end=613
-  _GATEWAYERROR._serialized_start=616
-  _GATEWAYERROR._serialized_end=775
-  _SUBSCRIBECONFIGREQUEST._serialized_start=777
-  _SUBSCRIBECONFIGREQUEST._serialized_end=894
-  _SUBSCRIBECONFIGRESPONSE._serialized_start=897
-  _SUBSCRIBECONFIGRESPONSE._serialized_end=1031
-  _PUBLISHSTATEREQUEST._serialized_start=1034
-  _PUBLISHSTATEREQUEST._serialized_end=1168
-  _PUBLISHSTATERESPONSE._serialized_start=1170
-  _PUBLISHSTATERESPONSE._serialized_end=1214
-  _PUBLISHEVENTREQUEST._serialized_start=1217
-  _PUBLISHEVENTREQUEST._serialized_end=1382
-  _PUBLISHEVENTRESPONSE._serialized_start=1384
-  _PUBLISHEVENTRESPONSE._serialized_end=1406
-  _SUBSCRIBECOMMANDSREQUEST._serialized_start=1408
-  _SUBSCRIBECOMMANDSREQUEST._serialized_end=1527
-  _SUBSCRIBECOMMANDSRESPONSE._serialized_start=1530
-  _SUBSCRIBECOMMANDSRESPONSE._serialized_end=1671
-  _CREATEGATEWAYREQUEST._serialized_start=1674
-  _CREATEGATEWAYREQUEST._serialized_end=1897
-  _CREATEGATEWAYRESPONSE._serialized_start=1899
-  _CREATEGATEWAYRESPONSE._serialized_end=1976
-  _GATEWAY._serialized_start=1979
-  _GATEWAY._serialized_end=2239
-  _LISTGATEWAYSREQUEST._serialized_start=2241
-  _LISTGATEWAYSREQUEST._serialized_end=2262
-  _LISTGATEWAYSRESPONSE._serialized_start=2264
-  _LISTGATEWAYSRESPONSE._serialized_end=2342
-  _GETPOOLREQUEST._serialized_start=2344
-  _GETPOOLREQUEST._serialized_end=2360
-  _GETPOOLRESPONSE._serialized_start=2362
-  _GETPOOLRESPONSE._serialized_end=2451
-  _GATEWAYCONNECTION._serialized_start=2454
-  _GATEWAYCONNECTION._serialized_end=2828
-  _ATTACHEDDEVICE._serialized_start=2830
-  _ATTACHEDDEVICE._serialized_end=2929
-  _HUB._serialized_start=3500
-  _HUB._serialized_end=4287
+  _ALGORITHM._serialized_start=3356
+  _ALGORITHM._serialized_end=3436
+  _GATEWAYAUTHMETHOD._serialized_start=3439
+  _GATEWAYAUTHMETHOD._serialized_end=3644
+  _KEYSOURCE._serialized_start=3646
+  _KEYSOURCE._serialized_end=3741
+  _CONNECTIONSTATE._serialized_start=3744
+  _CONNECTIONSTATE._serialized_end=3922
+  _ATTACHREQUEST._serialized_start=116
+  _ATTACHREQUEST._serialized_end=306
+  _ATTACHRESPONSE._serialized_start=309
+  _ATTACHRESPONSE._serialized_end=515
+  _ATTACHED._serialized_start=517
+  _ATTACHED._serialized_end=599
+  _REATTACHED._serialized_start=601
+  _REATTACHED._serialized_end=645
+  _GATEWAYERROR._serialized_start=648
+  _GATEWAYERROR._serialized_end=807
+  _SUBSCRIBECONFIGREQUEST._serialized_start=809
+  _SUBSCRIBECONFIGREQUEST._serialized_end=926
+  _SUBSCRIBECONFIGRESPONSE._serialized_start=929
+  _SUBSCRIBECONFIGRESPONSE._serialized_end=1063
+  _PUBLISHSTATEREQUEST._serialized_start=1066
+  _PUBLISHSTATEREQUEST._serialized_end=1200
+  _PUBLISHSTATERESPONSE._serialized_start=1202
+  _PUBLISHSTATERESPONSE._serialized_end=1246
+  _PUBLISHEVENTREQUEST._serialized_start=1249
+  _PUBLISHEVENTREQUEST._serialized_end=1414
+  _PUBLISHEVENTRESPONSE._serialized_start=1416
+  _PUBLISHEVENTRESPONSE._serialized_end=1438
+  _PUBLISHEVENTSREQUEST._serialized_start=1441
+  _PUBLISHEVENTSREQUEST._serialized_end=1607
+  _PUBLISHEVENTSRESPONSE._serialized_start=1609
+  _PUBLISHEVENTSRESPONSE._serialized_end=1713
+  _EVENTREFUSAL._serialized_start=1715
+  _EVENTREFUSAL._serialized_end=1831
+  _SUBSCRIBECOMMANDSREQUEST._serialized_start=1833
+  _SUBSCRIBECOMMANDSREQUEST._serialized_end=1952
+  _SUBSCRIBECOMMANDSRESPONSE._serialized_start=1955
+  _SUBSCRIBECOMMANDSRESPONSE._serialized_end=2096
+  _CREATEGATEWAYREQUEST._serialized_start=2099
+  _CREATEGATEWAYREQUEST._serialized_end=2322
+  _CREATEGATEWAYRESPONSE._serialized_start=2324
+  _CREATEGATEWAYRESPONSE._serialized_end=2401
+  _GATEWAY._serialized_start=2404
+  _GATEWAY._serialized_end=2664
+  _LISTGATEWAYSREQUEST._serialized_start=2666
+  _LISTGATEWAYSREQUEST._serialized_end=2687
+  _LISTGATEWAYSRESPONSE._serialized_start=2689
+  _LISTGATEWAYSRESPONSE._serialized_end=2767
+  _GETPOOLREQUEST._serialized_start=2769
+  _GETPOOLREQUEST._serialized_end=2785
+  _GETPOOLRESPONSE._serialized_start=2787
+  _GETPOOLRESPONSE._serialized_end=2876
+  _GATEWAYCONNECTION._serialized_start=2879
+  _GATEWAYCONNECTION._serialized_end=3253
+  _ATTACHEDDEVICE._serialized_start=3255
+  _ATTACHEDDEVICE._serialized_end=3354
+  _HUB._serialized_start=3925
+  _HUB._serialized_end=4816
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from passerelle.hub.v1 import errors_pb2 as _errors_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -84,6 +85,16 @@ class CreateGatewayResponse(_message.Message):
     gateway: Gateway
     def __init__(self, gateway: _Optional[_Union[Gateway, _Mapping]] = ...) -> None: ...
 
+class EventRefusal(_message.Message):
+    __slots__ = ["code", "message", "reason"]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    reason: _errors_pb2.ErrorReason
+    def __init__(self, reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class Gateway(_message.Message):
     __slots__ = ["algorithm", "attached_device_count", "key_source", "name", "state"]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +178,28 @@ class PublishEventRequest(_message.Message):
 class PublishEventResponse(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class PublishEventsRequest(_message.Message):
+    __slots__ = ["authorization", "data", "device_id", "gateway", "sub_folder"]
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    SUB_FOLDER_FIELD_NUMBER: _ClassVar[int]
+    authorization: str
+    data: bytes
+    device_id: str
+    gateway: str
+    sub_folder: str
+    def __init__(self, gateway: _Optional[str] = ..., device_id: _Optional[str] = ..., authorization: _Optional[str] = ..., sub_folder: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PublishEventsResponse(_message.Message):
+    __slots__ = ["index", "refused"]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    refused: EventRefusal
+    def __init__(self, index: _Optional[int] = ..., refused: _Optional[_Union[EventRefusal, _Mapping]] = ...) -> None: ...
 
 class PublishStateRequest(_message.Message):
     __slots__ = ["authorization", "data", "device_id", "gateway"]

@@ -40,7 +40,12 @@ class HubStub(object):
     with the same backoff (and jitter): Attach attaches again,
     SubscribeConfig delivers the current config first, PublishState sends
     again the requests not yet answered (each answer means the bridge
-    acknowledged that state).
+    acknowledged that state), PublishEvents sends again the events not yet
+    acknowledged.
+
+    Errors: every error status carries a google.rpc.ErrorInfo with domain
+    hub.passerelle.dev and a reason that is the name of an ErrorReason value
+    (errors.proto), for example DEVICE_NOT_BOUND.
     """
 
     def __init__(self, channel):
@@ -68,6 +73,11 @@ class HubStub(object):
                 '/passerelle.hub.v1.Hub/PublishEvent',
                 request_serializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventRequest.SerializeToString,
                 response_deserializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventResponse.FromString,
+                )
+        self.PublishEvents = channel.stream_stream(
+                '/passerelle.hub.v1.Hub/PublishEvents',
+                request_serializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsRequest.SerializeToString,
+                response_deserializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsResponse.FromString,
                 )
         self.SubscribeCommands = channel.unary_stream(
                 '/passerelle.hub.v1.Hub/SubscribeCommands',
@@ -126,7 +136,12 @@ class HubServicer(object):
     with the same backoff (and jitter): Attach attaches again,
     SubscribeConfig delivers the current config first, PublishState sends
     again the requests not yet answered (each answer means the bridge
-    acknowledged that state).
+    acknowledged that state), PublishEvents sends again the events not yet
+    acknowledged.
+
+    Errors: every error status carries a google.rpc.ErrorInfo with domain
+    hub.passerelle.dev and a reason that is the name of an ErrorReason value
+    (errors.proto), for example DEVICE_NOT_BOUND.
     """
 
     def Attach(self, request_iterator, context):
@@ -167,6 +182,34 @@ class HubServicer(object):
     def PublishEvent(self, request, context):
         """PublishEvent publishes one telemetry event for a device and returns
         once the bridge has acknowledged (PUBACKed) it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishEvents(self, request_iterator, context):
+        """PublishEvents publishes telemetry events for devices of one gateway
+        (and the gateway itself) on one stream, for high rates. Each request
+        is answered, in the order sent, once the bridge has acknowledged
+        (PUBACKed) it: the event is then stored durably. A device is attached
+        once, on its first event, and stays attached until the stream ends.
+
+        Flow control: at most 256 events (and 4 MiB of payload) are in
+        flight (read, not yet answered) on a stream; the hub reads no more
+        until the oldest is answered, so a caller that sends faster than the
+        bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+        events in flight in any order; the answers come in the order sent.
+
+        A bad event (an invalid device id or sub_folder, a payload over the
+        bridge's limit, a device the bridge refuses to attach or the hub
+        cannot publish for) is answered with refused set, its reason and a
+        message, and the stream goes on. The stream ends with an error status
+        only for what concerns the whole stream: a gateway missing or
+        invalid, or another than the first request's (INVALID_ARGUMENT), a
+        gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+        (the replica stops or drains, the bridge cannot be reached). Events
+        answered before that are stored; the others may be, and are sent again
+        by a caller that retries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +271,11 @@ def add_HubServicer_to_server(servicer, server):
                     servicer.PublishEvent,
                     request_deserializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventRequest.FromString,
                     response_serializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventResponse.SerializeToString,
+            ),
+            'PublishEvents': grpc.stream_stream_rpc_method_handler(
+                    servicer.PublishEvents,
+                    request_deserializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsRequest.FromString,
+                    response_serializer=passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsResponse.SerializeToString,
             ),
             'SubscribeCommands': grpc.unary_stream_rpc_method_handler(
                     servicer.SubscribeCommands,
@@ -291,7 +339,12 @@ class Hub(object):
     with the same backoff (and jitter): Attach attaches again,
     SubscribeConfig delivers the current config first, PublishState sends
     again the requests not yet answered (each answer means the bridge
-    acknowledged that state).
+    acknowledged that state), PublishEvents sends again the events not yet
+    acknowledged.
+
+    Errors: every error status carries a google.rpc.ErrorInfo with domain
+    hub.passerelle.dev and a reason that is the name of an ErrorReason value
+    (errors.proto), for example DEVICE_NOT_BOUND.
     """
 
     @staticmethod
@@ -359,6 +412,23 @@ class Hub(object):
         return grpc.experimental.unary_unary(request, target, '/passerelle.hub.v1.Hub/PublishEvent',
             passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventRequest.SerializeToString,
             passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PublishEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/passerelle.hub.v1.Hub/PublishEvents',
+            passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsRequest.SerializeToString,
+            passerelle_dot_hub_dot_v1_dot_hub__pb2.PublishEventsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

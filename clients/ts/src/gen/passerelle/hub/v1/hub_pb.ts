@@ -13,13 +13,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ErrorReason } from "./errors_pb.js";
+import { file_passerelle_hub_v1_errors } from "./errors_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file passerelle/hub/v1/hub.proto.
  */
 export const file_passerelle_hub_v1_hub: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXNzZXJlbGxlL2h1Yi92MS9odWIucHJvdG8SEXBhc3NlcmVsbGUuaHViLnYxIn0KDUF0dGFjaFJlcXVlc3QSDwoHZ2F0ZXdheRgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFQoNYXV0aG9yaXphdGlvbhgDIAEoCRIZChFjcmVhdGVfaWZfbWlzc2luZxgEIAEoCBIWCg5iaW5kX2lmX25lZWRlZBgFIAEoCCKxAQoOQXR0YWNoUmVzcG9uc2USLwoIYXR0YWNoZWQYASABKAsyGy5wYXNzZXJlbGxlLmh1Yi52MS5BdHRhY2hlZEgAEjMKCnJlYXR0YWNoZWQYAiABKAsyHS5wYXNzZXJlbGxlLmh1Yi52MS5SZWF0dGFjaGVkSAASMAoFZXJyb3IYAyABKAsyHy5wYXNzZXJlbGxlLmh1Yi52MS5HYXRld2F5RXJyb3JIAEIHCgVldmVudCI6CghBdHRhY2hlZBIOCgZkZXZpY2UYASABKAkSDwoHY3JlYXRlZBgCIAEoCBINCgVib3VuZBgDIAEoCCIgCgpSZWF0dGFjaGVkEhIKCnJlY29ubmVjdHMYASABKAMibAoMR2F0ZXdheUVycm9yEhIKCmVycm9yX3R5cGUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEg0KBXRvcGljGAQgASgJEhEKCXBhY2tldF9pZBgFIAEoDSJTChZTdWJzY3JpYmVDb25maWdSZXF1ZXN0Eg8KB2dhdGV3YXkYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhUKDWF1dGhvcml6YXRpb24YAyABKAkiagoXU3Vic2NyaWJlQ29uZmlnUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIMCgRkYXRhGAIgASgMEjAKDHJlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXgoTUHVibGlzaFN0YXRlUmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJEgwKBGRhdGEYBCABKAwiJQoUUHVibGlzaFN0YXRlUmVzcG9uc2USDQoFaW5kZXgYASABKAMicgoTUHVibGlzaEV2ZW50UmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJEhIKCnN1Yl9mb2xkZXIYBCABKAkSDAoEZGF0YRgFIAEoDCIWChRQdWJsaXNoRXZlbnRSZXNwb25zZSJVChhTdWJzY3JpYmVDb21tYW5kc1JlcXVlc3QSDwoHZ2F0ZXdheRgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFQoNYXV0aG9yaXphdGlvbhgDIAEoCSJvChlTdWJzY3JpYmVDb21tYW5kc1Jlc3BvbnNlEhIKCnN1Yl9mb2xkZXIYASABKAkSDAoEZGF0YRgCIAEoDBIwCgxyZWNlaXZlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq4BChRDcmVhdGVHYXRld2F5UmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRIvCglhbGdvcml0aG0YAyABKA4yHC5wYXNzZXJlbGxlLmh1Yi52MS5BbGdvcml0aG0SQQoTZ2F0ZXdheV9hdXRoX21ldGhvZBgEIAEoDjIkLnBhc3NlcmVsbGUuaHViLnYxLkdhdGV3YXlBdXRoTWV0aG9kIkQKFUNyZWF0ZUdhdGV3YXlSZXNwb25zZRIrCgdnYXRld2F5GAEgASgLMhoucGFzc2VyZWxsZS5odWIudjEuR2F0ZXdheSLMAQoHR2F0ZXdheRIMCgRuYW1lGAEgASgJEi8KCWFsZ29yaXRobRgCIAEoDjIcLnBhc3NlcmVsbGUuaHViLnYxLkFsZ29yaXRobRIwCgprZXlfc291cmNlGAMgASgOMhwucGFzc2VyZWxsZS5odWIudjEuS2V5U291cmNlEjEKBXN0YXRlGAQgASgOMiIucGFzc2VyZWxsZS5odWIudjEuQ29ubmVjdGlvblN0YXRlEh0KFWF0dGFjaGVkX2RldmljZV9jb3VudBgFIAEoBSIVChNMaXN0R2F0ZXdheXNSZXF1ZXN0IkQKFExpc3RHYXRld2F5c1Jlc3BvbnNlEiwKCGdhdGV3YXlzGAEgAygLMhoucGFzc2VyZWxsZS5odWIudjEuR2F0ZXdheSIQCg5HZXRQb29sUmVxdWVzdCJMCg9HZXRQb29sUmVzcG9uc2USOQoLY29ubmVjdGlvbnMYASADKAsyJC5wYXNzZXJlbGxlLmh1Yi52MS5HYXRld2F5Q29ubmVjdGlvbiKiAgoRR2F0ZXdheUNvbm5lY3Rpb24SDwoHZ2F0ZXdheRgBIAEoCRIxCgVzdGF0ZRgCIAEoDjIiLnBhc3NlcmVsbGUuaHViLnYxLkNvbm5lY3Rpb25TdGF0ZRISCgpyZWNvbm5lY3RzGAMgASgDEjAKDGNvbm5lY3RfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRdG9rZW5fZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjsKEGF0dGFjaGVkX2RldmljZXMYBiADKAsyIS5wYXNzZXJlbGxlLmh1Yi52MS5BdHRhY2hlZERldmljZRIPCgdob2xkZXJzGAcgASgFIkYKDkF0dGFjaGVkRGV2aWNlEhEKCWRldmljZV9pZBgBIAEoCRIPCgdob2xkZXJzGAIgASgFEhAKCGF0dGFjaGVkGAMgASgIKlAKCUFsZ29yaXRobRIZChVBTEdPUklUSE1fVU5TUEVDSUZJRUQQABITCg9BTEdPUklUSE1fUlMyNTYQARITCg9BTEdPUklUSE1fRVMyNTYQAirNAQoRR2F0ZXdheUF1dGhNZXRob2QSIwofR0FURVdBWV9BVVRIX01FVEhPRF9VTlNQRUNJRklFRBAAEigKJEdBVEVXQVlfQVVUSF9NRVRIT0RfQVNTT0NJQVRJT05fT05MWRABEi4KKkdBVEVXQVlfQVVUSF9NRVRIT0RfREVWSUNFX0FVVEhfVE9LRU5fT05MWRACEjkKNUdBVEVXQVlfQVVUSF9NRVRIT0RfQVNTT0NJQVRJT05fQU5EX0RFVklDRV9BVVRIX1RPS0VOEAMqXwoJS2V5U291cmNlEhoKFktFWV9TT1VSQ0VfVU5TUEVDSUZJRUQQABIcChhLRVlfU09VUkNFX0dBVEVXQVlTX0ZJTEUQARIYChRLRVlfU09VUkNFX0tFWV9TVE9SRRACKrIBCg9Db25uZWN0aW9uU3RhdGUSIAocQ09OTkVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUNPTk5FQ1RJT05fU1RBVEVfSURMRRABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMSIQodQ09OTkVDVElPTl9TVEFURV9SRUNPTk5FQ1RJTkcQBDKTBgoDSHViElEKBkF0dGFjaBIgLnBhc3NlcmVsbGUuaHViLnYxLkF0dGFjaFJlcXVlc3QaIS5wYXNzZXJlbGxlLmh1Yi52MS5BdHRhY2hSZXNwb25zZSgBMAESagoPU3Vic2NyaWJlQ29uZmlnEikucGFzc2VyZWxsZS5odWIudjEuU3Vic2NyaWJlQ29uZmlnUmVxdWVzdBoqLnBhc3NlcmVsbGUuaHViLnYxLlN1YnNjcmliZUNvbmZpZ1Jlc3BvbnNlMAESYwoMUHVibGlzaFN0YXRlEiYucGFzc2VyZWxsZS5odWIudjEuUHVibGlzaFN0YXRlUmVxdWVzdBonLnBhc3NlcmVsbGUuaHViLnYxLlB1Ymxpc2hTdGF0ZVJlc3BvbnNlKAEwARJfCgxQdWJsaXNoRXZlbnQSJi5wYXNzZXJlbGxlLmh1Yi52MS5QdWJsaXNoRXZlbnRSZXF1ZXN0GicucGFzc2VyZWxsZS5odWIudjEuUHVibGlzaEV2ZW50UmVzcG9uc2UScAoRU3Vic2NyaWJlQ29tbWFuZHMSKy5wYXNzZXJlbGxlLmh1Yi52MS5TdWJzY3JpYmVDb21tYW5kc1JlcXVlc3QaLC5wYXNzZXJlbGxlLmh1Yi52MS5TdWJzY3JpYmVDb21tYW5kc1Jlc3BvbnNlMAESYgoNQ3JlYXRlR2F0ZXdheRInLnBhc3NlcmVsbGUuaHViLnYxLkNyZWF0ZUdhdGV3YXlSZXF1ZXN0GigucGFzc2VyZWxsZS5odWIudjEuQ3JlYXRlR2F0ZXdheVJlc3BvbnNlEl8KDExpc3RHYXRld2F5cxImLnBhc3NlcmVsbGUuaHViLnYxLkxpc3RHYXRld2F5c1JlcXVlc3QaJy5wYXNzZXJlbGxlLmh1Yi52MS5MaXN0R2F0ZXdheXNSZXNwb25zZRJQCgdHZXRQb29sEiEucGFzc2VyZWxsZS5odWIudjEuR2V0UG9vbFJlcXVlc3QaIi5wYXNzZXJlbGxlLmh1Yi52MS5HZXRQb29sUmVzcG9uc2VC0gEKHmlvLmdpdGh1Yi5wYXNzZXJlbGxlaW90Lmh1Yi52MUIISHViUHJvdG9QAVpAZ2l0aHViLmNvbS9wYXNzZXJlbGxlLWlvdC9wYXNzZXJlbGxlL2dlbi9wYXNzZXJlbGxlL2h1Yi92MTtodWJ2MaICA1BIWKoCEVBhc3NlcmVsbGUuSHViLlYxygIRUGFzc2VyZWxsZVxIdWJcVjHiAh1QYXNzZXJlbGxlXEh1YlxWMVxHUEJNZXRhZGF0YeoCE1Bhc3NlcmVsbGU6Okh1Yjo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChtwYXNzZXJlbGxlL2h1Yi92MS9odWIucHJvdG8SEXBhc3NlcmVsbGUuaHViLnYxIn0KDUF0dGFjaFJlcXVlc3QSDwoHZ2F0ZXdheRgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFQoNYXV0aG9yaXphdGlvbhgDIAEoCRIZChFjcmVhdGVfaWZfbWlzc2luZxgEIAEoCBIWCg5iaW5kX2lmX25lZWRlZBgFIAEoCCKxAQoOQXR0YWNoUmVzcG9uc2USLwoIYXR0YWNoZWQYASABKAsyGy5wYXNzZXJlbGxlLmh1Yi52MS5BdHRhY2hlZEgAEjMKCnJlYXR0YWNoZWQYAiABKAsyHS5wYXNzZXJlbGxlLmh1Yi52MS5SZWF0dGFjaGVkSAASMAoFZXJyb3IYAyABKAsyHy5wYXNzZXJlbGxlLmh1Yi52MS5HYXRld2F5RXJyb3JIAEIHCgVldmVudCI6CghBdHRhY2hlZBIOCgZkZXZpY2UYASABKAkSDwoHY3JlYXRlZBgCIAEoCBINCgVib3VuZBgDIAEoCCIgCgpSZWF0dGFjaGVkEhIKCnJlY29ubmVjdHMYASABKAMibAoMR2F0ZXdheUVycm9yEhIKCmVycm9yX3R5cGUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEg0KBXRvcGljGAQgASgJEhEKCXBhY2tldF9pZBgFIAEoDSJTChZTdWJzY3JpYmVDb25maWdSZXF1ZXN0Eg8KB2dhdGV3YXkYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhUKDWF1dGhvcml6YXRpb24YAyABKAkiagoXU3Vic2NyaWJlQ29uZmlnUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIMCgRkYXRhGAIgASgMEjAKDHJlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXgoTUHVibGlzaFN0YXRlUmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJEgwKBGRhdGEYBCABKAwiJQoUUHVibGlzaFN0YXRlUmVzcG9uc2USDQoFaW5kZXgYASABKAMicgoTUHVibGlzaEV2ZW50UmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJEhIKCnN1Yl9mb2xkZXIYBCABKAkSDAoEZGF0YRgFIAEoDCIWChRQdWJsaXNoRXZlbnRSZXNwb25zZSJzChRQdWJsaXNoRXZlbnRzUmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJEhIKCnN1Yl9mb2xkZXIYBCABKAkSDAoEZGF0YRgFIAEoDCJYChVQdWJsaXNoRXZlbnRzUmVzcG9uc2USDQoFaW5kZXgYASABKAMSMAoHcmVmdXNlZBgCIAEoCzIfLnBhc3NlcmVsbGUuaHViLnYxLkV2ZW50UmVmdXNhbCJdCgxFdmVudFJlZnVzYWwSLgoGcmVhc29uGAEgASgOMh4ucGFzc2VyZWxsZS5odWIudjEuRXJyb3JSZWFzb24SDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIlUKGFN1YnNjcmliZUNvbW1hbmRzUmVxdWVzdBIPCgdnYXRld2F5GAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1hdXRob3JpemF0aW9uGAMgASgJIm8KGVN1YnNjcmliZUNvbW1hbmRzUmVzcG9uc2USEgoKc3ViX2ZvbGRlchgBIAEoCRIMCgRkYXRhGAIgASgMEjAKDHJlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirgEKFENyZWF0ZUdhdGV3YXlSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEi8KCWFsZ29yaXRobRgDIAEoDjIcLnBhc3NlcmVsbGUuaHViLnYxLkFsZ29yaXRobRJBChNnYXRld2F5X2F1dGhfbWV0aG9kGAQgASgOMiQucGFzc2VyZWxsZS5odWIudjEuR2F0ZXdheUF1dGhNZXRob2QiRAoVQ3JlYXRlR2F0ZXdheVJlc3BvbnNlEisKB2dhdGV3YXkYASABKAsyGi5wYXNzZXJlbGxlLmh1Yi52MS5HYXRld2F5IswBCgdHYXRld2F5EgwKBG5hbWUYASABKAkSLwoJYWxnb3JpdGhtGAIgASgOMhwucGFzc2VyZWxsZS5odWIudjEuQWxnb3JpdGhtEjAKCmtleV9zb3VyY2UYAyABKA4yHC5wYXNzZXJlbGxlLmh1Yi52MS5LZXlTb3VyY2USMQoFc3RhdGUYBCABKA4yIi5wYXNzZXJlbGxlLmh1Yi52MS5Db25uZWN0aW9uU3RhdGUSHQoVYXR0YWNoZWRfZGV2aWNlX2NvdW50GAUgASgFIhUKE0xpc3RHYXRld2F5c1JlcXVlc3QiRAoUTGlzdEdhdGV3YXlzUmVzcG9uc2USLAoIZ2F0ZXdheXMYASADKAsyGi5wYXNzZXJlbGxlLmh1Yi52MS5HYXRld2F5IhAKDkdldFBvb2xSZXF1ZXN0IkwKD0dldFBvb2xSZXNwb25zZRI5Cgtjb25uZWN0aW9ucxgBIAMoCzIkLnBhc3NlcmVsbGUuaHViLnYxLkdhdGV3YXlDb25uZWN0aW9uIqICChFHYXRld2F5Q29ubmVjdGlvbhIPCgdnYXRld2F5GAEgASgJEjEKBXN0YXRlGAIgASgOMiIucGFzc2VyZWxsZS5odWIudjEuQ29ubmVjdGlvblN0YXRlEhIKCnJlY29ubmVjdHMYAyABKAMSMAoMY29ubmVjdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChF0b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOwoQYXR0YWNoZWRfZGV2aWNlcxgGIAMoCzIhLnBhc3NlcmVsbGUuaHViLnYxLkF0dGFjaGVkRGV2aWNlEg8KB2hvbGRlcnMYByABKAUiRgoOQXR0YWNoZWREZXZpY2USEQoJZGV2aWNlX2lkGAEgASgJEg8KB2hvbGRlcnMYAiABKAUSEAoIYXR0YWNoZWQYAyABKAgqUAoJQWxnb3JpdGhtEhkKFUFMR09SSVRITV9VTlNQRUNJRklFRBAAEhMKD0FMR09SSVRITV9SUzI1NhABEhMKD0FMR09SSVRITV9FUzI1NhACKs0BChFHYXRld2F5QXV0aE1ldGhvZBIjCh9HQVRFV0FZX0FVVEhfTUVUSE9EX1VOU1BFQ0lGSUVEEAASKAokR0FURVdBWV9BVVRIX01FVEhPRF9BU1NPQ0lBVElPTl9PTkxZEAESLgoqR0FURVdBWV9BVVRIX01FVEhPRF9ERVZJQ0VfQVVUSF9UT0tFTl9PTkxZEAISOQo1R0FURVdBWV9BVVRIX01FVEhPRF9BU1NPQ0lBVElPTl9BTkRfREVWSUNFX0FVVEhfVE9LRU4QAypfCglLZXlTb3VyY2USGgoWS0VZX1NPVVJDRV9VTlNQRUNJRklFRBAAEhwKGEtFWV9TT1VSQ0VfR0FURVdBWVNfRklMRRABEhgKFEtFWV9TT1VSQ0VfS0VZX1NUT1JFEAIqsgEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVQ09OTkVDVElPTl9TVEFURV9JRExFEAESHwobQ09OTkVDVElPTl9TVEFURV9DT05ORUNUSU5HEAISHgoaQ09OTkVDVElPTl9TVEFURV9DT05ORUNURUQQAxIhCh1DT05ORUNUSU9OX1NUQVRFX1JFQ09OTkVDVElORxAEMvsGCgNIdWISUQoGQXR0YWNoEiAucGFzc2VyZWxsZS5odWIudjEuQXR0YWNoUmVxdWVzdBohLnBhc3NlcmVsbGUuaHViLnYxLkF0dGFjaFJlc3BvbnNlKAEwARJqCg9TdWJzY3JpYmVDb25maWcSKS5wYXNzZXJlbGxlLmh1Yi52MS5TdWJzY3JpYmVDb25maWdSZXF1ZXN0GioucGFzc2VyZWxsZS5odWIudjEuU3Vic2NyaWJlQ29uZmlnUmVzcG9uc2UwARJjCgxQdWJsaXNoU3RhdGUSJi5wYXNzZXJlbGxlLmh1Yi52MS5QdWJsaXNoU3RhdGVSZXF1ZXN0GicucGFzc2VyZWxsZS5odWIudjEuUHVibGlzaFN0YXRlUmVzcG9uc2UoATABEl8KDFB1Ymxpc2hFdmVudBImLnBhc3NlcmVsbGUuaHViLnYxLlB1Ymxpc2hFdmVudFJlcXVlc3QaJy5wYXNzZXJlbGxlLmh1Yi52MS5QdWJsaXNoRXZlbnRSZXNwb25zZRJmCg1QdWJsaXNoRXZlbnRzEicucGFzc2VyZWxsZS5odWIudjEuUHVibGlzaEV2ZW50c1JlcXVlc3QaKC5wYXNzZXJlbGxlLmh1Yi52MS5QdWJsaXNoRXZlbnRzUmVzcG9uc2UoATABEnAKEVN1YnNjcmliZUNvbW1hbmRzEisucGFzc2VyZWxsZS5odWIudjEuU3Vic2NyaWJlQ29tbWFuZHNSZXF1ZXN0GiwucGFzc2VyZWxsZS5odWIudjEuU3Vic2NyaWJlQ29tbWFuZHNSZXNwb25zZTABEmIKDUNyZWF0ZUdhdGV3YXkSJy5wYXNzZXJlbGxlLmh1Yi52MS5DcmVhdGVHYXRld2F5UmVxdWVzdBooLnBhc3NlcmVsbGUuaHViLnYxLkNyZWF0ZUdhdGV3YXlSZXNwb25zZRJfCgxMaXN0R2F0ZXdheXMSJi5wYXNzZXJlbGxlLmh1Yi52MS5MaXN0R2F0ZXdheXNSZXF1ZXN0GicucGFzc2VyZWxsZS5odWIudjEuTGlzdEdhdGV3YXlzUmVzcG9uc2USUAoHR2V0UG9vbBIhLnBhc3NlcmVsbGUuaHViLnYxLkdldFBvb2xSZXF1ZXN0GiIucGFzc2VyZWxsZS5odWIudjEuR2V0UG9vbFJlc3BvbnNlQtIBCh5pby5naXRodWIucGFzc2VyZWxsZWlvdC5odWIudjFCCEh1YlByb3RvUAFaQGdpdGh1Yi5jb20vcGFzc2VyZWxsZS1pb3QvcGFzc2VyZWxsZS9nZW4vcGFzc2VyZWxsZS9odWIvdjE7aHVidjGiAgNQSFiqAhFQYXNzZXJlbGxlLkh1Yi5WMcoCEVBhc3NlcmVsbGVcSHViXFYx4gIdUGFzc2VyZWxsZVxIdWJcVjFcR1BCTWV0YWRhdGHqAhNQYXNzZXJlbGxlOjpIdWI6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_passerelle_hub_v1_errors]);
 
 /**
  * AttachRequest is a message on an Attach stream.
@@ -434,6 +436,122 @@ export const PublishEventResponseSchema: GenMessage<PublishEventResponse> = /*@_
   messageDesc(file_passerelle_hub_v1_hub, 10);
 
 /**
+ * PublishEventsRequest is one telemetry event on a PublishEvents stream.
+ *
+ * @generated from message passerelle.hub.v1.PublishEventsRequest
+ */
+export type PublishEventsRequest = Message<"passerelle.hub.v1.PublishEventsRequest"> & {
+  /**
+   * The gateway's resource name. Required on the first message; later
+   * messages must leave it empty or repeat it.
+   *
+   * @generated from field: string gateway = 1;
+   */
+  gateway: string;
+
+  /**
+   * The device's id in the gateway's registry; empty means the gateway
+   * itself.
+   *
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * The device's JWT, used on the device's first event of the stream,
+   * when the gateway's auth method asks for it.
+   *
+   * @generated from field: string authorization = 3;
+   */
+  authorization: string;
+
+  /**
+   * The subfolder (events/{sub_folder}); empty for none.
+   *
+   * @generated from field: string sub_folder = 4;
+   */
+  subFolder: string;
+
+  /**
+   * The event payload, at most 256 KB.
+   *
+   * @generated from field: bytes data = 5;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message passerelle.hub.v1.PublishEventsRequest.
+ * Use `create(PublishEventsRequestSchema)` to create a new message.
+ */
+export const PublishEventsRequestSchema: GenMessage<PublishEventsRequest> = /*@__PURE__*/
+  messageDesc(file_passerelle_hub_v1_hub, 11);
+
+/**
+ * PublishEventsResponse answers one PublishEventsRequest.
+ *
+ * @generated from message passerelle.hub.v1.PublishEventsResponse
+ */
+export type PublishEventsResponse = Message<"passerelle.hub.v1.PublishEventsResponse"> & {
+  /**
+   * The index of the answered request on this stream, from 0.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * Set when the event was refused and not published; unset when the
+   * bridge acknowledged it.
+   *
+   * @generated from field: passerelle.hub.v1.EventRefusal refused = 2;
+   */
+  refused?: EventRefusal | undefined;
+};
+
+/**
+ * Describes the message passerelle.hub.v1.PublishEventsResponse.
+ * Use `create(PublishEventsResponseSchema)` to create a new message.
+ */
+export const PublishEventsResponseSchema: GenMessage<PublishEventsResponse> = /*@__PURE__*/
+  messageDesc(file_passerelle_hub_v1_hub, 12);
+
+/**
+ * EventRefusal says why an event was not published.
+ *
+ * @generated from message passerelle.hub.v1.EventRefusal
+ */
+export type EventRefusal = Message<"passerelle.hub.v1.EventRefusal"> & {
+  /**
+   * The reason, as in the ErrorInfo of an error status.
+   *
+   * @generated from field: passerelle.hub.v1.ErrorReason reason = 1;
+   */
+  reason: ErrorReason;
+
+  /**
+   * The gRPC status code the same error has on PublishEvent.
+   *
+   * @generated from field: int32 code = 2;
+   */
+  code: number;
+
+  /**
+   * A message for a person.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message passerelle.hub.v1.EventRefusal.
+ * Use `create(EventRefusalSchema)` to create a new message.
+ */
+export const EventRefusalSchema: GenMessage<EventRefusal> = /*@__PURE__*/
+  messageDesc(file_passerelle_hub_v1_hub, 13);
+
+/**
  * SubscribeCommandsRequest opens a command stream.
  *
  * @generated from message passerelle.hub.v1.SubscribeCommandsRequest
@@ -466,7 +584,7 @@ export type SubscribeCommandsRequest = Message<"passerelle.hub.v1.SubscribeComma
  * Use `create(SubscribeCommandsRequestSchema)` to create a new message.
  */
 export const SubscribeCommandsRequestSchema: GenMessage<SubscribeCommandsRequest> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 11);
+  messageDesc(file_passerelle_hub_v1_hub, 14);
 
 /**
  * SubscribeCommandsResponse is one command.
@@ -501,7 +619,7 @@ export type SubscribeCommandsResponse = Message<"passerelle.hub.v1.SubscribeComm
  * Use `create(SubscribeCommandsResponseSchema)` to create a new message.
  */
 export const SubscribeCommandsResponseSchema: GenMessage<SubscribeCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 12);
+  messageDesc(file_passerelle_hub_v1_hub, 15);
 
 /**
  * CreateGatewayRequest creates a gateway with a key the hub keeps.
@@ -544,7 +662,7 @@ export type CreateGatewayRequest = Message<"passerelle.hub.v1.CreateGatewayReque
  * Use `create(CreateGatewayRequestSchema)` to create a new message.
  */
 export const CreateGatewayRequestSchema: GenMessage<CreateGatewayRequest> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 13);
+  messageDesc(file_passerelle_hub_v1_hub, 16);
 
 /**
  * CreateGatewayResponse returns the created gateway.
@@ -565,7 +683,7 @@ export type CreateGatewayResponse = Message<"passerelle.hub.v1.CreateGatewayResp
  * Use `create(CreateGatewayResponseSchema)` to create a new message.
  */
 export const CreateGatewayResponseSchema: GenMessage<CreateGatewayResponse> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 14);
+  messageDesc(file_passerelle_hub_v1_hub, 17);
 
 /**
  * Gateway is a gateway the hub can connect as.
@@ -614,7 +732,7 @@ export type Gateway = Message<"passerelle.hub.v1.Gateway"> & {
  * Use `create(GatewaySchema)` to create a new message.
  */
 export const GatewaySchema: GenMessage<Gateway> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 15);
+  messageDesc(file_passerelle_hub_v1_hub, 18);
 
 /**
  * ListGatewaysRequest lists the gateways.
@@ -629,7 +747,7 @@ export type ListGatewaysRequest = Message<"passerelle.hub.v1.ListGatewaysRequest
  * Use `create(ListGatewaysRequestSchema)` to create a new message.
  */
 export const ListGatewaysRequestSchema: GenMessage<ListGatewaysRequest> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 16);
+  messageDesc(file_passerelle_hub_v1_hub, 19);
 
 /**
  * ListGatewaysResponse lists the gateways, sorted by name.
@@ -650,7 +768,7 @@ export type ListGatewaysResponse = Message<"passerelle.hub.v1.ListGatewaysRespon
  * Use `create(ListGatewaysResponseSchema)` to create a new message.
  */
 export const ListGatewaysResponseSchema: GenMessage<ListGatewaysResponse> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 17);
+  messageDesc(file_passerelle_hub_v1_hub, 20);
 
 /**
  * GetPoolRequest asks for the pool view.
@@ -665,7 +783,7 @@ export type GetPoolRequest = Message<"passerelle.hub.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 18);
+  messageDesc(file_passerelle_hub_v1_hub, 21);
 
 /**
  * GetPoolResponse is the pool view.
@@ -686,7 +804,7 @@ export type GetPoolResponse = Message<"passerelle.hub.v1.GetPoolResponse"> & {
  * Use `create(GetPoolResponseSchema)` to create a new message.
  */
 export const GetPoolResponseSchema: GenMessage<GetPoolResponse> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 19);
+  messageDesc(file_passerelle_hub_v1_hub, 22);
 
 /**
  * GatewayConnection is one gateway's connection in the pool.
@@ -749,7 +867,7 @@ export type GatewayConnection = Message<"passerelle.hub.v1.GatewayConnection"> &
  * Use `create(GatewayConnectionSchema)` to create a new message.
  */
 export const GatewayConnectionSchema: GenMessage<GatewayConnection> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 20);
+  messageDesc(file_passerelle_hub_v1_hub, 23);
 
 /**
  * AttachedDevice is a device attached to a gateway connection.
@@ -784,7 +902,7 @@ export type AttachedDevice = Message<"passerelle.hub.v1.AttachedDevice"> & {
  * Use `create(AttachedDeviceSchema)` to create a new message.
  */
 export const AttachedDeviceSchema: GenMessage<AttachedDevice> = /*@__PURE__*/
-  messageDesc(file_passerelle_hub_v1_hub, 21);
+  messageDesc(file_passerelle_hub_v1_hub, 24);
 
 /**
  * Algorithm is a gateway key's JWT signing algorithm.
@@ -980,7 +1098,12 @@ export const ConnectionStateSchema: GenEnum<ConnectionState> = /*@__PURE__*/
  * with the same backoff (and jitter): Attach attaches again,
  * SubscribeConfig delivers the current config first, PublishState sends
  * again the requests not yet answered (each answer means the bridge
- * acknowledged that state).
+ * acknowledged that state), PublishEvents sends again the events not yet
+ * acknowledged.
+ *
+ * Errors: every error status carries a google.rpc.ErrorInfo with domain
+ * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+ * (errors.proto), for example DEVICE_NOT_BOUND.
  *
  * @generated from service passerelle.hub.v1.Hub
  */
@@ -1039,6 +1162,37 @@ export const Hub: GenService<{
     methodKind: "unary";
     input: typeof PublishEventRequestSchema;
     output: typeof PublishEventResponseSchema;
+  },
+  /**
+   * PublishEvents publishes telemetry events for devices of one gateway
+   * (and the gateway itself) on one stream, for high rates. Each request
+   * is answered, in the order sent, once the bridge has acknowledged
+   * (PUBACKed) it: the event is then stored durably. A device is attached
+   * once, on its first event, and stays attached until the stream ends.
+   *
+   * Flow control: at most 256 events (and 4 MiB of payload) are in
+   * flight (read, not yet answered) on a stream; the hub reads no more
+   * until the oldest is answered, so a caller that sends faster than the
+   * bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+   * events in flight in any order; the answers come in the order sent.
+   *
+   * A bad event (an invalid device id or sub_folder, a payload over the
+   * bridge's limit, a device the bridge refuses to attach or the hub
+   * cannot publish for) is answered with refused set, its reason and a
+   * message, and the stream goes on. The stream ends with an error status
+   * only for what concerns the whole stream: a gateway missing or
+   * invalid, or another than the first request's (INVALID_ARGUMENT), a
+   * gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+   * (the replica stops or drains, the bridge cannot be reached). Events
+   * answered before that are stored; the others may be, and are sent again
+   * by a caller that retries.
+   *
+   * @generated from rpc passerelle.hub.v1.Hub.PublishEvents
+   */
+  publishEvents: {
+    methodKind: "bidi_streaming";
+    input: typeof PublishEventsRequestSchema;
+    output: typeof PublishEventsResponseSchema;
   },
   /**
    * SubscribeCommands streams the commands sent to a device. A reader too

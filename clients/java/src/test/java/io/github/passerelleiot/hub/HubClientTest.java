@@ -10,11 +10,14 @@ import io.github.passerelleiot.hub.v1.AttachRequest;
 import io.github.passerelleiot.hub.v1.AttachResponse;
 import io.github.passerelleiot.hub.v1.AttachedDevice;
 import io.github.passerelleiot.hub.v1.CreateGatewayRequest;
+import io.github.passerelleiot.hub.v1.ErrorReason;
 import io.github.passerelleiot.hub.v1.GatewayConnection;
 import io.github.passerelleiot.hub.v1.GetPoolRequest;
 import io.github.passerelleiot.hub.v1.HubGrpc;
 import io.github.passerelleiot.hub.v1.ListGatewaysRequest;
 import io.github.passerelleiot.hub.v1.PublishEventRequest;
+import io.github.passerelleiot.hub.v1.PublishEventsRequest;
+import io.github.passerelleiot.hub.v1.PublishEventsResponse;
 import io.github.passerelleiot.hub.v1.PublishStateRequest;
 import io.github.passerelleiot.hub.v1.PublishStateResponse;
 import io.github.passerelleiot.hub.v1.SubscribeConfigRequest;
@@ -78,7 +81,12 @@ public class HubClientTest {
    * the gateway's name; the device is dev-1.
    */
   private String gatewayWithDevice(String registryId) throws Exception {
-    serve.admin("POST", PARENT + "/registries", "{\"id\":\"" + registryId + "\"}");
+    return gatewayWithDevice(registryId, "");
+  }
+
+  /** gatewayWithDevice with more registry fields, as JSON members after the id. */
+  private String gatewayWithDevice(String registryId, String moreFields) throws Exception {
+    serve.admin("POST", PARENT + "/registries", "{\"id\":\"" + registryId + "\"" + moreFields + "}");
     String registry = PARENT + "/registries/" + registryId;
     String gateway = hub().createGateway(CreateGatewayRequest.newBuilder().setParent(registry).setGatewayId("gw-1").build())
         .getGateway().getName();
@@ -139,6 +147,7 @@ public class HubClientTest {
               .listGateways(ListGatewaysRequest.getDefaultInstance()));
       assertEquals(Status.Code.UNAUTHENTICATED, e.getStatus().getCode());
       assertEquals("missing 'authorization: Bearer <token>'", e.getStatus().getDescription());
+      assertEquals(ErrorReason.TOKEN_MISSING, HubErrors.reason(e));
     } finally {
       noToken.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
     }
@@ -147,12 +156,43 @@ public class HubClientTest {
         CreateGatewayRequest.newBuilder().setParent(PARENT + "/registries/nowhere").setGatewayId("gw").build()));
     assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
     assertTrue(e.getStatus().getDescription(), e.getStatus().getDescription().contains("The format of 'gateway_id' is invalid"));
+    assertEquals(ErrorReason.INVALID_FIELD, HubErrors.reason(e));
+    assertEquals("gateway_id", HubErrors.errorInfo(e).getMetadataOrThrow("field"));
 
     e = assertThrows(StatusRuntimeException.class, () -> hub().publishEvent(PublishEventRequest.newBuilder()
         .setGateway(PARENT + "/registries/nowhere/devices/gw-1").setDeviceId("dev-1").setData(ByteString.copyFromUtf8("x")).build()));
     assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
     assertTrue(e.getStatus().getDescription(), e.getStatus().getDescription().contains("the hub holds no key for this gateway"));
     assertTrue(e.getStatus().getDescription(), e.getStatus().getDescription().contains("create it with CreateGateway"));
+    assertEquals(ErrorReason.GATEWAY_KEY_MISSING, HubErrors.reason(e));
+  }
+
+  @Test
+  public void errorReasonsOfDevices() throws Exception {
+    String gateway = gatewayWithDevice("java-reasons",
+        ",\"eventNotificationConfigs\":[{\"pubsubTopicName\":\"projects/p1/topics/java-reasons\"}]");
+    serve.admin("POST", PARENT + "/registries/java-reasons/devices", "{\"id\":\"unbound\"}");
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> hub().publishEvent(PublishEventRequest.newBuilder()
+        .setGateway(gateway).setDeviceId("unbound").setData(ByteString.copyFromUtf8("x")).build()));
+    assertEquals(Status.Code.PERMISSION_DENIED, e.getStatus().getCode());
+    assertEquals(ErrorReason.DEVICE_NOT_BOUND, HubErrors.reason(e));
+
+    // On a PublishEvents stream the refused event is answered with its reason, and the stream goes on.
+    BlockingQueue<Object> answers = new LinkedBlockingQueue<>();
+    StreamObserver<PublishEventsRequest> events = HubGrpc.newStub(channel).withDeadlineAfter(TIMEOUT_S, TimeUnit.SECONDS)
+        .publishEvents(observer(answers));
+    events.onNext(PublishEventsRequest.newBuilder().setGateway(gateway).setDeviceId("unbound")
+        .setData(ByteString.copyFromUtf8("x")).build());
+    events.onNext(PublishEventsRequest.newBuilder().setDeviceId("dev-1").setData(ByteString.copyFromUtf8("stored")).build());
+    events.onCompleted();
+    PublishEventsResponse first = (PublishEventsResponse) answers.poll(TIMEOUT_S, TimeUnit.SECONDS);
+    assertEquals(0, first.getIndex());
+    assertEquals(ErrorReason.DEVICE_NOT_BOUND, first.getRefused().getReason());
+    Object second = answers.poll(TIMEOUT_S, TimeUnit.SECONDS);
+    assertTrue("second answer " + second, second instanceof PublishEventsResponse);
+    assertEquals(1, ((PublishEventsResponse) second).getIndex());
+    assertFalse(((PublishEventsResponse) second).hasRefused());
+    assertEquals(Status.OK, answers.poll(TIMEOUT_S, TimeUnit.SECONDS));
   }
 
   @Test

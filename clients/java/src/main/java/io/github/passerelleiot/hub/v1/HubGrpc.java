@@ -35,7 +35,11 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * with the same backoff (and jitter): Attach attaches again,
  * SubscribeConfig delivers the current config first, PublishState sends
  * again the requests not yet answered (each answer means the bridge
- * acknowledged that state).
+ * acknowledged that state), PublishEvents sends again the events not yet
+ * acknowledged.
+ * Errors: every error status carries a google.rpc.ErrorInfo with domain
+ * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+ * (errors.proto), for example DEVICE_NOT_BOUND.
  * </pre>
  */
 @javax.annotation.Generated(
@@ -171,6 +175,37 @@ public final class HubGrpc {
       }
     }
     return getPublishEventMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<io.github.passerelleiot.hub.v1.PublishEventsRequest,
+      io.github.passerelleiot.hub.v1.PublishEventsResponse> getPublishEventsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "PublishEvents",
+      requestType = io.github.passerelleiot.hub.v1.PublishEventsRequest.class,
+      responseType = io.github.passerelleiot.hub.v1.PublishEventsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.BIDI_STREAMING)
+  public static io.grpc.MethodDescriptor<io.github.passerelleiot.hub.v1.PublishEventsRequest,
+      io.github.passerelleiot.hub.v1.PublishEventsResponse> getPublishEventsMethod() {
+    io.grpc.MethodDescriptor<io.github.passerelleiot.hub.v1.PublishEventsRequest, io.github.passerelleiot.hub.v1.PublishEventsResponse> getPublishEventsMethod;
+    if ((getPublishEventsMethod = HubGrpc.getPublishEventsMethod) == null) {
+      synchronized (HubGrpc.class) {
+        if ((getPublishEventsMethod = HubGrpc.getPublishEventsMethod) == null) {
+          HubGrpc.getPublishEventsMethod = getPublishEventsMethod =
+              io.grpc.MethodDescriptor.<io.github.passerelleiot.hub.v1.PublishEventsRequest, io.github.passerelleiot.hub.v1.PublishEventsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.BIDI_STREAMING)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "PublishEvents"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.github.passerelleiot.hub.v1.PublishEventsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.github.passerelleiot.hub.v1.PublishEventsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new HubMethodDescriptorSupplier("PublishEvents"))
+              .build();
+        }
+      }
+    }
+    return getPublishEventsMethod;
   }
 
   private static volatile io.grpc.MethodDescriptor<io.github.passerelleiot.hub.v1.SubscribeCommandsRequest,
@@ -374,7 +409,11 @@ public final class HubGrpc {
    * with the same backoff (and jitter): Attach attaches again,
    * SubscribeConfig delivers the current config first, PublishState sends
    * again the requests not yet answered (each answer means the bridge
-   * acknowledged that state).
+   * acknowledged that state), PublishEvents sends again the events not yet
+   * acknowledged.
+   * Errors: every error status carries a google.rpc.ErrorInfo with domain
+   * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+   * (errors.proto), for example DEVICE_NOT_BOUND.
    * </pre>
    */
   public static abstract class HubImplBase implements io.grpc.BindableService {
@@ -431,6 +470,35 @@ public final class HubGrpc {
     public void publishEvent(io.github.passerelleiot.hub.v1.PublishEventRequest request,
         io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getPublishEventMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * PublishEvents publishes telemetry events for devices of one gateway
+     * (and the gateway itself) on one stream, for high rates. Each request
+     * is answered, in the order sent, once the bridge has acknowledged
+     * (PUBACKed) it: the event is then stored durably. A device is attached
+     * once, on its first event, and stays attached until the stream ends.
+     * Flow control: at most 256 events (and 4 MiB of payload) are in
+     * flight (read, not yet answered) on a stream; the hub reads no more
+     * until the oldest is answered, so a caller that sends faster than the
+     * bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+     * events in flight in any order; the answers come in the order sent.
+     * A bad event (an invalid device id or sub_folder, a payload over the
+     * bridge's limit, a device the bridge refuses to attach or the hub
+     * cannot publish for) is answered with refused set, its reason and a
+     * message, and the stream goes on. The stream ends with an error status
+     * only for what concerns the whole stream: a gateway missing or
+     * invalid, or another than the first request's (INVALID_ARGUMENT), a
+     * gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+     * (the replica stops or drains, the bridge cannot be reached). Events
+     * answered before that are stored; the others may be, and are sent again
+     * by a caller that retries.
+     * </pre>
+     */
+    public io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventsRequest> publishEvents(
+        io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventsResponse> responseObserver) {
+      return io.grpc.stub.ServerCalls.asyncUnimplementedStreamingCall(getPublishEventsMethod(), responseObserver);
     }
 
     /**
@@ -510,6 +578,13 @@ public final class HubGrpc {
                 io.github.passerelleiot.hub.v1.PublishEventResponse>(
                   this, METHODID_PUBLISH_EVENT)))
           .addMethod(
+            getPublishEventsMethod(),
+            io.grpc.stub.ServerCalls.asyncBidiStreamingCall(
+              new MethodHandlers<
+                io.github.passerelleiot.hub.v1.PublishEventsRequest,
+                io.github.passerelleiot.hub.v1.PublishEventsResponse>(
+                  this, METHODID_PUBLISH_EVENTS)))
+          .addMethod(
             getSubscribeCommandsMethod(),
             io.grpc.stub.ServerCalls.asyncServerStreamingCall(
               new MethodHandlers<
@@ -574,7 +649,11 @@ public final class HubGrpc {
    * with the same backoff (and jitter): Attach attaches again,
    * SubscribeConfig delivers the current config first, PublishState sends
    * again the requests not yet answered (each answer means the bridge
-   * acknowledged that state).
+   * acknowledged that state), PublishEvents sends again the events not yet
+   * acknowledged.
+   * Errors: every error status carries a google.rpc.ErrorInfo with domain
+   * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+   * (errors.proto), for example DEVICE_NOT_BOUND.
    * </pre>
    */
   public static final class HubStub extends io.grpc.stub.AbstractAsyncStub<HubStub> {
@@ -645,6 +724,36 @@ public final class HubGrpc {
         io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventResponse> responseObserver) {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getPublishEventMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * PublishEvents publishes telemetry events for devices of one gateway
+     * (and the gateway itself) on one stream, for high rates. Each request
+     * is answered, in the order sent, once the bridge has acknowledged
+     * (PUBACKed) it: the event is then stored durably. A device is attached
+     * once, on its first event, and stays attached until the stream ends.
+     * Flow control: at most 256 events (and 4 MiB of payload) are in
+     * flight (read, not yet answered) on a stream; the hub reads no more
+     * until the oldest is answered, so a caller that sends faster than the
+     * bridge acknowledges is held back by HTTP/2 flow control. The bridge receives a stream's
+     * events in flight in any order; the answers come in the order sent.
+     * A bad event (an invalid device id or sub_folder, a payload over the
+     * bridge's limit, a device the bridge refuses to attach or the hub
+     * cannot publish for) is answered with refused set, its reason and a
+     * message, and the stream goes on. The stream ends with an error status
+     * only for what concerns the whole stream: a gateway missing or
+     * invalid, or another than the first request's (INVALID_ARGUMENT), a
+     * gateway the hub has no key for or the bridge refuses, and UNAVAILABLE
+     * (the replica stops or drains, the bridge cannot be reached). Events
+     * answered before that are stored; the others may be, and are sent again
+     * by a caller that retries.
+     * </pre>
+     */
+    public io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventsRequest> publishEvents(
+        io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventsResponse> responseObserver) {
+      return io.grpc.stub.ClientCalls.asyncBidiStreamingCall(
+          getChannel().newCall(getPublishEventsMethod(), getCallOptions()), responseObserver);
     }
 
     /**
@@ -731,7 +840,11 @@ public final class HubGrpc {
    * with the same backoff (and jitter): Attach attaches again,
    * SubscribeConfig delivers the current config first, PublishState sends
    * again the requests not yet answered (each answer means the bridge
-   * acknowledged that state).
+   * acknowledged that state), PublishEvents sends again the events not yet
+   * acknowledged.
+   * Errors: every error status carries a google.rpc.ErrorInfo with domain
+   * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+   * (errors.proto), for example DEVICE_NOT_BOUND.
    * </pre>
    */
   public static final class HubBlockingStub extends io.grpc.stub.AbstractBlockingStub<HubBlockingStub> {
@@ -852,7 +965,11 @@ public final class HubGrpc {
    * with the same backoff (and jitter): Attach attaches again,
    * SubscribeConfig delivers the current config first, PublishState sends
    * again the requests not yet answered (each answer means the bridge
-   * acknowledged that state).
+   * acknowledged that state), PublishEvents sends again the events not yet
+   * acknowledged.
+   * Errors: every error status carries a google.rpc.ErrorInfo with domain
+   * hub.passerelle.dev and a reason that is the name of an ErrorReason value
+   * (errors.proto), for example DEVICE_NOT_BOUND.
    * </pre>
    */
   public static final class HubFutureStub extends io.grpc.stub.AbstractFutureStub<HubFutureStub> {
@@ -925,6 +1042,7 @@ public final class HubGrpc {
   private static final int METHODID_GET_POOL = 5;
   private static final int METHODID_ATTACH = 6;
   private static final int METHODID_PUBLISH_STATE = 7;
+  private static final int METHODID_PUBLISH_EVENTS = 8;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -983,6 +1101,9 @@ public final class HubGrpc {
         case METHODID_PUBLISH_STATE:
           return (io.grpc.stub.StreamObserver<Req>) serviceImpl.publishState(
               (io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishStateResponse>) responseObserver);
+        case METHODID_PUBLISH_EVENTS:
+          return (io.grpc.stub.StreamObserver<Req>) serviceImpl.publishEvents(
+              (io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishEventsResponse>) responseObserver);
         default:
           throw new AssertionError();
       }
@@ -1038,6 +1159,7 @@ public final class HubGrpc {
               .addMethod(getSubscribeConfigMethod())
               .addMethod(getPublishStateMethod())
               .addMethod(getPublishEventMethod())
+              .addMethod(getPublishEventsMethod())
               .addMethod(getSubscribeCommandsMethod())
               .addMethod(getCreateGatewayMethod())
               .addMethod(getListGatewaysMethod())

@@ -70,6 +70,21 @@ public final class HubProto {
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_passerelle_hub_v1_PublishEventResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_passerelle_hub_v1_PublishEventsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_passerelle_hub_v1_PublishEventsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_passerelle_hub_v1_PublishEventsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_passerelle_hub_v1_PublishEventsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_passerelle_hub_v1_EventRefusal_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_passerelle_hub_v1_EventRefusal_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_passerelle_hub_v1_SubscribeCommandsRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
@@ -135,122 +150,136 @@ public final class HubProto {
     java.lang.String[] descriptorData = {
       "\n\033passerelle/hub/v1/hub.proto\022\021passerell" +
       "e.hub.v1\032\037google/protobuf/timestamp.prot" +
-      "o\"\276\001\n\rAttachRequest\022\030\n\007gateway\030\001 \001(\tR\007ga" +
+      "o\032\036passerelle/hub/v1/errors.proto\"\276\001\n\rAt" +
+      "tachRequest\022\030\n\007gateway\030\001 \001(\tR\007gateway\022\033\n" +
+      "\tdevice_id\030\002 \001(\tR\010deviceId\022$\n\rauthorizat" +
+      "ion\030\003 \001(\tR\rauthorization\022*\n\021create_if_mi" +
+      "ssing\030\004 \001(\010R\017createIfMissing\022$\n\016bind_if_" +
+      "needed\030\005 \001(\010R\014bindIfNeeded\"\316\001\n\016AttachRes" +
+      "ponse\0229\n\010attached\030\001 \001(\0132\033.passerelle.hub" +
+      ".v1.AttachedH\000R\010attached\022?\n\nreattached\030\002" +
+      " \001(\0132\035.passerelle.hub.v1.ReattachedH\000R\nr" +
+      "eattached\0227\n\005error\030\003 \001(\0132\037.passerelle.hu" +
+      "b.v1.GatewayErrorH\000R\005errorB\007\n\005event\"R\n\010A" +
+      "ttached\022\026\n\006device\030\001 \001(\tR\006device\022\030\n\007creat" +
+      "ed\030\002 \001(\010R\007created\022\024\n\005bound\030\003 \001(\010R\005bound\"" +
+      ",\n\nReattached\022\036\n\nreconnects\030\001 \001(\003R\nrecon" +
+      "nects\"\237\001\n\014GatewayError\022\035\n\nerror_type\030\001 \001" +
+      "(\tR\terrorType\022 \n\013description\030\002 \001(\tR\013desc" +
+      "ription\022\033\n\tdevice_id\030\003 \001(\tR\010deviceId\022\024\n\005" +
+      "topic\030\004 \001(\tR\005topic\022\033\n\tpacket_id\030\005 \001(\rR\010p" +
+      "acketId\"u\n\026SubscribeConfigRequest\022\030\n\007gat" +
+      "eway\030\001 \001(\tR\007gateway\022\033\n\tdevice_id\030\002 \001(\tR\010" +
+      "deviceId\022$\n\rauthorization\030\003 \001(\tR\rauthori" +
+      "zation\"\206\001\n\027SubscribeConfigResponse\022\030\n\007ve" +
+      "rsion\030\001 \001(\003R\007version\022\022\n\004data\030\002 \001(\014R\004data" +
+      "\022=\n\014receive_time\030\003 \001(\0132\032.google.protobuf" +
+      ".TimestampR\013receiveTime\"\206\001\n\023PublishState" +
+      "Request\022\030\n\007gateway\030\001 \001(\tR\007gateway\022\033\n\tdev" +
+      "ice_id\030\002 \001(\tR\010deviceId\022$\n\rauthorization\030" +
+      "\003 \001(\tR\rauthorization\022\022\n\004data\030\004 \001(\014R\004data" +
+      "\",\n\024PublishStateResponse\022\024\n\005index\030\001 \001(\003R" +
+      "\005index\"\245\001\n\023PublishEventRequest\022\030\n\007gatewa" +
+      "y\030\001 \001(\tR\007gateway\022\033\n\tdevice_id\030\002 \001(\tR\010dev" +
+      "iceId\022$\n\rauthorization\030\003 \001(\tR\rauthorizat" +
+      "ion\022\035\n\nsub_folder\030\004 \001(\tR\tsubFolder\022\022\n\004da" +
+      "ta\030\005 \001(\014R\004data\"\026\n\024PublishEventResponse\"\246" +
+      "\001\n\024PublishEventsRequest\022\030\n\007gateway\030\001 \001(\t" +
+      "R\007gateway\022\033\n\tdevice_id\030\002 \001(\tR\010deviceId\022$" +
+      "\n\rauthorization\030\003 \001(\tR\rauthorization\022\035\n\n" +
+      "sub_folder\030\004 \001(\tR\tsubFolder\022\022\n\004data\030\005 \001(" +
+      "\014R\004data\"h\n\025PublishEventsResponse\022\024\n\005inde" +
+      "x\030\001 \001(\003R\005index\0229\n\007refused\030\002 \001(\0132\037.passer" +
+      "elle.hub.v1.EventRefusalR\007refused\"t\n\014Eve" +
+      "ntRefusal\0226\n\006reason\030\001 \001(\0162\036.passerelle.h" +
+      "ub.v1.ErrorReasonR\006reason\022\022\n\004code\030\002 \001(\005R" +
+      "\004code\022\030\n\007message\030\003 \001(\tR\007message\"w\n\030Subsc" +
+      "ribeCommandsRequest\022\030\n\007gateway\030\001 \001(\tR\007ga" +
       "teway\022\033\n\tdevice_id\030\002 \001(\tR\010deviceId\022$\n\rau" +
-      "thorization\030\003 \001(\tR\rauthorization\022*\n\021crea" +
-      "te_if_missing\030\004 \001(\010R\017createIfMissing\022$\n\016" +
-      "bind_if_needed\030\005 \001(\010R\014bindIfNeeded\"\316\001\n\016A" +
-      "ttachResponse\0229\n\010attached\030\001 \001(\0132\033.passer" +
-      "elle.hub.v1.AttachedH\000R\010attached\022?\n\nreat" +
-      "tached\030\002 \001(\0132\035.passerelle.hub.v1.Reattac" +
-      "hedH\000R\nreattached\0227\n\005error\030\003 \001(\0132\037.passe" +
-      "relle.hub.v1.GatewayErrorH\000R\005errorB\007\n\005ev" +
-      "ent\"R\n\010Attached\022\026\n\006device\030\001 \001(\tR\006device\022" +
-      "\030\n\007created\030\002 \001(\010R\007created\022\024\n\005bound\030\003 \001(\010" +
-      "R\005bound\",\n\nReattached\022\036\n\nreconnects\030\001 \001(" +
-      "\003R\nreconnects\"\237\001\n\014GatewayError\022\035\n\nerror_" +
-      "type\030\001 \001(\tR\terrorType\022 \n\013description\030\002 \001" +
-      "(\tR\013description\022\033\n\tdevice_id\030\003 \001(\tR\010devi" +
-      "ceId\022\024\n\005topic\030\004 \001(\tR\005topic\022\033\n\tpacket_id\030" +
-      "\005 \001(\rR\010packetId\"u\n\026SubscribeConfigReques" +
-      "t\022\030\n\007gateway\030\001 \001(\tR\007gateway\022\033\n\tdevice_id" +
-      "\030\002 \001(\tR\010deviceId\022$\n\rauthorization\030\003 \001(\tR" +
-      "\rauthorization\"\206\001\n\027SubscribeConfigRespon" +
-      "se\022\030\n\007version\030\001 \001(\003R\007version\022\022\n\004data\030\002 \001" +
-      "(\014R\004data\022=\n\014receive_time\030\003 \001(\0132\032.google." +
-      "protobuf.TimestampR\013receiveTime\"\206\001\n\023Publ" +
-      "ishStateRequest\022\030\n\007gateway\030\001 \001(\tR\007gatewa" +
-      "y\022\033\n\tdevice_id\030\002 \001(\tR\010deviceId\022$\n\rauthor" +
-      "ization\030\003 \001(\tR\rauthorization\022\022\n\004data\030\004 \001" +
-      "(\014R\004data\",\n\024PublishStateResponse\022\024\n\005inde" +
-      "x\030\001 \001(\003R\005index\"\245\001\n\023PublishEventRequest\022\030" +
-      "\n\007gateway\030\001 \001(\tR\007gateway\022\033\n\tdevice_id\030\002 " +
-      "\001(\tR\010deviceId\022$\n\rauthorization\030\003 \001(\tR\rau" +
-      "thorization\022\035\n\nsub_folder\030\004 \001(\tR\tsubFold" +
-      "er\022\022\n\004data\030\005 \001(\014R\004data\"\026\n\024PublishEventRe" +
-      "sponse\"w\n\030SubscribeCommandsRequest\022\030\n\007ga" +
-      "teway\030\001 \001(\tR\007gateway\022\033\n\tdevice_id\030\002 \001(\tR" +
-      "\010deviceId\022$\n\rauthorization\030\003 \001(\tR\rauthor" +
-      "ization\"\215\001\n\031SubscribeCommandsResponse\022\035\n" +
-      "\nsub_folder\030\001 \001(\tR\tsubFolder\022\022\n\004data\030\002 \001" +
-      "(\014R\004data\022=\n\014receive_time\030\003 \001(\0132\032.google." +
-      "protobuf.TimestampR\013receiveTime\"\337\001\n\024Crea" +
-      "teGatewayRequest\022\026\n\006parent\030\001 \001(\tR\006parent" +
-      "\022\035\n\ngateway_id\030\002 \001(\tR\tgatewayId\022:\n\talgor" +
-      "ithm\030\003 \001(\0162\034.passerelle.hub.v1.Algorithm" +
-      "R\talgorithm\022T\n\023gateway_auth_method\030\004 \001(\016" +
-      "2$.passerelle.hub.v1.GatewayAuthMethodR\021" +
-      "gatewayAuthMethod\"M\n\025CreateGatewayRespon" +
-      "se\0224\n\007gateway\030\001 \001(\0132\032.passerelle.hub.v1." +
-      "GatewayR\007gateway\"\204\002\n\007Gateway\022\022\n\004name\030\001 \001" +
-      "(\tR\004name\022:\n\talgorithm\030\002 \001(\0162\034.passerelle" +
-      ".hub.v1.AlgorithmR\talgorithm\022;\n\nkey_sour" +
-      "ce\030\003 \001(\0162\034.passerelle.hub.v1.KeySourceR\t" +
-      "keySource\0228\n\005state\030\004 \001(\0162\".passerelle.hu" +
-      "b.v1.ConnectionStateR\005state\0222\n\025attached_" +
-      "device_count\030\005 \001(\005R\023attachedDeviceCount\"" +
-      "\025\n\023ListGatewaysRequest\"N\n\024ListGatewaysRe" +
-      "sponse\0226\n\010gateways\030\001 \003(\0132\032.passerelle.hu" +
-      "b.v1.GatewayR\010gateways\"\020\n\016GetPoolRequest" +
-      "\"Y\n\017GetPoolResponse\022F\n\013connections\030\001 \003(\013" +
-      "2$.passerelle.hub.v1.GatewayConnectionR\013" +
-      "connections\"\366\002\n\021GatewayConnection\022\030\n\007gat" +
-      "eway\030\001 \001(\tR\007gateway\0228\n\005state\030\002 \001(\0162\".pas" +
-      "serelle.hub.v1.ConnectionStateR\005state\022\036\n" +
-      "\nreconnects\030\003 \001(\003R\nreconnects\022=\n\014connect" +
-      "_time\030\004 \001(\0132\032.google.protobuf.TimestampR" +
-      "\013connectTime\022F\n\021token_expire_time\030\005 \001(\0132" +
-      "\032.google.protobuf.TimestampR\017tokenExpire" +
-      "Time\022L\n\020attached_devices\030\006 \003(\0132!.passere" +
-      "lle.hub.v1.AttachedDeviceR\017attachedDevic" +
-      "es\022\030\n\007holders\030\007 \001(\005R\007holders\"c\n\016Attached" +
-      "Device\022\033\n\tdevice_id\030\001 \001(\tR\010deviceId\022\030\n\007h" +
-      "olders\030\002 \001(\005R\007holders\022\032\n\010attached\030\003 \001(\010R" +
-      "\010attached*P\n\tAlgorithm\022\031\n\025ALGORITHM_UNSP" +
-      "ECIFIED\020\000\022\023\n\017ALGORITHM_RS256\020\001\022\023\n\017ALGORI" +
-      "THM_ES256\020\002*\315\001\n\021GatewayAuthMethod\022#\n\037GAT" +
-      "EWAY_AUTH_METHOD_UNSPECIFIED\020\000\022(\n$GATEWA" +
-      "Y_AUTH_METHOD_ASSOCIATION_ONLY\020\001\022.\n*GATE" +
-      "WAY_AUTH_METHOD_DEVICE_AUTH_TOKEN_ONLY\020\002" +
-      "\0229\n5GATEWAY_AUTH_METHOD_ASSOCIATION_AND_" +
-      "DEVICE_AUTH_TOKEN\020\003*_\n\tKeySource\022\032\n\026KEY_" +
-      "SOURCE_UNSPECIFIED\020\000\022\034\n\030KEY_SOURCE_GATEW" +
-      "AYS_FILE\020\001\022\030\n\024KEY_SOURCE_KEY_STORE\020\002*\262\001\n" +
-      "\017ConnectionState\022 \n\034CONNECTION_STATE_UNS" +
-      "PECIFIED\020\000\022\031\n\025CONNECTION_STATE_IDLE\020\001\022\037\n" +
-      "\033CONNECTION_STATE_CONNECTING\020\002\022\036\n\032CONNEC" +
-      "TION_STATE_CONNECTED\020\003\022!\n\035CONNECTION_STA" +
-      "TE_RECONNECTING\020\0042\223\006\n\003Hub\022Q\n\006Attach\022 .pa" +
-      "sserelle.hub.v1.AttachRequest\032!.passerel" +
-      "le.hub.v1.AttachResponse(\0010\001\022j\n\017Subscrib" +
-      "eConfig\022).passerelle.hub.v1.SubscribeCon" +
-      "figRequest\032*.passerelle.hub.v1.Subscribe" +
-      "ConfigResponse0\001\022c\n\014PublishState\022&.passe" +
-      "relle.hub.v1.PublishStateRequest\032\'.passe" +
-      "relle.hub.v1.PublishStateResponse(\0010\001\022_\n" +
-      "\014PublishEvent\022&.passerelle.hub.v1.Publis" +
-      "hEventRequest\032\'.passerelle.hub.v1.Publis" +
-      "hEventResponse\022p\n\021SubscribeCommands\022+.pa" +
-      "sserelle.hub.v1.SubscribeCommandsRequest" +
-      "\032,.passerelle.hub.v1.SubscribeCommandsRe" +
-      "sponse0\001\022b\n\rCreateGateway\022\'.passerelle.h" +
-      "ub.v1.CreateGatewayRequest\032(.passerelle." +
-      "hub.v1.CreateGatewayResponse\022_\n\014ListGate" +
-      "ways\022&.passerelle.hub.v1.ListGatewaysReq" +
-      "uest\032\'.passerelle.hub.v1.ListGatewaysRes" +
-      "ponse\022P\n\007GetPool\022!.passerelle.hub.v1.Get" +
-      "PoolRequest\032\".passerelle.hub.v1.GetPoolR" +
-      "esponseB\322\001\n\036io.github.passerelleiot.hub." +
-      "v1B\010HubProtoP\001Z@github.com/passerelle-io" +
-      "t/passerelle/gen/passerelle/hub/v1;hubv1" +
-      "\242\002\003PHX\252\002\021Passerelle.Hub.V1\312\002\021Passerelle\\" +
-      "Hub\\V1\342\002\035Passerelle\\Hub\\V1\\GPBMetadata\352\002" +
-      "\023Passerelle::Hub::V1b\006proto3"
+      "thorization\030\003 \001(\tR\rauthorization\"\215\001\n\031Sub" +
+      "scribeCommandsResponse\022\035\n\nsub_folder\030\001 \001" +
+      "(\tR\tsubFolder\022\022\n\004data\030\002 \001(\014R\004data\022=\n\014rec" +
+      "eive_time\030\003 \001(\0132\032.google.protobuf.Timest" +
+      "ampR\013receiveTime\"\337\001\n\024CreateGatewayReques" +
+      "t\022\026\n\006parent\030\001 \001(\tR\006parent\022\035\n\ngateway_id\030" +
+      "\002 \001(\tR\tgatewayId\022:\n\talgorithm\030\003 \001(\0162\034.pa" +
+      "sserelle.hub.v1.AlgorithmR\talgorithm\022T\n\023" +
+      "gateway_auth_method\030\004 \001(\0162$.passerelle.h" +
+      "ub.v1.GatewayAuthMethodR\021gatewayAuthMeth" +
+      "od\"M\n\025CreateGatewayResponse\0224\n\007gateway\030\001" +
+      " \001(\0132\032.passerelle.hub.v1.GatewayR\007gatewa" +
+      "y\"\204\002\n\007Gateway\022\022\n\004name\030\001 \001(\tR\004name\022:\n\talg" +
+      "orithm\030\002 \001(\0162\034.passerelle.hub.v1.Algorit" +
+      "hmR\talgorithm\022;\n\nkey_source\030\003 \001(\0162\034.pass" +
+      "erelle.hub.v1.KeySourceR\tkeySource\0228\n\005st" +
+      "ate\030\004 \001(\0162\".passerelle.hub.v1.Connection" +
+      "StateR\005state\0222\n\025attached_device_count\030\005 " +
+      "\001(\005R\023attachedDeviceCount\"\025\n\023ListGateways" +
+      "Request\"N\n\024ListGatewaysResponse\0226\n\010gatew" +
+      "ays\030\001 \003(\0132\032.passerelle.hub.v1.GatewayR\010g" +
+      "ateways\"\020\n\016GetPoolRequest\"Y\n\017GetPoolResp" +
+      "onse\022F\n\013connections\030\001 \003(\0132$.passerelle.h" +
+      "ub.v1.GatewayConnectionR\013connections\"\366\002\n" +
+      "\021GatewayConnection\022\030\n\007gateway\030\001 \001(\tR\007gat" +
+      "eway\0228\n\005state\030\002 \001(\0162\".passerelle.hub.v1." +
+      "ConnectionStateR\005state\022\036\n\nreconnects\030\003 \001" +
+      "(\003R\nreconnects\022=\n\014connect_time\030\004 \001(\0132\032.g" +
+      "oogle.protobuf.TimestampR\013connectTime\022F\n" +
+      "\021token_expire_time\030\005 \001(\0132\032.google.protob" +
+      "uf.TimestampR\017tokenExpireTime\022L\n\020attache" +
+      "d_devices\030\006 \003(\0132!.passerelle.hub.v1.Atta" +
+      "chedDeviceR\017attachedDevices\022\030\n\007holders\030\007" +
+      " \001(\005R\007holders\"c\n\016AttachedDevice\022\033\n\tdevic" +
+      "e_id\030\001 \001(\tR\010deviceId\022\030\n\007holders\030\002 \001(\005R\007h" +
+      "olders\022\032\n\010attached\030\003 \001(\010R\010attached*P\n\tAl" +
+      "gorithm\022\031\n\025ALGORITHM_UNSPECIFIED\020\000\022\023\n\017AL" +
+      "GORITHM_RS256\020\001\022\023\n\017ALGORITHM_ES256\020\002*\315\001\n" +
+      "\021GatewayAuthMethod\022#\n\037GATEWAY_AUTH_METHO" +
+      "D_UNSPECIFIED\020\000\022(\n$GATEWAY_AUTH_METHOD_A" +
+      "SSOCIATION_ONLY\020\001\022.\n*GATEWAY_AUTH_METHOD" +
+      "_DEVICE_AUTH_TOKEN_ONLY\020\002\0229\n5GATEWAY_AUT" +
+      "H_METHOD_ASSOCIATION_AND_DEVICE_AUTH_TOK" +
+      "EN\020\003*_\n\tKeySource\022\032\n\026KEY_SOURCE_UNSPECIF" +
+      "IED\020\000\022\034\n\030KEY_SOURCE_GATEWAYS_FILE\020\001\022\030\n\024K" +
+      "EY_SOURCE_KEY_STORE\020\002*\262\001\n\017ConnectionStat" +
+      "e\022 \n\034CONNECTION_STATE_UNSPECIFIED\020\000\022\031\n\025C" +
+      "ONNECTION_STATE_IDLE\020\001\022\037\n\033CONNECTION_STA" +
+      "TE_CONNECTING\020\002\022\036\n\032CONNECTION_STATE_CONN" +
+      "ECTED\020\003\022!\n\035CONNECTION_STATE_RECONNECTING" +
+      "\020\0042\373\006\n\003Hub\022Q\n\006Attach\022 .passerelle.hub.v1" +
+      ".AttachRequest\032!.passerelle.hub.v1.Attac" +
+      "hResponse(\0010\001\022j\n\017SubscribeConfig\022).passe" +
+      "relle.hub.v1.SubscribeConfigRequest\032*.pa" +
+      "sserelle.hub.v1.SubscribeConfigResponse0" +
+      "\001\022c\n\014PublishState\022&.passerelle.hub.v1.Pu" +
+      "blishStateRequest\032\'.passerelle.hub.v1.Pu" +
+      "blishStateResponse(\0010\001\022_\n\014PublishEvent\022&" +
+      ".passerelle.hub.v1.PublishEventRequest\032\'" +
+      ".passerelle.hub.v1.PublishEventResponse\022" +
+      "f\n\rPublishEvents\022\'.passerelle.hub.v1.Pub" +
+      "lishEventsRequest\032(.passerelle.hub.v1.Pu" +
+      "blishEventsResponse(\0010\001\022p\n\021SubscribeComm" +
+      "ands\022+.passerelle.hub.v1.SubscribeComman" +
+      "dsRequest\032,.passerelle.hub.v1.SubscribeC" +
+      "ommandsResponse0\001\022b\n\rCreateGateway\022\'.pas" +
+      "serelle.hub.v1.CreateGatewayRequest\032(.pa" +
+      "sserelle.hub.v1.CreateGatewayResponse\022_\n" +
+      "\014ListGateways\022&.passerelle.hub.v1.ListGa" +
+      "tewaysRequest\032\'.passerelle.hub.v1.ListGa" +
+      "tewaysResponse\022P\n\007GetPool\022!.passerelle.h" +
+      "ub.v1.GetPoolRequest\032\".passerelle.hub.v1" +
+      ".GetPoolResponseB\322\001\n\036io.github.passerell" +
+      "eiot.hub.v1B\010HubProtoP\001Z@github.com/pass" +
+      "erelle-iot/passerelle/gen/passerelle/hub" +
+      "/v1;hubv1\242\002\003PHX\252\002\021Passerelle.Hub.V1\312\002\021Pa" +
+      "sserelle\\Hub\\V1\342\002\035Passerelle\\Hub\\V1\\GPBM" +
+      "etadata\352\002\023Passerelle::Hub::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
         new com.google.protobuf.Descriptors.FileDescriptor[] {
           com.google.protobuf.TimestampProto.getDescriptor(),
+          io.github.passerelleiot.hub.v1.ErrorsProto.getDescriptor(),
         });
     internal_static_passerelle_hub_v1_AttachRequest_descriptor =
       getDescriptor().getMessageTypes().get(0);
@@ -318,73 +347,92 @@ public final class HubProto {
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_PublishEventResponse_descriptor,
         new java.lang.String[] { });
-    internal_static_passerelle_hub_v1_SubscribeCommandsRequest_descriptor =
+    internal_static_passerelle_hub_v1_PublishEventsRequest_descriptor =
       getDescriptor().getMessageTypes().get(11);
+    internal_static_passerelle_hub_v1_PublishEventsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_passerelle_hub_v1_PublishEventsRequest_descriptor,
+        new java.lang.String[] { "Gateway", "DeviceId", "Authorization", "SubFolder", "Data", });
+    internal_static_passerelle_hub_v1_PublishEventsResponse_descriptor =
+      getDescriptor().getMessageTypes().get(12);
+    internal_static_passerelle_hub_v1_PublishEventsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_passerelle_hub_v1_PublishEventsResponse_descriptor,
+        new java.lang.String[] { "Index", "Refused", });
+    internal_static_passerelle_hub_v1_EventRefusal_descriptor =
+      getDescriptor().getMessageTypes().get(13);
+    internal_static_passerelle_hub_v1_EventRefusal_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_passerelle_hub_v1_EventRefusal_descriptor,
+        new java.lang.String[] { "Reason", "Code", "Message", });
+    internal_static_passerelle_hub_v1_SubscribeCommandsRequest_descriptor =
+      getDescriptor().getMessageTypes().get(14);
     internal_static_passerelle_hub_v1_SubscribeCommandsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_SubscribeCommandsRequest_descriptor,
         new java.lang.String[] { "Gateway", "DeviceId", "Authorization", });
     internal_static_passerelle_hub_v1_SubscribeCommandsResponse_descriptor =
-      getDescriptor().getMessageTypes().get(12);
+      getDescriptor().getMessageTypes().get(15);
     internal_static_passerelle_hub_v1_SubscribeCommandsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_SubscribeCommandsResponse_descriptor,
         new java.lang.String[] { "SubFolder", "Data", "ReceiveTime", });
     internal_static_passerelle_hub_v1_CreateGatewayRequest_descriptor =
-      getDescriptor().getMessageTypes().get(13);
+      getDescriptor().getMessageTypes().get(16);
     internal_static_passerelle_hub_v1_CreateGatewayRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_CreateGatewayRequest_descriptor,
         new java.lang.String[] { "Parent", "GatewayId", "Algorithm", "GatewayAuthMethod", });
     internal_static_passerelle_hub_v1_CreateGatewayResponse_descriptor =
-      getDescriptor().getMessageTypes().get(14);
+      getDescriptor().getMessageTypes().get(17);
     internal_static_passerelle_hub_v1_CreateGatewayResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_CreateGatewayResponse_descriptor,
         new java.lang.String[] { "Gateway", });
     internal_static_passerelle_hub_v1_Gateway_descriptor =
-      getDescriptor().getMessageTypes().get(15);
+      getDescriptor().getMessageTypes().get(18);
     internal_static_passerelle_hub_v1_Gateway_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_Gateway_descriptor,
         new java.lang.String[] { "Name", "Algorithm", "KeySource", "State", "AttachedDeviceCount", });
     internal_static_passerelle_hub_v1_ListGatewaysRequest_descriptor =
-      getDescriptor().getMessageTypes().get(16);
+      getDescriptor().getMessageTypes().get(19);
     internal_static_passerelle_hub_v1_ListGatewaysRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_ListGatewaysRequest_descriptor,
         new java.lang.String[] { });
     internal_static_passerelle_hub_v1_ListGatewaysResponse_descriptor =
-      getDescriptor().getMessageTypes().get(17);
+      getDescriptor().getMessageTypes().get(20);
     internal_static_passerelle_hub_v1_ListGatewaysResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_ListGatewaysResponse_descriptor,
         new java.lang.String[] { "Gateways", });
     internal_static_passerelle_hub_v1_GetPoolRequest_descriptor =
-      getDescriptor().getMessageTypes().get(18);
+      getDescriptor().getMessageTypes().get(21);
     internal_static_passerelle_hub_v1_GetPoolRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_GetPoolRequest_descriptor,
         new java.lang.String[] { });
     internal_static_passerelle_hub_v1_GetPoolResponse_descriptor =
-      getDescriptor().getMessageTypes().get(19);
+      getDescriptor().getMessageTypes().get(22);
     internal_static_passerelle_hub_v1_GetPoolResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_GetPoolResponse_descriptor,
         new java.lang.String[] { "Connections", });
     internal_static_passerelle_hub_v1_GatewayConnection_descriptor =
-      getDescriptor().getMessageTypes().get(20);
+      getDescriptor().getMessageTypes().get(23);
     internal_static_passerelle_hub_v1_GatewayConnection_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_GatewayConnection_descriptor,
         new java.lang.String[] { "Gateway", "State", "Reconnects", "ConnectTime", "TokenExpireTime", "AttachedDevices", "Holders", });
     internal_static_passerelle_hub_v1_AttachedDevice_descriptor =
-      getDescriptor().getMessageTypes().get(21);
+      getDescriptor().getMessageTypes().get(24);
     internal_static_passerelle_hub_v1_AttachedDevice_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_passerelle_hub_v1_AttachedDevice_descriptor,
         new java.lang.String[] { "DeviceId", "Holders", "Attached", });
     com.google.protobuf.TimestampProto.getDescriptor();
+    io.github.passerelleiot.hub.v1.ErrorsProto.getDescriptor();
   }
 
   // @@protoc_insertion_point(outer_class_scope)
