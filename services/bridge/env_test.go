@@ -44,6 +44,7 @@ type env struct {
 	br   *bridge.Bridge
 	addr string
 	tls  *tls.Config // client side
+	srv  *tls.Config // server side, for ServeHTTP
 }
 
 // newEnv starts SQLite, the embedded bus and the bridge over TLS.
@@ -97,7 +98,7 @@ func newEnvLogged(t *testing.T, log *slog.Logger, wrap func(store.Store) store.S
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS}
+	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS, srv: serverTLS}
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.
