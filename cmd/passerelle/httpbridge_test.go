@@ -158,8 +158,8 @@ func TestServeHTTPBridgeAndMetrics(t *testing.T) {
 
 	// MQTT at QoS 1 next to it, and a refused CONNECT.
 	const mqttEvents = 4
-	mc := paho.NewClient(paho.NewClientOptions().AddBroker("tls://"+mqttAddr).
-		SetClientID(reg.GetName()+"/devices/dev-mqtt").SetUsername("unused").SetPassword(devJWT).
+	mc := paho.NewClient(paho.NewClientOptions().AddBroker("tls://" + mqttAddr).
+		SetClientID(reg.GetName() + "/devices/dev-mqtt").SetUsername("unused").SetPassword(devJWT).
 		SetTLSConfig(&tls.Config{RootCAs: roots}).SetProtocolVersion(4).SetAutoReconnect(false))
 	if tok := mc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("MQTT connect: %v", tok.Error())
@@ -170,8 +170,8 @@ func TestServeHTTPBridgeAndMetrics(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	bad := paho.NewClient(paho.NewClientOptions().AddBroker("tls://"+mqttAddr).
-		SetClientID(reg.GetName()+"/devices/dev-mqtt").SetPassword("not-a-jwt").
+	bad := paho.NewClient(paho.NewClientOptions().AddBroker("tls://" + mqttAddr).
+		SetClientID(reg.GetName() + "/devices/dev-mqtt").SetPassword("not-a-jwt").
 		SetTLSConfig(&tls.Config{RootCAs: roots}).SetProtocolVersion(4).SetAutoReconnect(false))
 	if tok := bad.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
 		t.Fatal("a CONNECT with a bad JWT was accepted")

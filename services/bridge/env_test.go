@@ -38,7 +38,7 @@ const (
 var regKey = store.RegistryKey{Project: project, Location: "us-central1", ID: "reg1"}
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	st   store.Store
 	bus  *bus.Bus
 	br   *bridge.Bridge
@@ -48,21 +48,21 @@ type env struct {
 }
 
 // newEnv starts SQLite, the embedded bus and the bridge over TLS.
-func newEnv(t *testing.T, opts ...bridge.Option) *env {
+func newEnv(t testing.TB, opts ...bridge.Option) *env {
 	t.Helper()
 	return newEnvWrapped(t, nil, opts...)
 }
 
 // newEnvWrapped is newEnv with the bridge's store wrapped by wrap (when
 // not nil), for tests that watch what the bridge asks of it.
-func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+func newEnvWrapped(t testing.TB, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
 	return newEnvLogged(t, testutil.Logger(t), wrap, opts...)
 }
 
 // newEnvLogged is newEnvWrapped logging to log, for tests that read the
 // bridge's log.
-func newEnvLogged(t *testing.T, log *slog.Logger, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+func newEnvLogged(t testing.TB, log *slog.Logger, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))

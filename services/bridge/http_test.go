@@ -29,7 +29,7 @@ type httpEnv struct {
 	client *http.Client
 }
 
-func newHTTPEnv(t *testing.T, opts ...bridge.Option) *httpEnv {
+func newHTTPEnv(t testing.TB, opts ...bridge.Option) *httpEnv {
 	t.Helper()
 	e := newEnv(t, opts...)
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
