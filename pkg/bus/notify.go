@@ -177,7 +177,13 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 // again).
 func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) (err error) {
 	ctx, span := startSpan(ctx, "bus.publish "+string(kind), topic)
-	defer func() { endSpan(span, err) }()
+	start := time.Now()
+	defer func() {
+		endSpan(span, err)
+		if err == nil {
+			b.pubDur.Record(context.Background(), time.Since(start).Seconds())
+		}
+	}()
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err

@@ -7,11 +7,24 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // tracerName names the bus's tracer (the otel global's).
 const tracerName = "github.com/passerelle-iot/passerelle/pkg/bus"
+
+// publishDuration is the histogram of PublishNotification's JetStream
+// writes, on the otel global meter provider.
+func publishDuration() metric.Float64Histogram {
+	h, err := otel.Meter(tracerName).Float64Histogram("passerelle.bus.publish.duration",
+		metric.WithDescription("time for the stream to acknowledge a notification (event or state) written with PublishNotification"), metric.WithUnit("s"))
+	if err != nil {
+		h, _ = noop.NewMeterProvider().Meter(tracerName).Float64Histogram("passerelle.bus.publish.duration")
+	}
+	return h
+}
 
 // startSpan starts a producer span of the bus: the hop of an announcement,
 // or the JetStream write of a notification.

@@ -262,10 +262,11 @@ func (c *conn) onPuback(pid uint16) {
 		c.mu.Unlock()
 		return
 	}
-	version := d.cfgPending.version
+	version, sentAt := d.cfgPending.version, d.cfgPending.sentAt
 	d.cfgPending = nil
 	c.mu.Unlock()
 	now := c.b.opts.now()
+	c.b.tel.configAcked(now.Sub(sentAt))
 	c.b.fields.touch(d.ref, func(f *fieldDelta) {
 		if version >= f.ackVersion {
 			f.ackVersion, f.ackTime = version, now

@@ -99,6 +99,7 @@ type instruments struct {
 	httpReqs  metric.Int64Counter
 	httpDur   metric.Float64Histogram
 	pubackDur metric.Float64Histogram
+	cfgAckDur metric.Float64Histogram
 
 	kindOpts   [numMsgKinds]metric.AddOption
 	reasonOpts [numRefuseReasons]metric.AddOption
@@ -156,6 +157,10 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 		metric.WithDescription("time from a QoS 1 event's arrival to its PUBACK: the durable write to the stream"), metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
+	if t.cfgAckDur, err = m.Float64Histogram("passerelle.bridge.config.ack_duration",
+		metric.WithDescription("time from sending a QoS 1 config (or its last resend) to the device's PUBACK"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
 	for i, n := range msgKindNames {
 		t.kindOpts[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", n)))
 	}
@@ -189,7 +194,10 @@ func (t *instruments) httpRequest(rpc string, code int32, d time.Duration) {
 	t.httpReqs.Add(context.Background(), 1, metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("code", rpcCodes[code].name)))
 	t.httpDur.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("rpc", rpc)))
 }
-func (t *instruments) puback(d time.Duration)  { t.pubackDur.Record(context.Background(), d.Seconds()) }
+func (t *instruments) puback(d time.Duration) { t.pubackDur.Record(context.Background(), d.Seconds()) }
+func (t *instruments) configAcked(d time.Duration) {
+	t.cfgAckDur.Record(context.Background(), d.Seconds())
+}
 func (t *instruments) connections(n int64)     { t.conns.Add(context.Background(), n) }
 func (t *instruments) attachedDevices(n int64) { t.attached.Add(context.Background(), n) }
 
