@@ -363,6 +363,9 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		httpLis = append(httpLis, tls.NewListener(l, tlsCfg))
 		httpNotes = append(httpNotes, "https://"+l.Addr().String()+"/v1")
 	}
+	if len(httpLis) > 0 {
+		httpNotes[len(httpNotes)-1] += " (TLS, trust " + certs.CA + ")"
+	}
 	if len(httpNotes) == 0 {
 		httpNotes = append(httpNotes, `off (--http-bridge-addr "")`)
 	}
