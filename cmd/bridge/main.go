@@ -229,7 +229,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	// Serve returns once ctx ends and every device connection is closed.
 	g.Go(func() error { return br.Serve(gctx, lis...) })
 	if len(httpLis) > 0 {
-		g.Go(func() error { return br.ServeHTTP(gctx, httpLis...) })
+		g.Go(func() error { return br.ServeHTTPBridge(gctx, httpLis...) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()

@@ -502,7 +502,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
 		if len(httpLis) > 0 {
-			g.Go(func() error { return br.ServeHTTP(gctx, httpLis...) })
+			g.Go(func() error { return br.ServeHTTPBridge(gctx, httpLis...) })
 		}
 	}
 	if hubSrv != nil {

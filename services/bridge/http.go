@@ -62,21 +62,22 @@ type httpBridge struct {
 	b        *Bridge
 	lim      *httpLimits
 	waits    *configWaiters
+	tokens   *verifiedTokens
 	stopping <-chan struct{} // closed when the server shuts down: config waits end
 }
 
-// ServeHTTP serves the HTTP device bridge on lis until ctx ends, then
+// ServeHTTPBridge serves the HTTP device bridge on lis until ctx ends, then
 // shuts down (requests in flight get 10 s, getConfig waits end at once
 // with UNAVAILABLE) and returns nil. TLS is the caller's, as for Serve:
 // pass tls.NewListener(ln, cfg). It closes lis. It needs Serve running
 // (which writes the server-set fields and hears the bus) and answers
 // UNAVAILABLE while the bridge is not serving or drains.
-func (b *Bridge) ServeHTTP(ctx context.Context, lis ...net.Listener) error {
+func (b *Bridge) ServeHTTPBridge(ctx context.Context, lis ...net.Listener) error {
 	if len(lis) == 0 {
-		return errors.New("bridge: ServeHTTP needs at least one listener")
+		return errors.New("bridge: ServeHTTPBridge needs at least one listener")
 	}
 	stopping := make(chan struct{})
-	h := &httpBridge{b: b, lim: b.httpLim, waits: b.cfgWaits, stopping: stopping}
+	h := &httpBridge{b: b, lim: b.httpLim, waits: b.cfgWaits, tokens: newVerifiedTokens(), stopping: stopping}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: httpReadHeaderTimeout,

@@ -33,7 +33,7 @@ func newHTTPEnv(t testing.TB, opts ...bridge.Option) *httpEnv {
 	t.Helper()
 	e := newEnv(t, opts...)
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
-	testutil.Serve(t, func(ctx context.Context) error { return e.br.ServeHTTP(ctx, tls.NewListener(ln, e.srv)) })
+	testutil.Serve(t, func(ctx context.Context) error { return e.br.ServeHTTPBridge(ctx, tls.NewListener(ln, e.srv)) })
 	tr := &http.Transport{TLSClientConfig: e.tls, MaxIdleConnsPerHost: 100}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &httpEnv{env: e, base: "https://" + ln.Addr().String() + "/v1", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
@@ -364,5 +364,30 @@ func TestHTTPRequestRate(t *testing.T) {
 	// Another device is not held back.
 	if code, body := e.do("POST", devicePath("dev-other")+":publishEvent", tok, map[string]any{"binary_data": b64("x")}); code != 200 {
 		t.Fatalf("other device: %d %v", code, body)
+	}
+}
+
+// A token verified once is remembered, but only while the credential that
+// verified it is still the device's.
+func TestHTTPRememberedTokenFollowsCredentials(t *testing.T) {
+	keys(t)
+	e := newHTTPEnv(t)
+	ctx := context.Background()
+	e.createDevice("dev-rot", ecKey, nil)
+	tok := ecKey.jwt(t)
+	path := devicePath("dev-rot") + ":publishEvent"
+	for i := range 2 {
+		if code, body := e.do("POST", path, tok, map[string]any{"binary_data": b64("x")}); code != 200 {
+			t.Fatalf("publish %d: %d %v", i, code, body)
+		}
+	}
+	testutil.Must(e.st.UpdateDevice(ctx, store.DeviceRef{Registry: regKey, ID: "dev-rot"}, func(d *store.Device) error {
+		d.Credentials = []store.Credential{otherKey.cred}
+		return nil
+	}))
+	code, body := e.do("POST", path, tok, map[string]any{"binary_data": b64("x")})
+	wantError(t, code, body, 401, "UNAUTHENTICATED", "signature matches none")
+	if code, body := e.do("POST", path, otherKey.jwt(t), map[string]any{"binary_data": b64("x")}); code != 200 {
+		t.Fatalf("with the new key: %d %v", code, body)
 	}
 }
