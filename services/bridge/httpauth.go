@@ -221,31 +221,33 @@ func (h *httpBridge) verify(dev *store.Device, token string) *httpError {
 	return nil
 }
 
-// verifiedTokens remembers which credential of which device verified a
-// token (by its SHA-256), up to maxVerifiedTokens; when full it starts
+// verifiedTokens remembers which credential of a device verified a token
+// (by its SHA-256), up to maxVerifiedTokens; when full it starts
 // again empty, as the registry cache does.
 type verifiedTokens struct {
 	mu sync.Mutex
-	m  map[[sha256.Size]byte]verifiedToken
+	m  map[tokenKey]credID
 }
 
-type verifiedToken struct {
+// tokenKey is a token of a device: devices that share a key may send the
+// same token, each verified for itself.
+type tokenKey struct {
+	sum   [sha256.Size]byte
 	numID uint64
-	cred  credID
 }
 
 // maxVerifiedTokens bounds verifiedTokens: about 200 bytes an entry.
 const maxVerifiedTokens = 50000
 
 func newVerifiedTokens() *verifiedTokens {
-	return &verifiedTokens{m: make(map[[sha256.Size]byte]verifiedToken)}
+	return &verifiedTokens{m: make(map[tokenKey]credID)}
 }
 
 func (v *verifiedTokens) get(sum [sha256.Size]byte, numID uint64) (credID, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	e, ok := v.m[sum]
-	return e.cred, ok && e.numID == numID
+	cred, ok := v.m[tokenKey{sum, numID}]
+	return cred, ok
 }
 
 func (v *verifiedTokens) put(sum [sha256.Size]byte, numID uint64, cred credID) {
@@ -254,5 +256,5 @@ func (v *verifiedTokens) put(sum [sha256.Size]byte, numID uint64, cred credID) {
 	if len(v.m) >= maxVerifiedTokens {
 		clear(v.m)
 	}
-	v.m[sum] = verifiedToken{numID: numID, cred: cred}
+	v.m[tokenKey{sum, numID}] = cred
 }
