@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/netutil"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
@@ -92,7 +93,13 @@ func (b *Bridge) ServeHTTPBridge(ctx context.Context, lis ...net.Listener) error
 	errc := make(chan error, len(lis))
 	var wg sync.WaitGroup
 	for _, ln := range lis {
-		b.log.Info("bridge: serving the HTTP device bridge", "addr", ln.Addr().String())
+		b.log.Info("bridge: serving the HTTP device bridge", "addr", ln.Addr().String(), "max_connections", b.opts.httpMaxConns)
+		if b.opts.httpMaxConns > 0 {
+			// Past the cap a new connection waits in the kernel's
+			// backlog until one closes: the file descriptors stay the
+			// MQTT bridge's and the store's.
+			ln = netutil.LimitListener(ln, b.opts.httpMaxConns)
+		}
 		wg.Go(func() { errc <- srv.Serve(ln) })
 	}
 	var err error

@@ -44,6 +44,7 @@ type options struct {
 	httpRate          float64
 	httpBurst         int
 	httpConfigWait    time.Duration
+	httpMaxConns      int
 }
 
 // Connection limits.
@@ -73,6 +74,9 @@ const (
 	// DefaultHTTPConfigWait is the longest a getConfig with local_version
 	// waits for a newer config.
 	DefaultHTTPConfigWait = time.Minute
+	// DefaultHTTPMaxConnections is the HTTP bridge's connections at once,
+	// per listener, next to the MQTT bridge's within the open-file limit.
+	DefaultHTTPMaxConnections = 4096
 )
 
 // Defaults, in one place.
@@ -101,6 +105,7 @@ func defaultOptions() options {
 		byteRate:          DefaultByteRate,
 		httpRate:          DefaultHTTPRequestRate,
 		httpConfigWait:    DefaultHTTPConfigWait,
+		httpMaxConns:      DefaultHTTPMaxConnections,
 	}
 }
 
@@ -264,4 +269,12 @@ func WithHTTPRequestRate(perSecond float64, burst int) Option {
 // DEADLINE_EXCEEDED. Default DefaultHTTPConfigWait (1 minute).
 func WithHTTPConfigWait(d time.Duration) Option {
 	return func(o *options) { o.httpConfigWait = max(d, 0) }
+}
+
+// WithHTTPMaxConnections caps the HTTP bridge's open connections per
+// listener (keep-alive ones included); past it a new connection waits in
+// the listen backlog until another closes. 0 removes the cap. Default
+// DefaultHTTPMaxConnections (4,096).
+func WithHTTPMaxConnections(n int) Option {
+	return func(o *options) { o.httpMaxConns = max(n, 0) }
 }
