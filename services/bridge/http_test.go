@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,12 @@ type httpEnv struct {
 
 func newHTTPEnv(t testing.TB, opts ...bridge.Option) *httpEnv {
 	t.Helper()
-	e := newEnv(t, opts...)
+	return withHTTP(t, newEnv(t, opts...))
+}
+
+// withHTTP serves e's bridge over HTTP too.
+func withHTTP(t testing.TB, e *env) *httpEnv {
+	t.Helper()
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	testutil.Serve(t, func(ctx context.Context) error { return e.br.ServeHTTPBridge(ctx, tls.NewListener(ln, e.srv)) })
 	tr := &http.Transport{TLSClientConfig: e.tls, MaxIdleConnsPerHost: 100}
@@ -389,5 +395,38 @@ func TestHTTPRememberedTokenFollowsCredentials(t *testing.T) {
 	wantError(t, code, body, 401, "UNAUTHENTICATED", "signature matches none")
 	if code, body := e.do("POST", path, otherKey.jwt(t), map[string]any{"binary_data": b64("x")}); code != 200 {
 		t.Fatalf("with the new key: %d %v", code, body)
+	}
+}
+
+// deviceOutage fails GetDevice with store.ErrUnavailable while down.
+type deviceOutage struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (s *deviceOutage) GetDevice(ctx context.Context, ref store.DeviceRef) (*store.Device, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("sqlstore postgres: %w: connection refused", store.ErrUnavailable)
+	}
+	return s.Store.GetDevice(ctx, ref)
+}
+
+// A store that does not answer is 503 UNAVAILABLE (send again), not a
+// refusal of the device.
+func TestHTTPStoreOutage(t *testing.T) {
+	keys(t)
+	outage := &deviceOutage{}
+	e := withHTTP(t, newEnvWrapped(t, func(st store.Store) store.Store { outage.Store = st; return outage }))
+	e.createDevice("dev-out", ecKey, nil)
+	tok := ecKey.jwt(t)
+	path := devicePath("dev-out") + ":publishEvent"
+	outage.down.Store(true)
+	code, body := e.do("POST", path, tok, map[string]any{"binary_data": b64("x")})
+	wantError(t, code, body, 503, "UNAVAILABLE", "retry later")
+	code, body = e.do("GET", devicePath("dev-out")+"/config", tok, nil)
+	wantError(t, code, body, 503, "UNAVAILABLE", "retry later")
+	outage.down.Store(false)
+	if code, body := e.do("POST", path, tok, map[string]any{"binary_data": b64("x")}); code != 200 {
+		t.Fatalf("after the outage: %d %v", code, body)
 	}
 }
