@@ -228,9 +228,14 @@ func (h *httpBridge) serve(ctx context.Context, span trace.Span, w http.Response
 	if b.phase.Load() != phaseServing {
 		return httpErr(codeUnavailable, errDraining.Error())
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token := bearerToken(r)
+	if token == "" {
 		return httpErr(codeUnauthenticated, "the request needs the header Authorization: Bearer <the device's JWT>")
+	}
+	// The token's claims first: a caller without one learns nothing of
+	// the registries.
+	if err := b.jwt.Precheck(token, req.reg.Project, b.opts.now()); err != nil {
+		return httpErr(codeUnauthenticated, err.Error())
 	}
 	reg, err := b.registry(req.reg)
 	if err != nil {
@@ -238,9 +243,6 @@ func (h *httpBridge) serve(ctx context.Context, span trace.Span, w http.Response
 	}
 	if !httpEnabled(reg) {
 		return httpErr(codePermissionDenied, errHTTPDisabled)
-	}
-	if err := b.jwt.Precheck(token, req.reg.Project, b.opts.now()); err != nil {
-		return httpErr(codeUnauthenticated, err.Error())
 	}
 	var body map[string]json.RawMessage
 	gi := gatewayInfoFromQuery(r)
@@ -277,6 +279,17 @@ func (h *httpBridge) serve(ctx context.Context, span trace.Span, w http.Response
 	default:
 		return h.getConfig(ctx, w, r, act)
 	}
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header (the
+// scheme is case-insensitive, RFC 9110), or "".
+func bearerToken(r *http.Request) string {
+	const scheme = "bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(scheme):])
 }
 
 // readBody reads a JSON object of at most limit bytes, its keys folded

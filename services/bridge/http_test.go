@@ -108,6 +108,11 @@ func TestHTTPPublishEvent(t *testing.T) {
 	if a != want || string(m.Data) != "t=21.5 ??>" {
 		t.Fatalf("event %q %+v, want %+v", m.Data, a, want)
 	}
+	// The scheme is case-insensitive.
+	if code, body := e.do("POST", devicePath("dev-http")+":publishEvent", "", map[string]any{"binary_data": b64("y")},
+		"Authorization", "bearer "+rsaKey.jwt(t)); code != 200 {
+		t.Fatalf("publishEvent with 'bearer': %d %v", code, body)
+	}
 	// camelCase, ES256, no subfolder.
 	e.createDevice("dev-ec", ecKey, nil)
 	if code, body := e.do("POST", devicePath("dev-ec")+":publishEvent", ecKey.jwt(t), map[string]any{"binaryData": b64("x")}); code != 200 {
@@ -239,6 +244,7 @@ func TestHTTPRefusals(t *testing.T) {
 		{"wrong audience", "POST", pub, rsaKey.token(t, "other", time.Now(), time.Now().Add(time.Hour)), ev, 401, "UNAUTHENTICATED", "aud"},
 		{"expired", "POST", pub, rsaKey.token(t, project, time.Now().Add(-3*time.Hour), time.Now().Add(-2*time.Hour)), ev, 401, "UNAUTHENTICATED", "expired"},
 		{"unknown device", "POST", devicePath("nobody") + ":publishEvent", good, ev, 404, "NOT_FOUND", "device nobody not found"},
+		{"unknown registry, bad token", "POST", "/projects/p1/locations/us-central1/registries/none/devices/dev-ok:publishEvent", "abc", ev, 401, "UNAUTHENTICATED", "invalid device JWT"},
 		{"unknown registry", "POST", "/projects/p1/locations/us-central1/registries/none/devices/dev-ok:publishEvent", good, ev, 404, "NOT_FOUND", "registry none"},
 		{"blocked", "POST", devicePath("dev-blocked") + ":publishEvent", good, ev, 403, "PERMISSION_DENIED", "blocked"},
 		{"HTTP disabled", "POST", "/projects/p1/locations/us-central1/registries/nohttp/devices/dev-ok:publishEvent", good, ev, 403, "PERMISSION_DENIED", "HTTP is disabled"},
