@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 
 	iot "cloud.google.com/go/iot/apiv1"
 	"cloud.google.com/go/iot/apiv1/iotpb"
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -205,13 +208,13 @@ func waitTrace(t *testing.T, query, what string, match func(jaegerTrace) error) 
 func TestTracesInJaeger(t *testing.T) {
 	otlp, query := startJaeger(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	adminAddr, mqttAddr, hubAddr, opsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	adminAddr, mqttAddr, hubAddr, opsAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"+otlp)
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 	t.Setenv("OTEL_SERVICE_NAME", "passerelle")
 	testutil.StartMain(t, "serve", "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr,
-		"--hub-addr", hubAddr, "--ops-addr", opsAddr, "--http-bridge-addr", "")
+		"--hub-addr", hubAddr, "--ops-addr", opsAddr, "--http-bridge-addr", httpAddr)
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + opsAddr + "/readyz")
 		if err != nil {
@@ -259,6 +262,29 @@ func TestTracesInJaeger(t *testing.T) {
 	}
 	testutil.Must(hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, DeviceId: devID, Data: []byte("ev")}))
 
+	// A device on the HTTP bridge.
+	key, pubPEM := es256Key(t)
+	testutil.Must(c.CreateDevice(ctx, &iotpb.CreateDeviceRequest{Parent: reg.GetName(), Device: &iotpb.Device{
+		Id: "trace-http",
+		Credentials: []*iotpb.DeviceCredential{{Credential: &iotpb.DeviceCredential_PublicKey{
+			PublicKey: &iotpb.PublicKeyCredential{Format: iotpb.PublicKeyFormat_ES256_PEM, Key: pubPEM},
+		}}},
+	}}))
+	now := time.Now()
+	devJWT := testutil.Must(jwt.NewWithClaims(jwt.SigningMethodES256, jwt.RegisteredClaims{
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), Audience: jwt.ClaimStrings{"p1"},
+	}).SignedString(key))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(testutil.Must(os.ReadFile(filepath.Join(dataDir, "ca.pem"))))
+	req := testutil.Must(http.NewRequest("POST", "https://"+httpAddr+"/v1/"+reg.GetName()+"/devices/trace-http:publishEvent",
+		strings.NewReader(`{"binary_data": "aHR0cA=="}`)))
+	req.Header.Set("Authorization", "Bearer "+devJWT)
+	hresp := testutil.Must((&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}).Do(req))
+	hresp.Body.Close()
+	if hresp.StatusCode != 200 {
+		t.Fatalf("HTTP publishEvent: %d", hresp.StatusCode)
+	}
+
 	// The config change: admin call -> bus hop -> the bridge's delivery
 	// to the gateway's connection, in one trace.
 	tr := waitTrace(t, query, "the config change", func(tr jaegerTrace) error {
@@ -284,6 +310,14 @@ func TestTracesInJaeger(t *testing.T) {
 	waitTrace(t, query, "the hub's config message", func(tr jaegerTrace) error {
 		if tr.find("hub.receive config", "gateway", gw, "device", devID) == nil {
 			return fmt.Errorf("no hub.receive config span")
+		}
+		return nil
+	})
+	// The HTTP event: the request, the event, the JetStream write.
+	waitTrace(t, query, "the HTTP event", func(tr jaegerTrace) error {
+		if tr.find("bridge.http publishEvent", "passerelle.device", "trace-http") == nil ||
+			tr.find("bridge.event publish", "passerelle.device", "trace-http") == nil || tr.find("bus.publish event") == nil {
+			return fmt.Errorf("no bridge.http publishEvent + bridge.event publish + bus.publish event")
 		}
 		return nil
 	})
