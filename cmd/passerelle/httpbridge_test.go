@@ -201,7 +201,8 @@ func TestServeHTTPBridgeAndMetrics(t *testing.T) {
 			t.Errorf("%s%v moved by %g, want %g", c.name, c.labels, got, c.want)
 		}
 	}
-	for _, name := range []string{"passerelle_bridge_http_duration_seconds_bucket", "go_goroutines", "target_info"} {
+	for _, name := range []string{"passerelle_bridge_http_duration_seconds_bucket", `passerelle_bridge_store_duration_seconds_count{op="get_device"`,
+		"passerelle_bus_publish_duration_seconds_count", "go_goroutines", "target_info"} {
 		if !strings.Contains(after, name) {
 			t.Errorf("/metrics has no %s", name)
 		}

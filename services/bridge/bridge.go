@@ -103,6 +103,7 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 		tel, _ = newInstruments(tracenoop.NewTracerProvider(), metricnoop.NewMeterProvider())
 	}
 	br.tel = tel
+	br.st = newTimedStore(st, tel.storeDur)
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	return br
 }

@@ -100,6 +100,7 @@ type instruments struct {
 	httpDur   metric.Float64Histogram
 	pubackDur metric.Float64Histogram
 	cfgAckDur metric.Float64Histogram
+	storeDur  metric.Float64Histogram
 
 	kindOpts   [numMsgKinds]metric.AddOption
 	reasonOpts [numRefuseReasons]metric.AddOption
@@ -159,6 +160,10 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 	}
 	if t.cfgAckDur, err = m.Float64Histogram("passerelle.bridge.config.ack_duration",
 		metric.WithDescription("time from sending a QoS 1 config (or its last resend) to the device's PUBACK"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if t.storeDur, err = m.Float64Histogram("passerelle.bridge.store.duration",
+		metric.WithDescription("time of the bridge's store calls, by operation (op)"), metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
 	for i, n := range msgKindNames {
