@@ -61,12 +61,15 @@ checkfiles: ## Fail when a tracked file is over 1 MB (a binary or build output),
 	if [[ -n "$$big" ]]; then echo "tracked files over 1 MB (binaries and build outputs are never committed):"; echo "$$big"; exit 1; fi
 
 .PHONY: tools
-tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins) into .tools/bin, and protoc-gen-es into clients/ts.
+tools: ## Install the pinned tools (grpcurl, buf and its protoc plugins, jaeger) into .tools/bin, and protoc-gen-es into clients/ts.
 	mkdir -p $(GOBIN)
 	GOBIN=$(GOBIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	GOBIN=$(GOBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@# Jaeger v1.76.0 (the backend of the traces test), pinned by its own module in tools/jaeger
+	@# (its go.mod has replace directives, so `go install pkg@version` refuses it): ~10 min the first time.
+	cd tools/jaeger && GOBIN=$(GOBIN) $(GO) install github.com/jaegertracing/jaeger/cmd/jaeger
 	@# protoc-gen-es (and the TypeScript client's other packages), pinned by clients/ts/package-lock.json.
 	npm ci --prefix clients/ts --no-audit --no-fund --ignore-scripts --loglevel=error
 	@# protoc and the gRPC plugins for Python and Java come from Debian, to match its runtimes.

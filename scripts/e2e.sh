@@ -21,7 +21,7 @@ CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/passerelle ./cmd/hubdemo
 admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port); ops=127.0.0.1:$(free_port)
 
 start=$(date +%s%N)
-"$work/bin/passerelle" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" \
+"$work/bin/passerelle" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" --http-bridge-addr "" \
   --ops-addr "$ops" >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do

@@ -3,8 +3,11 @@
 // sections 6 and 7), over TLS 1.2+ and, when asked, plain TCP.
 //
 //	bridge --tls-cert cert.pem --tls-key key.pem [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR]
-//	       [--data-dir ./passerelle-data] [--database-url postgres://...] [--nats-url nats://...]
-//	       [--instance-id ID] [--drain 30s]
+//	       [--http-bridge-addr ADDR] [--data-dir ./passerelle-data] [--database-url postgres://...]
+//	       [--nats-url nats://...] [--instance-id ID] [--drain 30s] [--ops-addr ADDR [--pprof]]
+//
+// --http-bridge-addr also serves Cloud IoT's HTTP device bridge
+// (publishEvent, setState, getConfig) over TLS with the same certificate.
 //
 // The bridge reads devices from the same database as the manager and meets
 // it on the NATS bus. Without --nats-url it runs an embedded NATS server,
@@ -20,8 +23,8 @@
 // bridge told to stop sheds its connections over that period, so that
 // they move to the others without a storm.
 //
-// --ops-addr serves /healthz and /readyz for load balancers (off by
-// default); --nats-replicas sets the JetStream replica count (default: 1 on
+// --ops-addr serves /healthz and /readyz for load balancers and /metrics
+// for Prometheus (off by default), and with --pprof net/http/pprof; --nats-replicas sets the JetStream replica count (default: 1 on
 // a single server, 3 on a cluster). The first SIGINT or SIGTERM stops the
 // bridge gracefully; a second one stops it at once.
 //
@@ -110,14 +113,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		instance = cluster.NewInstanceID()
 	}
 	logger = logger.With("instance", instance)
-	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-bridge")
+	stopTelemetry, metrics, err := telemetry.Start(ctx, logger, "passerelle-bridge")
 	if err != nil {
 		return err
 	}
 	defer stopTelemetry()
 
 	var tlsCfg *tls.Config
-	if len(config.SplitAddrs(cfg.MQTTAddr)) > 0 {
+	if len(config.SplitAddrs(cfg.MQTTAddr))+len(config.SplitAddrs(cfg.HTTPBridgeAddr)) > 0 {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("load the TLS certificate and key (--tls-cert, --tls-key): %w", err)
@@ -127,10 +130,10 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 
 	// Listen before opening the database and the bus: a busy port is the
 	// likelier mistake, and it is cheaper to find.
-	var lis []net.Listener
+	var lis, httpLis []net.Listener
 	var opsLis net.Listener
 	closeAll := func() {
-		for _, l := range lis {
+		for _, l := range append(lis, httpLis...) {
 			_ = l.Close()
 		}
 		if opsLis != nil {
@@ -152,6 +155,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 		}
 	}
 
+	for _, addr := range config.SplitAddrs(cfg.HTTPBridgeAddr) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("cannot listen on %s: %w (choose another --http-bridge-addr)", addr, err)
+		}
+		httpLis = append(httpLis, tls.NewListener(ln, tlsCfg))
+	}
 	if cfg.OpsAddr != "" {
 		if opsLis, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
 			closeAll()
@@ -213,10 +224,13 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	if r, ok := any(br).(ops.Readier); ok {
 		health.AddReadier("bridge", r)
 	}
-	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	g, gctx := errgroup.WithContext(ctx)
 	// Serve returns once ctx ends and every device connection is closed.
 	g.Go(func() error { return br.Serve(gctx, lis...) })
+	if len(httpLis) > 0 {
+		g.Go(func() error { return br.ServeHTTPBridge(gctx, httpLis...) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		health.Drain() // not ready from the first signal on

@@ -72,6 +72,7 @@ type hubConfig struct {
 	TLSCert, TLSKey  string
 	InsecureNoAuth   bool
 	OpsAddr          string
+	Pprof            bool
 	LogLevel         slog.Level
 	CheckConfig      bool
 	// Replicas.
@@ -122,6 +123,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, err
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key for the hub's API")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let every call through unauthenticated (local development only)")
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
+	config.AddPprofFlag(fs, &cfg.Pprof)
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.CheckConfig, "check-config", false, "check the configuration and exit")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server or cluster (with JetStream) the hub replicas share; empty: the hub runs alone")
@@ -136,7 +138,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (hubConfig, err
 	if err := config.CheckAddr("--listen", cfg.Listen); err != nil {
 		return cfg, err
 	}
-	if err := config.CheckOpsAddr(cfg.OpsAddr); err != nil {
+	if err := errors.Join(config.CheckOpsAddr(cfg.OpsAddr), config.CheckPprof(cfg.Pprof, cfg.OpsAddr)); err != nil {
 		return cfg, err
 	}
 	if _, _, err := net.SplitHostPort(cfg.Bridge); err != nil {
@@ -199,7 +201,7 @@ func checkAdvertise(addr string) error {
 }
 
 func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
-	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-hub")
+	stopTelemetry, metrics, err := telemetry.Start(ctx, logger, "passerelle-hub")
 	if err != nil {
 		return err
 	}
@@ -331,7 +333,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg hubConfig) error {
 	// (*hub.Server).Ready: not ready while it drains, or while a replica
 	// cannot reach NATS.
 	health.AddReadier("hub", srv)
-	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	logger.Info("hub serving", "listen", lis.Addr().String(), "bridge", cfg.Bridge, "gateways", len(keys.List()))
 	closePool := func() error {
 		// Detach every device and close the gateway connections (in a

@@ -86,6 +86,8 @@ type managerConfig struct {
 	NATSReplicas int
 	// OpsAddr serves /healthz and /readyz; empty: off.
 	OpsAddr string
+	// Pprof serves net/http/pprof on OpsAddr.
+	Pprof bool
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
@@ -97,6 +99,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
 	config.AddNATSReplicasFlag(fs, &cfg.NATSReplicas)
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
+	config.AddPprofFlag(fs, &cfg.Pprof)
 	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
@@ -105,7 +108,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 
 // validate checks what a start would, without opening anything.
 func (c *managerConfig) validate() error {
-	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database()), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL)}
+	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database()), config.CheckOpsAddr(c.OpsAddr), config.CheckPprof(c.Pprof, c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL)}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
 	}
@@ -114,7 +117,7 @@ func (c *managerConfig) validate() error {
 
 // serve runs the manager until ctx is done.
 func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
-	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle-manager")
+	stopTelemetry, metrics, err := telemetry.Start(ctx, logger, "passerelle-manager")
 	if err != nil {
 		return err
 	}
@@ -194,7 +197,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 
 	srv := manager.New(logger, st, opts...)
 	health.AddReadier("manager", srv)
-	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error {

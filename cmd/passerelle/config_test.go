@@ -48,7 +48,7 @@ func TestCheckConfigChecksAsAStartWould(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			args := append([]string{"serve", "--ops-addr", "", "--check-config", "--data-dir", filepath.Join(t.TempDir(), "d")}, tc.args...)
+			args := append([]string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--check-config", "--data-dir", filepath.Join(t.TempDir(), "d")}, tc.args...)
 			code := run(t.Context(), args, &out, config.MapEnv(tc.env))
 			if tc.want == "" {
 				if code != 0 {
@@ -70,7 +70,7 @@ func TestMisspelledEnvironmentVariable(t *testing.T) {
 		"PASSERELLE_DATA_DIRR":         "/elsewhere",
 		"PASSERELLE_TEST_POSTGRES_URL": "postgres://tests-only", // the tests' own: no warning
 	})
-	if code := run(t.Context(), []string{"serve", "--ops-addr", "", "--check-config"}, &out, env); code != 0 {
+	if code := run(t.Context(), []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--check-config"}, &out, env); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}
 	want := "passerelle serve: warning: environment variable PASSERELLE_DATA_DIRR is not a setting of passerelle serve and is ignored; did you mean PASSERELLE_DATA_DIR?"
@@ -89,7 +89,7 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 	first := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
 
 	var out2 bytes.Buffer
-	code := run(t.Context(), []string{"serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
+	code := run(t.Context(), []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
 	want := "is in use by pid " + strconv.Itoa(os.Getpid()) + " (passerelle serve)"
 	if code != 1 || !strings.Contains(out2.String(), want) || !strings.Contains(out2.String(), dataDir) {
 		t.Fatalf("second serve: exit %d, output %q; want exit 1 saying %q", code, out2.String(), want)

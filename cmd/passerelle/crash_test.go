@@ -41,7 +41,7 @@ func TestCrashSafety(t *testing.T) {
 	adminAddr, mqttAddr, natsAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
+		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
 			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {

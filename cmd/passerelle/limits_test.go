@@ -24,7 +24,7 @@ func TestServeConnectionLimitFlags(t *testing.T) {
 
 	for _, flag := range []string{"--max-connections=0", "--max-pending-connections=-1", "--max-pending-per-address=-1"} {
 		var out bytes.Buffer
-		code := run(t.Context(), []string{"serve", "--ops-addr", "", "--check-config", flag}, &out, noEnv)
+		code := run(t.Context(), []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--check-config", flag}, &out, noEnv)
 		name := strings.SplitN(flag, "=", 2)[0]
 		if code != 2 || !strings.Contains(out.String(), name) {
 			t.Errorf("%s: exit %d, %q; want exit 2 naming %s", flag, code, out.String(), name)

@@ -8,9 +8,12 @@
 //	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
 //	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090]
 //	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
-//	                 [--ops-addr 127.0.0.1:9090] [--nats-replicas N]
+//	                 [--http-bridge-addr 127.0.0.1:8443] [--ops-addr 127.0.0.1:9090 [--pprof]] [--nats-replicas N]
 //
-// /healthz and /readyz are served on --ops-addr. The first SIGINT or
+// The HTTP device bridge (Cloud IoT's cloudiotdevice v1) is served on
+// --http-bridge-addr over TLS with the MQTT bridge's certificate. /healthz,
+// /readyz and /metrics (Prometheus) are served on --ops-addr, and with
+// --pprof net/http/pprof. The first SIGINT or
 // SIGTERM stops everything gracefully; a second one stops at once.
 //
 // On first start it makes, in the data folder, a development CA (ca.pem,
@@ -154,7 +157,9 @@ type serveConfig struct {
 	NATSURL        string
 	NATSListen     string
 	NATSReplicas   int
+	HTTPBridgeAddr string
 	OpsAddr        string
+	Pprof          bool
 	InsecureNoAuth bool
 	LogLevel       slog.Level
 	CheckConfig    bool
@@ -175,7 +180,9 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
 	config.AddNATSReplicasFlag(fs, &c.NATSReplicas)
+	config.AddHTTPBridgeAddrFlag(fs, &c.HTTPBridgeAddr, config.DefaultServeHTTPBridgeAddr)
 	config.AddOpsAddrFlag(fs, &c.OpsAddr, config.DefaultServeOpsAddr)
+	config.AddPprofFlag(fs, &c.Pprof)
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and the hub without authentication (local experiments only)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn or error")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, open nothing, and exit")
@@ -196,6 +203,8 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	errs = append(errs,
 		config.CheckAddrs("--mqtt-addr", c.MQTTAddr),
 		config.CheckAddrs("--mqtt-plain-addr", c.MQTTPlainAddr),
+		config.CheckAddrs("--http-bridge-addr", c.HTTPBridgeAddr),
+		config.CheckPprof(c.Pprof, c.OpsAddr),
 		sqlstore.CheckURL(c.database()))
 	if c.HubAddr != "" {
 		errs = append(errs, config.CheckAddr("--hub-addr", c.HubAddr))
@@ -251,7 +260,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return fmt.Errorf("%w (--data-dir)", err)
 	}
 	defer dir.Release()
-	stopTelemetry, err := telemetry.Start(ctx, logger, "passerelle")
+	stopTelemetry, metrics, err := telemetry.Start(ctx, logger, "passerelle")
 	if err != nil {
 		return err
 	}
@@ -308,15 +317,18 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if err != nil {
 		return err
 	}
-	var mqttLis []net.Listener
-	var mqttNotes []string
-	if addrs := config.SplitAddrs(cfg.MQTTAddr); len(addrs) > 0 {
+	var mqttLis, httpLis []net.Listener
+	var mqttNotes, httpNotes []string
+	var tlsCfg *tls.Config
+	if len(config.SplitAddrs(cfg.MQTTAddr))+len(config.SplitAddrs(cfg.HTTPBridgeAddr)) > 0 {
 		pair, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("load the bridge certificate: %w", err)
 		}
-		tlsCfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	if addrs := config.SplitAddrs(cfg.MQTTAddr); len(addrs) > 0 {
 		for _, addr := range addrs {
 			l, err := listen("--mqtt-addr", addr)
 			if err != nil {
@@ -337,6 +349,25 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	if len(mqttNotes) == 0 {
 		mqttNotes = append(mqttNotes, `off (--mqtt-addr "" and no --mqtt-plain-addr)`)
+	}
+	// The HTTP bridge is a front end of the MQTT bridge: on with it.
+	for _, addr := range config.SplitAddrs(cfg.HTTPBridgeAddr) {
+		if !cfg.bridgeOn() {
+			httpNotes = []string{"off (it runs with the MQTT bridge, which is off)"}
+			break
+		}
+		l, err := listen("--http-bridge-addr", addr)
+		if err != nil {
+			return fmt.Errorf("%w, or --http-bridge-addr \"\" to turn it off", err)
+		}
+		httpLis = append(httpLis, tls.NewListener(l, tlsCfg))
+		httpNotes = append(httpNotes, "https://"+l.Addr().String()+"/v1")
+	}
+	if len(httpLis) > 0 {
+		httpNotes[len(httpNotes)-1] += " (TLS, trust " + certs.CA + ")"
+	}
+	if len(httpNotes) == 0 {
+		httpNotes = append(httpNotes, `off (--http-bridge-addr "")`)
 	}
 	var hubLis net.Listener
 	if cfg.hubOn() {
@@ -433,7 +464,10 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	opsNote := `off (--ops-addr "")`
 	if opsLis != nil {
-		opsNote = "http://" + opsLis.Addr().String() + "/readyz  (and /healthz)"
+		opsNote = "http://" + opsLis.Addr().String() + "/readyz  (and /healthz, /metrics)"
+		if cfg.Pprof {
+			opsNote += ", /debug/pprof/"
+		}
 	}
 
 	health := ops.NewHealth(logger)
@@ -452,11 +486,11 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if r, ok := any(hubSrv).(ops.Readier); ok && hubSrv != nil {
 		health.AddReadier("hub", r)
 	}
-	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
+	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	defer stopOps()
 
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  hub:          %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), hubNote, opsNote, store, nats)
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  HTTP bridge:  %s\n  hub:          %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), strings.Join(httpNotes, ", "), hubNote, opsNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -467,6 +501,9 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
+		if len(httpLis) > 0 {
+			g.Go(func() error { return br.ServeHTTPBridge(gctx, httpLis...) })
+		}
 	}
 	if hubSrv != nil {
 		g.Go(func() error { return hubSrv.Serve(gctx, hubLis) })

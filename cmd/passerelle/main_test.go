@@ -238,14 +238,14 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"no command", nil, 2, "Usage"},
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
-		{"busy port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
-		{"busy hub port", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		{"busy port", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
+		{"busy hub port", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
-		{"data folder is a file", []string{"serve", "--ops-addr", "", "--data-dir", notDir}, 1, "data folder"},
-		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
-		{"wrong database URL", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"data folder is a file", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", notDir}, 1, "data folder"},
+		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
+		{"wrong database URL", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,6 +291,10 @@ func startServe(t *testing.T, env config.Env, args ...string) *serving {
 		// The operator address's default, 127.0.0.1:9090, is one port for
 		// every test running at once.
 		args = append([]string{args[0], "--ops-addr", ""}, args[1:]...)
+	}
+	if !slices.Contains(args, "--http-bridge-addr") {
+		// Likewise the HTTP bridge's, 127.0.0.1:8443.
+		args = append([]string{args[0], "--http-bridge-addr", ""}, args[1:]...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{cancel: cancel, exited: make(chan struct{})}

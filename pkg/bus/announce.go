@@ -60,6 +60,19 @@ type Announcement struct {
 	// holding the device sends it without reading the store. Nil: the
 	// bridge reads it.
 	Config *AnnouncedConfig `json:"config,omitempty"`
+
+	// ctx carries the trace context the announcement travelled with.
+	ctx context.Context
+}
+
+// Context returns a context carrying the trace of the change announced
+// (the admin call that made it), for the spans of what a subscriber does
+// about it: context.Background when it came without one.
+func (a Announcement) Context() context.Context {
+	if a.ctx == nil {
+		return context.Background()
+	}
+	return a.ctx
 }
 
 // RegistryName returns the full resource name of the announcement's
@@ -112,7 +125,12 @@ func (b *Bus) Announce(ctx context.Context, a Announcement) error {
 		return fmt.Errorf("bus: encoding announcement: %w", err)
 	}
 	subject := b.opts.ControlPrefix + ".announce." + token
-	if err := b.nc.Publish(subject, data); err != nil {
+	ctx, span := startSpan(ctx, "bus.announce "+string(a.Kind), subject)
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	injectTrace(ctx, m.Header)
+	err = b.nc.PublishMsg(m)
+	endSpan(span, err)
+	if err != nil {
 		return fmt.Errorf("bus: announcing on %s: %w", subject, unavailableErr(closedErr(err)))
 	}
 	if !b.nc.IsConnected() {
@@ -308,6 +326,9 @@ func (b *Bus) WatchAnnouncements(handler func(Announcement)) (*AnnouncementSub, 
 				if err := json.Unmarshal(m.Data, &a); err != nil {
 					b.logger.Warn("bus: dropping an unreadable announcement", "subject", m.Subject, "err", err)
 				} else {
+					if len(m.Header) > 0 {
+						a.ctx = extractTrace(context.Background(), m.Header)
+					}
 					handler(a)
 				}
 				s.handled.Add(1)

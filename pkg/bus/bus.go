@@ -93,6 +93,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 )
@@ -232,6 +233,7 @@ type Bus struct {
 	dir    *datadir.Dir   // the embedded server's folder, held while it runs
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	pubDur metric.Float64Histogram // passerelle.bus.publish.duration
 
 	ctx        context.Context // cancelled by Close; parent of command handlers' contexts
 	cancel     context.CancelFunc
@@ -286,6 +288,7 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 	b := &Bus{
 		logger:     logger,
 		opts:       opts,
+		pubDur:     publishDuration(),
 		closed:     make(chan struct{}),
 		connClosed: make(chan struct{}),
 		up:         make(chan struct{}),

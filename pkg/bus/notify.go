@@ -175,7 +175,15 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 // died) is sent again. An error wrapping ErrUnavailable means it was not
 // acknowledged in time (it may be stored or not: the device sends it
 // again).
-func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) error {
+func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) (err error) {
+	ctx, span := startSpan(ctx, "bus.publish "+string(kind), topic)
+	start := time.Now()
+	defer func() {
+		endSpan(span, err)
+		if err == nil {
+			b.pubDur.Record(context.Background(), time.Since(start).Seconds())
+		}
+	}()
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err

@@ -5,7 +5,44 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// tracerName names the bus's tracer (the otel global's).
+const tracerName = "github.com/passerelle-iot/passerelle/pkg/bus"
+
+// publishDuration is the histogram of PublishNotification's JetStream
+// writes, on the otel global meter provider.
+func publishDuration() metric.Float64Histogram {
+	h, err := otel.Meter(tracerName).Float64Histogram("passerelle.bus.publish.duration",
+		metric.WithDescription("time for the stream to acknowledge a notification (event or state) written with PublishNotification"), metric.WithUnit("s"))
+	if err != nil {
+		h, _ = noop.NewMeterProvider().Meter(tracerName).Float64Histogram("passerelle.bus.publish.duration")
+	}
+	return h
+}
+
+// startSpan starts a producer span of the bus: the hop of an announcement,
+// or the JetStream write of a notification.
+func startSpan(ctx context.Context, name, subject string) (context.Context, trace.Span) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
+	}
+	return ctx, span
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
 
 // Trace context crosses the bus in message headers, as W3C Trace Context
 // (traceparent, tracestate) with the process's OpenTelemetry propagator:

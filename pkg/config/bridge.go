@@ -36,8 +36,15 @@ type Bridge struct {
 	// NATSReplicas is the JetStream replica count; 0 picks (1 on a single
 	// server, 3 on a cluster).
 	NATSReplicas int
-	// OpsAddr serves /healthz and /readyz; empty (the default): off.
+	// HTTPBridgeAddr is the TCP addresses of the HTTP device bridge over
+	// TLS (the certificate of --tls-cert), comma-separated; empty (the
+	// default): off.
+	HTTPBridgeAddr string
+	// OpsAddr serves /healthz, /readyz and /metrics; empty (the
+	// default): off.
 	OpsAddr string
+	// Pprof serves net/http/pprof on OpsAddr.
+	Pprof bool
 	// MessageRate and MessageBurst limit the packets per second of each
 	// connection; ByteRate the bytes per second of each device, each way.
 	// 0 removes a limit (MessageBurst 0: one second's worth).
@@ -143,7 +150,9 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.NATSListen, "nats-listen", "", "also serve the embedded NATS server on this TCP address (off by default): an embedded server is in-process, "+
 		"so a manager in another process can only share it through this port (give the manager --nats-url nats://<this address>)")
 	AddNATSReplicasFlag(fs, &b.NATSReplicas)
+	AddHTTPBridgeAddrFlag(fs, &b.HTTPBridgeAddr, "")
 	AddOpsAddrFlag(fs, &b.OpsAddr, "")
+	AddPprofFlag(fs, &b.Pprof)
 	fs.Float64Var(&b.MessageRate, "message-rate", DefaultMessageRate, "incoming MQTT packets per second allowed on one connection; past it the connection is closed (0: no limit)")
 	fs.IntVar(&b.MessageBurst, "message-burst", 0, "packets a connection may send at once above --message-rate (0: one second's worth)")
 	fs.Int64Var(&b.ByteRate, "byte-rate", DefaultByteRate, "bytes per second allowed per device, each way (0: no limit)")
@@ -155,12 +164,18 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 
 // ErrTLSFilesMissing is returned by Validate when the TLS listener is on
 // without its certificate and key.
-var ErrTLSFilesMissing = errors.New(`the TLS listener (--mqtt-addr) needs --tls-cert and --tls-key: give them, or serve only plain MQTT with --mqtt-plain-addr ADDR --mqtt-addr ""`)
+var ErrTLSFilesMissing = errors.New(`the TLS listeners (--mqtt-addr, --http-bridge-addr) need --tls-cert and --tls-key: give them, or serve only plain MQTT with --mqtt-plain-addr ADDR --mqtt-addr ""`)
+
+// AddHTTPBridgeAddrFlag declares --http-bridge-addr on fs, writing into p,
+// with default def ("" for off).
+func AddHTTPBridgeAddrFlag(fs *flag.FlagSet, p *string, def string) {
+	fs.StringVar(p, "http-bridge-addr", def, `addresses of the HTTP device bridge (Cloud IoT's cloudiotdevice v1: publishEvent, setState, getConfig) over TLS with the MQTT certificate, comma-separated; "" turns it off`)
+}
 
 // Validate checks what can be checked without opening anything. Its
 // errors say what to do.
 func (b *Bridge) Validate() error {
-	tlsOn := len(SplitAddrs(b.MQTTAddr)) > 0
+	tlsOn := len(SplitAddrs(b.MQTTAddr))+len(SplitAddrs(b.HTTPBridgeAddr)) > 0
 	if tlsOn && (b.TLSCert == "" || b.TLSKey == "") {
 		// One error alone: it is the mistake of every first start.
 		return ErrTLSFilesMissing
@@ -169,7 +184,7 @@ func (b *Bridge) Validate() error {
 	if !tlsOn && len(SplitAddrs(b.MQTTPlainAddr)) == 0 {
 		errs = append(errs, errors.New("no MQTT listener: give --mqtt-addr (TLS) or --mqtt-plain-addr"))
 	}
-	errs = append(errs, CheckAddrs("--mqtt-addr", b.MQTTAddr), CheckAddrs("--mqtt-plain-addr", b.MQTTPlainAddr))
+	errs = append(errs, CheckAddrs("--mqtt-addr", b.MQTTAddr), CheckAddrs("--mqtt-plain-addr", b.MQTTPlainAddr), CheckAddrs("--http-bridge-addr", b.HTTPBridgeAddr))
 	if b.NATSURL != "" {
 		errs = append(errs, CheckNATSURL("--nats-url", b.NATSURL))
 	}
@@ -182,7 +197,7 @@ func (b *Bridge) Validate() error {
 	if b.NATSURL != "" && b.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS server, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), CheckOpsAddr(b.OpsAddr))
+	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), CheckOpsAddr(b.OpsAddr), CheckPprof(b.Pprof, b.OpsAddr))
 	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
 		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
 	}

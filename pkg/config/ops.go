@@ -10,13 +10,30 @@ import (
 // separate binaries have none unless given.
 const DefaultServeOpsAddr = "127.0.0.1:9090"
 
+// DefaultServeHTTPBridgeAddr is the HTTP device bridge's address in
+// passerelle serve; cmd/bridge serves none unless given.
+const DefaultServeHTTPBridgeAddr = "127.0.0.1:8443"
+
 // MaxNATSReplicas is JetStream's limit of copies of a stream.
 const MaxNATSReplicas = 5
 
 // AddOpsAddrFlag declares --ops-addr on fs, writing into p, with default
 // def ("" for off).
 func AddOpsAddrFlag(fs *flag.FlagSet, p *string, def string) {
-	fs.StringVar(p, "ops-addr", def, `operator HTTP address serving /healthz (200 while the process runs) and /readyz (200 when ready for traffic, 503 naming the failing checks), for load balancers and orchestrators; "" turns it off`)
+	fs.StringVar(p, "ops-addr", def, `operator HTTP address serving /healthz (200 while the process runs), /readyz (200 when ready for traffic, 503 naming the failing checks) and /metrics (Prometheus), for load balancers, orchestrators and scrapers; "" turns it off`)
+}
+
+// AddPprofFlag declares --pprof on fs, writing into p.
+func AddPprofFlag(fs *flag.FlagSet, p *bool) {
+	fs.BoolVar(p, "pprof", false, "also serve net/http/pprof's profiles on --ops-addr, under /debug/pprof/ (off by default: profiles tell much about the process)")
+}
+
+// CheckPprof checks --pprof against --ops-addr, where it is served.
+func CheckPprof(pprof bool, opsAddr string) error {
+	if pprof && opsAddr == "" {
+		return errors.New(`--pprof serves profiles on the operator address: give --ops-addr too (it is "")`)
+	}
+	return nil
 }
 
 // CheckOpsAddr checks --ops-addr; empty is off.

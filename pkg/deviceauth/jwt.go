@@ -68,33 +68,11 @@ var verifyParser = jwt.NewParser(jwt.WithoutClaimsValidation())
 // MaxLifetime, iat not later than now + Skew, exp not earlier than now -
 // Skew. nbf is ignored. Errors wrap ErrInvalidJWT.
 func (p JWTPolicy) Verify(token string, keys []*Key, projectID string, now time.Time) (*DeviceClaims, error) {
-	skew, lifetime := p.Skew, p.MaxLifetime
-	if skew <= 0 {
-		skew = DefaultJWTSkew
-	}
-	if lifetime <= 0 {
-		lifetime = MaxJWTLifetime
-	}
-	if token == "" {
-		return nil, fmt.Errorf("%w: empty token", ErrInvalidJWT)
-	}
-	if len(token) > maxJWTBytes {
-		return nil, fmt.Errorf("%w: token of %d bytes, at most %d allowed", ErrInvalidJWT, len(token), maxJWTBytes)
-	}
-	var claims jwt.RegisteredClaims
-	tok, parts, err := verifyParser.ParseUnverified(token, &claims)
+	tok, parts, claims, err := parseDeviceJWT(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidJWT, err)
+		return nil, err
 	}
-	alg, _ := tok.Header["alg"].(string)
-	var wantRSA bool
-	switch alg {
-	case "RS256":
-		wantRSA = true
-	case "ES256":
-	default:
-		return nil, fmt.Errorf("%w: alg %q is not allowed, use RS256 or ES256", ErrInvalidJWT, alg)
-	}
+	wantRSA := tok.Method == jwt.SigningMethodRS256
 
 	// Signature first: claims of an unsigned token are not worth reading.
 	signed := parts[0] + "." + parts[1]
@@ -118,9 +96,66 @@ func (p JWTPolicy) Verify(token string, keys []*Key, projectID string, now time.
 		}
 	}
 	if used == nil {
-		return nil, fmt.Errorf("%w: the %s signature matches none of the device's %d unexpired credential(s)", ErrInvalidJWT, alg, len(keys))
+		return nil, fmt.Errorf("%w: the %s signature matches none of the device's %d unexpired credential(s)", ErrInvalidJWT, tok.Method.Alg(), len(keys))
 	}
+	dc, err := p.checkClaims(claims, projectID, now)
+	if err != nil {
+		return nil, err
+	}
+	dc.Key = used
+	return dc, nil
+}
 
+// Precheck applies every rule of Verify but the signature: the header's
+// alg and the claims. It is for a front end that must know which device
+// signed the token before it can pick the keys (the HTTP bridge, whose
+// gatewayInfo is in the request body): a request whose token fails
+// Precheck is refused before its body is read. A token that passes is not
+// authenticated; Verify it. Errors wrap ErrInvalidJWT.
+func (p JWTPolicy) Precheck(token, projectID string, now time.Time) error {
+	_, _, claims, err := parseDeviceJWT(token)
+	if err != nil {
+		return err
+	}
+	_, err = p.checkClaims(claims, projectID, now)
+	return err
+}
+
+// parseDeviceJWT decodes a token without verifying it and checks its
+// size and alg (RS256 or ES256 only).
+func parseDeviceJWT(token string) (*jwt.Token, []string, *jwt.RegisteredClaims, error) {
+	if token == "" {
+		return nil, nil, nil, fmt.Errorf("%w: empty token", ErrInvalidJWT)
+	}
+	if len(token) > maxJWTBytes {
+		return nil, nil, nil, fmt.Errorf("%w: token of %d bytes, at most %d allowed", ErrInvalidJWT, len(token), maxJWTBytes)
+	}
+	var claims jwt.RegisteredClaims
+	tok, parts, err := verifyParser.ParseUnverified(token, &claims)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrInvalidJWT, err)
+	}
+	alg, _ := tok.Header["alg"].(string)
+	switch alg {
+	case "RS256":
+		tok.Method = jwt.SigningMethodRS256
+	case "ES256":
+		tok.Method = jwt.SigningMethodES256
+	default:
+		return nil, nil, nil, fmt.Errorf("%w: alg %q is not allowed, use RS256 or ES256", ErrInvalidJWT, alg)
+	}
+	return tok, parts, &claims, nil
+}
+
+// checkClaims applies the claim rules of Verify.
+func (p JWTPolicy) checkClaims(claims *jwt.RegisteredClaims, projectID string, now time.Time) (*DeviceClaims, error) {
+	skew, lifetime := p.Skew, p.MaxLifetime
+	if skew <= 0 {
+		skew = DefaultJWTSkew
+	}
+	if lifetime <= 0 {
+		lifetime = MaxJWTLifetime
+	}
 	if claims.IssuedAt == nil {
 		return nil, fmt.Errorf("%w: claim iat is required", ErrInvalidJWT)
 	}
@@ -143,7 +178,7 @@ func (p JWTPolicy) Verify(token string, keys []*Key, projectID string, now time.
 	if exp.Before(now.Add(-skew)) {
 		return nil, fmt.Errorf("%w: expired (exp %s, now %s)", ErrInvalidJWT, exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	return &DeviceClaims{IssuedAt: iat, ExpiresAt: exp, Audience: projectID, Key: used}, nil
+	return &DeviceClaims{IssuedAt: iat, ExpiresAt: exp, Audience: projectID}, nil
 }
 
 // CredentialActive reports whether a credential with the given expiration

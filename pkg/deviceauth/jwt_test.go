@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,30 @@ func TestJWTPolicySkew(t *testing.T) {
 	}
 	if want := now.Add(-5 * time.Second); !c.ExpiresAt.Equal(want) {
 		t.Errorf("ExpiresAt %v, want %v", c.ExpiresAt, want)
+	}
+}
+
+// Precheck applies Verify's rules but the signature: a token signed by a
+// key of no device passes; every other refusal of Verify is its refusal.
+func TestJWTPolicyPrecheck(t *testing.T) {
+	k := jwtFixture
+	var p deviceauth.JWTPolicy
+	if err := p.Precheck(sign(t, jwt.SigningMethodES256, k.other, stdClaims(now, now.Add(time.Hour), "p")), "p", now); err != nil {
+		t.Errorf("a well-formed token signed by an unknown key: %v", err)
+	}
+	for _, tc := range []struct{ name, token, want string }{
+		{"empty", "", "empty token"},
+		{"garbage", "abc", "invalid device JWT"},
+		{"HS256", sign(t, jwt.SigningMethodHS256, []byte("secret"), stdClaims(now, now.Add(time.Hour), "p")), `alg "HS256"`},
+		{"wrong aud", sign(t, jwt.SigningMethodES256, k.other, stdClaims(now, now.Add(time.Hour), "q")), "aud"},
+		{"expired", sign(t, jwt.SigningMethodES256, k.other, stdClaims(now.Add(-2*time.Hour), now.Add(-time.Hour), "p")), "expired"},
+		{"too long", sign(t, jwt.SigningMethodES256, k.other, stdClaims(now, now.Add(25*time.Hour), "p")), "lifetime"},
+		{"no iat", sign(t, jwt.SigningMethodES256, k.other, jwt.MapClaims{"exp": now.Add(time.Hour).Unix(), "aud": "p"}), "iat"},
+	} {
+		err := p.Precheck(tc.token, "p", now)
+		if !errors.Is(err, deviceauth.ErrInvalidJWT) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalidJWT saying %q", tc.name, err, tc.want)
+		}
 	}
 }
 

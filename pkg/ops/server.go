@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -33,13 +34,51 @@ type Server struct {
 	logger *slog.Logger
 	health *Health
 	mux    *http.ServeMux
+	pprof  bool
 }
 
-// NewServer returns a Server answering /healthz and /readyz from health.
-func NewServer(logger *slog.Logger, health *Health) *Server {
+// ServerOption adds to a Server's endpoints.
+type ServerOption func(*Server)
+
+// WithMetrics serves h on /metrics: the process's metrics in the
+// Prometheus text format (telemetry.Setup's Metrics). Default: no
+// /metrics.
+func WithMetrics(h http.Handler) ServerOption {
+	return func(s *Server) {
+		if h != nil {
+			s.mux.Handle("GET /metrics", h)
+		}
+	}
+}
+
+// WithPprof mounts net/http/pprof on /debug/pprof/ when on (a binary's
+// --pprof): CPU and heap profiles, goroutine dumps, execution traces.
+// Profiles tell much about the process, so they are off by default and
+// only ever on the operator address. The write timeout allows a CPU
+// profile of up to about two minutes (?seconds=).
+func WithPprof(on bool) ServerOption {
+	return func(s *Server) {
+		if !on {
+			return
+		}
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.pprof = true
+	}
+}
+
+// NewServer returns a Server answering /healthz and /readyz from health,
+// and what opts add.
+func NewServer(logger *slog.Logger, health *Health, opts ...ServerOption) *Server {
 	s := &Server{logger: logger, health: health, mux: http.NewServeMux()}
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
+	for _, o := range opts {
+		o(s)
+	}
 	return s
 }
 
@@ -68,7 +107,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
-	s.logger.Info("ops: serving /healthz and /readyz", "addr", lis.Addr().String())
+	s.logger.Info("ops: serving /healthz, /readyz and /metrics", "addr", lis.Addr().String(), "pprof", s.pprof)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("ops: serving %s: %w", lis.Addr(), err)

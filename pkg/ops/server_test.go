@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,4 +171,22 @@ func BenchmarkReadyz(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(runs.Load())/float64(b.N), "checks/op")
+}
+
+func TestMetricsAndPprof(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "up 1\n") })
+	off := serve(t, ops.NewServer(testutil.Logger(t), ops.NewHealth(testutil.Logger(t)), ops.WithMetrics(metrics)))
+	if code, _, body := get(t, "GET", off+"/metrics"); code != 200 || string(body) != "up 1\n" {
+		t.Fatalf("/metrics: %d %q", code, body)
+	}
+	if code, _, _ := get(t, "GET", off+"/debug/pprof/"); code != 404 {
+		t.Fatalf("/debug/pprof/ without --pprof: %d, want 404", code)
+	}
+	on := serve(t, ops.NewServer(testutil.Logger(t), ops.NewHealth(testutil.Logger(t)), ops.WithPprof(true)))
+	if code, _, body := get(t, "GET", on+"/debug/pprof/goroutine?debug=1"); code != 200 || !bytes.Contains(body, []byte("goroutine profile")) {
+		t.Fatalf("/debug/pprof/goroutine with --pprof: %d %.200s", code, body)
+	}
+	if code, _, _ := get(t, "GET", on+"/metrics"); code != 404 {
+		t.Fatalf("/metrics without a handler: %d, want 404", code)
+	}
 }

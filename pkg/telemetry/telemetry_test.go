@@ -4,10 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -32,14 +36,26 @@ func TestSetupOffWithoutEndpoint(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "")
-	shutdown, err := telemetry.Setup(t.Context(), discard(), "test")
+	tel, err := telemetry.Setup(t.Context(), discard(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider); ok {
 		t.Error("an SDK tracer provider was installed with telemetry off")
 	}
-	if err := shutdown(t.Context()); err != nil {
+	// Metrics are on all the same, for /metrics.
+	c, err := otel.Meter("test").Int64Counter("passerelle.test.things", metric.WithUnit("{thing}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add(t.Context(), 3, metric.WithAttributes(attribute.String("kind", "a")))
+	rec := httptest.NewRecorder()
+	tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, `passerelle_test_things_total{kind="a",otel_scope_name="test"`) || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics: %d\n%s", rec.Code, body)
+	}
+	if err := tel.Shutdown(t.Context()); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
 }
@@ -51,7 +67,7 @@ func TestSetupOnIsBoundedByShutdownContext(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 	t.Setenv("OTEL_SDK_DISABLED", "")
-	shutdown, err := telemetry.Setup(t.Context(), discard(), "passerelle-test")
+	tel, err := telemetry.Setup(t.Context(), discard(), "passerelle-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +83,7 @@ func TestSetupOnIsBoundedByShutdownContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_ = shutdown(ctx) // an error is expected: the collector is unreachable
+	_ = tel.Shutdown(ctx) // an error is expected: the collector is unreachable
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("shutdown took %v, want it bounded by its context", d)
 	}

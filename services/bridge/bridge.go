@@ -63,9 +63,11 @@ type Bridge struct {
 	byteRateMsg    string
 	errByteRateOut error
 
-	fields *fields
-	sem    chan struct{}  // bounds background work
-	wg     sync.WaitGroup // background work and loops
+	fields   *fields
+	httpLim  *httpLimits    // the HTTP bridge's per-device rates
+	cfgWaits *configWaiters // the HTTP bridge's getConfig waits
+	sem      chan struct{}  // bounds background work
+	wg       sync.WaitGroup // background work and loops
 }
 
 // New returns a bridge over st and b. b may be nil in tests that do not
@@ -80,13 +82,15 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 	}
 	br := &Bridge{
 		log: logger, st: st, bus: b, opts: o, keys: o.keyCache,
-		jwt:     deviceauth.JWTPolicy{Skew: o.jwtSkew},
-		byCl:    make(map[*mqtt.Client]*conn),
-		byNet:   make(map[net.Conn]*conn),
-		holders: make(map[uint64]map[*conn]struct{}),
-		regs:    newRegistryCache(o.registryTTL),
-		fields:  newFields(),
-		sem:     make(chan struct{}, max(o.workers, 1)),
+		jwt:      deviceauth.JWTPolicy{Skew: o.jwtSkew},
+		byCl:     make(map[*mqtt.Client]*conn),
+		byNet:    make(map[net.Conn]*conn),
+		holders:  make(map[uint64]map[*conn]struct{}),
+		regs:     newRegistryCache(o.registryTTL),
+		fields:   newFields(),
+		httpLim:  newHTTPLimits(),
+		cfgWaits: newConfigWaiters(),
+		sem:      make(chan struct{}, max(o.workers, 1)),
 	}
 	br.lim = newLimits(&o)
 	br.msgRateMsg = fmt.Sprintf("more than %g messages per second on one connection", o.msgRate)
@@ -99,6 +103,7 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 		tel, _ = newInstruments(tracenoop.NewTracerProvider(), metricnoop.NewMeterProvider())
 	}
 	br.tel = tel
+	br.st = newTimedStore(st, tel.storeDur)
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	return br
 }
@@ -327,6 +332,7 @@ func (b *Bridge) connDone(nc net.Conn) {
 // work to the pool.
 func (b *Bridge) onAnnouncement(a bus.Announcement) {
 	if a.Kind == bus.Resync {
+		b.cfgWaits.wake(0, true)
 		b.reapplyAllRegistries()
 		for _, c := range b.allConns() {
 			b.goWork(func() { c.recheckAll() })
@@ -337,6 +343,7 @@ func (b *Bridge) onAnnouncement(a bus.Announcement) {
 		b.onRegistryAnnouncement(a)
 		return
 	}
+	b.cfgWaits.wake(a.NumID, false)
 	for _, c := range b.holdersOf(a.NumID) {
 		b.goWork(func() { c.onDeviceAnnouncement(a) })
 	}

@@ -199,7 +199,8 @@ func (c *conn) allocPIDLocked() (uint16, bool) {
 
 // sendConfigLocked sends cfg to d at its subscribed QoS. At QoS 1 it
 // replaces any unacknowledged older version.
-func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
+// parent is the trace of the change (the announcement's) or the bridge's.
+func (c *conn) sendConfigLocked(parent context.Context, d *devState, cfg store.DeviceConfig) {
 	if c.done || d.cfgQoS < 0 {
 		return
 	}
@@ -223,7 +224,7 @@ func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
 		d.cfgPending = &pendingCfg{version: cfg.Version, pk: pk, sentAt: now}
 	}
 	d.cfgSent = cfg.Version
-	_, span := c.b.tel.start(c.b.ctx, spanConfig, trace.SpanKindProducer)
+	_, span := c.b.tel.start(parent, spanConfig, trace.SpanKindProducer)
 	if span.IsRecording() {
 		c.deviceAttrs(span, d)
 		span.SetAttributes(attrVersion.Int64(cfg.Version), attrQoS.Int(d.cfgQoS), attrBytes.Int(len(cfg.Data)))
@@ -242,13 +243,13 @@ func (c *conn) sendConfigLocked(d *devState, cfg store.DeviceConfig) {
 }
 
 // deliverConfig sends cfg unless that version (or a newer one) was sent.
-func (c *conn) deliverConfig(d *devState, cfg store.DeviceConfig, force bool) {
+func (c *conn) deliverConfig(parent context.Context, d *devState, cfg store.DeviceConfig, force bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !force && cfg.Version <= d.cfgSent {
 		return
 	}
-	c.sendConfigLocked(d, cfg)
+	c.sendConfigLocked(parent, d, cfg)
 }
 
 // onPuback handles a device's PUBACK for a message the bridge sent.
@@ -261,10 +262,11 @@ func (c *conn) onPuback(pid uint16) {
 		c.mu.Unlock()
 		return
 	}
-	version := d.cfgPending.version
+	version, sentAt := d.cfgPending.version, d.cfgPending.sentAt
 	d.cfgPending = nil
 	c.mu.Unlock()
 	now := c.b.opts.now()
+	c.b.tel.configAcked(now.Sub(sentAt))
 	c.b.fields.touch(d.ref, func(f *fieldDelta) {
 		if version >= f.ackVersion {
 			f.ackVersion, f.ackTime = version, now
@@ -324,7 +326,7 @@ func (c *conn) sendInitialConfigs() {
 		c.mu.Lock()
 		if d.cfgInitial {
 			d.cfgInitial = false
-			c.sendConfigLocked(d, dev.Config)
+			c.sendConfigLocked(c.b.ctx, d, dev.Config)
 		}
 		c.mu.Unlock()
 	}
@@ -399,7 +401,7 @@ func (c *conn) onDeviceAnnouncement(a bus.Announcement) {
 	case a.Kind == bus.ConfigChanged && a.Config != nil:
 		// The announcement carries the config: no store read. (Older
 		// versions than one already sent are skipped.)
-		c.deliverConfig(target, store.DeviceConfig{Version: a.Config.Version, Data: a.Config.Data}, false)
+		c.deliverConfig(a.Context(), target, store.DeviceConfig{Version: a.Config.Version, Data: a.Config.Data}, false)
 	default:
 		c.recheck(target)
 	}
@@ -448,7 +450,7 @@ func (c *conn) recheck(d *devState) {
 		c.authMethod = dev.GatewayAuthMethod
 		c.mu.Unlock()
 	}
-	c.deliverConfig(d, dev.Config, false)
+	c.deliverConfig(c.b.ctx, d, dev.Config, false)
 }
 
 func (c *conn) credentialActive(dev *store.Device) bool {

@@ -31,6 +31,13 @@
 // Ready is the bridge's readiness for a load balancer; WithDrain sheds the
 // connections over a period when Serve's context ends.
 //
+// The same Bridge also serves Cloud IoT Core's HTTP device bridge
+// (compat-spec section 8, ServeHTTPBridge): publishEvent, setState and
+// getConfig, with the MQTT bridge's rules (device JWTs, blocked devices,
+// the registry's httpConfig, gateways acting for bound devices, rates and
+// sizes) and Google's JSON errors, sharing the caches, the server-set
+// fields and the bus with MQTT.
+//
 // TLS is the caller's: Serve takes net.Listeners, typically made with
 // tls.NewListener (TLS 1.2 or newer), so the same bridge also serves plain
 // MQTT in tests or behind a TLS-terminating proxy.

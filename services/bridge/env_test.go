@@ -38,30 +38,31 @@ const (
 var regKey = store.RegistryKey{Project: project, Location: "us-central1", ID: "reg1"}
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	st   store.Store
 	bus  *bus.Bus
 	br   *bridge.Bridge
 	addr string
 	tls  *tls.Config // client side
+	srv  *tls.Config // server side, for ServeHTTP
 }
 
 // newEnv starts SQLite, the embedded bus and the bridge over TLS.
-func newEnv(t *testing.T, opts ...bridge.Option) *env {
+func newEnv(t testing.TB, opts ...bridge.Option) *env {
 	t.Helper()
 	return newEnvWrapped(t, nil, opts...)
 }
 
 // newEnvWrapped is newEnv with the bridge's store wrapped by wrap (when
 // not nil), for tests that watch what the bridge asks of it.
-func newEnvWrapped(t *testing.T, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+func newEnvWrapped(t testing.TB, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
 	return newEnvLogged(t, testutil.Logger(t), wrap, opts...)
 }
 
 // newEnvLogged is newEnvWrapped logging to log, for tests that read the
 // bridge's log.
-func newEnvLogged(t *testing.T, log *slog.Logger, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
+func newEnvLogged(t testing.TB, log *slog.Logger, wrap func(store.Store) store.Store, opts ...bridge.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	st := testutil.Must(sqlstore.Open(ctx, log, t.TempDir()+"/db.sqlite"))
@@ -97,7 +98,7 @@ func newEnvLogged(t *testing.T, log *slog.Logger, wrap func(store.Store) store.S
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS}
+	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS, srv: serverTLS}
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.

@@ -6,3 +6,14 @@ import "github.com/passerelle-iot/passerelle/pkg/bus"
 // been lost (a slow consumer, a reconnection to NATS), which a test cannot
 // cause on demand.
 func Resync(b *Bridge) { b.onAnnouncement(bus.Announcement{Kind: bus.Resync}) }
+
+// ConfigWaits returns the getConfig requests waiting for a newer config.
+func (b *Bridge) ConfigWaits() int {
+	b.cfgWaits.mu.Lock()
+	defer b.cfgWaits.mu.Unlock()
+	n := 0
+	for _, set := range b.cfgWaits.m {
+		n += len(set)
+	}
+	return n
+}

@@ -41,6 +41,10 @@ type options struct {
 	meterProvider     metric.MeterProvider
 	presence          Presence
 	drain             time.Duration
+	httpRate          float64
+	httpBurst         int
+	httpConfigWait    time.Duration
+	httpMaxConns      int
 }
 
 // Connection limits.
@@ -60,6 +64,19 @@ const (
 	DefaultMessageRate = 100
 	// DefaultByteRate is the bytes per second allowed per device, each way.
 	DefaultByteRate = 512 << 10
+)
+
+// Limits of the HTTP device bridge (compat-spec section 8).
+const (
+	// DefaultHTTPRequestRate is the requests per second one device may
+	// make: 6,000 a minute.
+	DefaultHTTPRequestRate = 100
+	// DefaultHTTPConfigWait is the longest a getConfig with local_version
+	// waits for a newer config.
+	DefaultHTTPConfigWait = time.Minute
+	// DefaultHTTPMaxConnections is the HTTP bridge's connections at once,
+	// per listener, next to the MQTT bridge's within the open-file limit.
+	DefaultHTTPMaxConnections = 4096
 )
 
 // Defaults, in one place.
@@ -86,6 +103,9 @@ func defaultOptions() options {
 		now:               time.Now,
 		msgRate:           DefaultMessageRate,
 		byteRate:          DefaultByteRate,
+		httpRate:          DefaultHTTPRequestRate,
+		httpConfigWait:    DefaultHTTPConfigWait,
+		httpMaxConns:      DefaultHTTPMaxConnections,
 	}
 }
 
@@ -232,3 +252,29 @@ func WithPresence(p Presence) Option { return func(o *options) { o.presence = p 
 // reconnect elsewhere without a storm; then it stops as without a drain.
 // Nothing is recorded on the devices shed. Default 0: stop at once.
 func WithDrain(d time.Duration) Option { return func(o *options) { o.drain = max(d, 0) } }
+
+// WithHTTPRequestRate limits the HTTP bridge's requests of one device
+// (publishEvent, setState and getConfig, direct or through a gateway):
+// perSecond on average with bursts of burst (0: one second's worth); past
+// it a request is answered 429 RESOURCE_EXHAUSTED. perSecond 0 removes the
+// limit. Default DefaultHTTPRequestRate (100 a second, 6,000 a minute).
+// The byte rate (WithByteRate) and one state a second apply as on MQTT.
+func WithHTTPRequestRate(perSecond float64, burst int) Option {
+	return func(o *options) { o.httpRate, o.httpBurst = perSecond, burst }
+}
+
+// WithHTTPConfigWait bounds how long a getConfig with local_version waits
+// for a config newer than that version (a request's X-Server-Timeout
+// header, in seconds, may shorten it); then it is answered 504
+// DEADLINE_EXCEEDED. Default DefaultHTTPConfigWait (1 minute).
+func WithHTTPConfigWait(d time.Duration) Option {
+	return func(o *options) { o.httpConfigWait = max(d, 0) }
+}
+
+// WithHTTPMaxConnections caps the HTTP bridge's open connections per
+// listener (keep-alive ones included); past it a new connection waits in
+// the listen backlog until another closes. 0 removes the cap. Default
+// DefaultHTTPMaxConnections (4,096).
+func WithHTTPMaxConnections(n int) Option {
+	return func(o *options) { o.httpMaxConns = max(n, 0) }
+}

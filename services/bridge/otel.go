@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -88,13 +89,18 @@ var limitKindNames = [numLimitKinds]string{"messages", "bytes_in", "bytes_out"}
 // attribute sets of every measurement made up front: the hot path
 // allocates nothing for metrics.
 type instruments struct {
-	tracer   trace.Tracer
-	conns    metric.Int64UpDownCounter
-	refused  metric.Int64Counter
-	in, out  metric.Int64Counter
-	attached metric.Int64UpDownCounter
-	limited  metric.Int64Counter
-	accepts  metric.Int64Counter
+	tracer    trace.Tracer
+	conns     metric.Int64UpDownCounter
+	refused   metric.Int64Counter
+	in, out   metric.Int64Counter
+	attached  metric.Int64UpDownCounter
+	limited   metric.Int64Counter
+	accepts   metric.Int64Counter
+	httpReqs  metric.Int64Counter
+	httpDur   metric.Float64Histogram
+	pubackDur metric.Float64Histogram
+	cfgAckDur metric.Float64Histogram
+	storeDur  metric.Float64Histogram
 
 	kindOpts   [numMsgKinds]metric.AddOption
 	reasonOpts [numRefuseReasons]metric.AddOption
@@ -140,6 +146,26 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 		metric.WithDescription("connections closed as soon as accepted, by the limit they met"), metric.WithUnit("{connection}")); err != nil {
 		return nil, err
 	}
+	if t.httpReqs, err = m.Int64Counter("passerelle.bridge.http.requests",
+		metric.WithDescription("HTTP device bridge requests, by method (rpc) and answer (code)"), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if t.httpDur, err = m.Float64Histogram("passerelle.bridge.http.duration",
+		metric.WithDescription("time to answer an HTTP device bridge request, by method (getConfig includes its wait)"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if t.pubackDur, err = m.Float64Histogram("passerelle.bridge.puback.duration",
+		metric.WithDescription("time from a QoS 1 event's arrival to its PUBACK: the durable write to the stream"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if t.cfgAckDur, err = m.Float64Histogram("passerelle.bridge.config.ack_duration",
+		metric.WithDescription("time from sending a QoS 1 config (or its last resend) to the device's PUBACK"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if t.storeDur, err = m.Float64Histogram("passerelle.bridge.store.duration",
+		metric.WithDescription("time of the bridge's store calls, by operation (op)"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
 	for i, n := range msgKindNames {
 		t.kindOpts[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", n)))
 	}
@@ -168,6 +194,14 @@ func (t *instruments) rateLimited(k limitKind) {
 }
 func (t *instruments) acceptRefused(r acceptRefusal) {
 	t.accepts.Add(context.Background(), 1, t.acceptOpts[r])
+}
+func (t *instruments) httpRequest(rpc string, code int32, d time.Duration) {
+	t.httpReqs.Add(context.Background(), 1, metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("code", rpcCodes[code].name)))
+	t.httpDur.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("rpc", rpc)))
+}
+func (t *instruments) puback(d time.Duration) { t.pubackDur.Record(context.Background(), d.Seconds()) }
+func (t *instruments) configAcked(d time.Duration) {
+	t.cfgAckDur.Record(context.Background(), d.Seconds())
 }
 func (t *instruments) connections(n int64)     { t.conns.Add(context.Background(), n) }
 func (t *instruments) attachedDevices(n int64) { t.attached.Add(context.Background(), n) }

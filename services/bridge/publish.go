@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -20,13 +21,6 @@ const (
 	gwAttachmentError = "GATEWAY_ATTACHMENT_ERROR"
 	gwDeviceNotFound  = "GATEWAY_DEVICE_NOT_FOUND"
 	gwDetachmentError = "GATEWAY_DETACHMENT_DEVICE_ERROR"
-)
-
-// Gateway auth methods, numerically iotpb.GatewayAuthMethod.
-const (
-	authAssociationOnly  = 1
-	authDeviceTokenOnly  = 2
-	authAssociationToken = 3
 )
 
 // OnPublish applies the topic rules and forwards the message. Its answer
@@ -163,10 +157,14 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bo
 	} else {
 		// PUBACK only once the stream holds the event: mochi sends it
 		// when this hook returns.
+		start := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, c.b.opts.publishTimeout)
 		err = c.b.bus.PublishNotification(pctx, topic, bus.KindEvent, pk.Payload, attrs)
 		cancel()
 		endSpan(span, err)
+		if err == nil {
+			c.b.tel.puback(time.Since(start))
+		}
 	}
 	if err != nil {
 		c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
@@ -203,32 +201,45 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 		}
 		return false
 	}
-	sctx, span := c.b.tel.start(c.b.ctx, spanState, trace.SpanKindInternal)
-	if span.IsRecording() {
-		c.deviceAttrs(span, d)
-		span.SetAttributes(attrBytes.Int(len(pk.Payload)))
-	}
-	ctx, cancel := context.WithTimeout(sctx, c.b.opts.storeTimeout)
-	err := c.b.st.AddState(ctx, d.ref, store.DeviceState{UpdateTime: now, Data: pk.Payload})
-	cancel()
-	endSpan(span, err)
-	if err != nil {
-		c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: storing a state", append(c.logAttrs(), "target", d.id, "err", err)...)
+	if err := c.b.saveState(c.b.ctx, d.ref, c.attributes(d, ""), pk.Payload, now, func(span trace.Span) { c.deviceAttrs(span, d) }); err != nil {
 		c.close(codeUnavailable, "the state could not be stored")
 		return false
 	}
-	if reg, err := c.b.registry(c.registry); err == nil && reg.StateNotificationTopic != "" && c.b.bus != nil {
-		// The state is stored: its notification need not hold the PUBACK.
-		err := c.b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, pk.Payload, c.attributes(d, ""), func(err error) {
+	return true
+}
+
+// saveState stores a device's state and then notifies it on the
+// registry's state topic (the notification does not hold up the answer to
+// the device), for every front end. describe adds the device's attributes
+// to the span when it records.
+func (b *Bridge) saveState(parent context.Context, ref store.DeviceRef, attrs bus.Attributes, data []byte, now time.Time, describe func(trace.Span)) error {
+	sctx, span := b.tel.start(parent, spanState, trace.SpanKindInternal)
+	if span.IsRecording() {
+		describe(span)
+		span.SetAttributes(attrBytes.Int(len(data)))
+	}
+	ctx, cancel := context.WithTimeout(sctx, b.opts.storeTimeout)
+	err := b.st.AddState(ctx, ref, store.DeviceState{UpdateTime: now, Data: data})
+	cancel()
+	endSpan(span, err)
+	logAttrs := []any{"device", attrs.DeviceID, "registry", attrs.DeviceRegistryID, "project", attrs.ProjectID}
+	if err != nil {
+		b.log.Log(b.ctx, failureLevel(err), "bridge: storing a state", append(logAttrs, "err", err)...)
+		return err
+	}
+	key := store.RegistryKey{Project: attrs.ProjectID, Location: attrs.DeviceRegistryLocation, ID: attrs.DeviceRegistryID}
+	if reg, err := b.registry(key); err == nil && reg.StateNotificationTopic != "" && b.bus != nil {
+		// The state is stored: its notification need not hold the answer.
+		err := b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, data, attrs, func(err error) {
 			if err != nil {
-				c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: a state notification was lost", append(c.logAttrs(), "err", err)...)
+				b.log.Log(b.ctx, failureLevel(err), "bridge: a state notification was lost", append(logAttrs, "err", err)...)
 			}
 		})
 		if err != nil {
-			c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: notifying a state", append(c.logAttrs(), "err", err)...)
+			b.log.Log(b.ctx, failureLevel(err), "bridge: notifying a state", append(logAttrs, "err", err)...)
 		}
 	}
-	return true
+	return nil
 }
 
 // gatewayError publishes an error for the gateway on its errors topic, if
@@ -322,34 +333,9 @@ func (c *conn) attach(deviceID string, pk packets.Packet) bool {
 	case err != nil:
 		c.b.log.Warn("bridge: reading a device to attach", append(c.logAttrs(), "target", deviceID, "err", err)...)
 		return refuse("the device could not be read")
-	case dev.Blocked:
-		return refuse("the device is blocked")
-	case dev.GatewayType == store.GatewayTypeGateway:
-		return refuse("a gateway cannot be attached to a gateway")
 	}
-	checkBinding := method == authAssociationOnly || method == authAssociationToken
-	checkToken := method == authDeviceTokenOnly || method == authAssociationToken
-	if !checkBinding && !checkToken {
-		return refuse("the gateway's gatewayAuthMethod is unspecified: no device may use it")
-	}
-	if checkBinding {
-		gw := c.self.ref
-		bound, err := c.b.st.ListDevices(ctx, store.DeviceQuery{
-			Registry: c.registry, NumIDs: []uint64{dev.NumID}, BoundToGateway: &gw, Limit: 1,
-		})
-		if err != nil {
-			return refuse("the binding could not be read")
-		}
-		if len(bound) == 0 {
-			return refuse("the device is not bound to the gateway")
-		}
-	}
-	if checkToken {
-		now := c.b.opts.now()
-		keys, _ := c.b.activeKeys(dev, now)
-		if _, err := c.b.jwt.Verify(req.Authorization, keys, c.registry.Project, now); err != nil {
-			return refuse("the device's token was refused: " + err.Error())
-		}
+	if err := c.b.checkDelegation(ctx, c.self.ref, method, dev, req.Authorization); err != nil {
+		return refuse(err.Error())
 	}
 	d := newDevState(dev.ID, store.DeviceRef{Registry: c.registry, NumID: dev.NumID}, true)
 	c.mu.Lock()

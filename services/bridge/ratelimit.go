@@ -54,6 +54,7 @@ func (b *bucket) refill(now time.Time, rate, burst float64) {
 type limits struct {
 	msgRate, msgBurst   float64
 	byteRate, byteBurst float64
+	httpBurst           float64 // of the HTTP bridge's request rate
 }
 
 func newLimits(o *options) limits {
@@ -61,6 +62,10 @@ func newLimits(o *options) limits {
 	l.msgBurst = float64(o.msgBurst)
 	if l.msgBurst <= 0 {
 		l.msgBurst = max(l.msgRate, 1)
+	}
+	l.httpBurst = float64(o.httpBurst)
+	if l.httpBurst <= 0 {
+		l.httpBurst = max(o.httpRate, 1)
 	}
 	// A burst under the largest message would refuse that message for
 	// ever.

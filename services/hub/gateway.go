@@ -181,6 +181,7 @@ func (g *gw) run() {
 		g.p.tel.connected(g.ctx, 1)
 		g.log.Debug("hub: gateway connected", "generation", gen)
 		if gen > 1 {
+			g.p.tel.reconnected(g.ctx)
 			g.restoreAll()
 		}
 		renewIn := g.tokenExp.Sub(g.p.o.now()) - g.p.o.renewBefore

@@ -22,6 +22,7 @@ type poolTel struct {
 	acks        metric.Int64Counter
 	resends     metric.Int64Counter
 	failures    metric.Int64Counter
+	reconnects  metric.Int64Counter
 	drops       metric.Int64Counter
 }
 
@@ -40,6 +41,7 @@ func newPoolTel(tp trace.TracerProvider, mp metric.MeterProvider) *poolTel {
 	t.acks, _ = m.Int64Counter("hub.messages.acknowledged", metric.WithDescription("QoS 1 publishes the bridge acknowledged"))
 	t.resends, _ = m.Int64Counter("hub.messages.resent", metric.WithDescription("Publishes sent again after a reconnect"))
 	t.failures, _ = m.Int64Counter("hub.gateway.connect_failures", metric.WithDescription("Failed gateway connection attempts"))
+	t.reconnects, _ = m.Int64Counter("hub.gateway.reconnects", metric.WithDescription("Gateway connections made again after a lost or renewed one"))
 	t.drops, _ = m.Int64Counter("hub.dropped", metric.WithDescription("Events dropped for slow readers"))
 	return t
 }
@@ -102,6 +104,12 @@ func (t *poolTel) published(ctx context.Context, suffix string) {
 func (t *poolTel) resent(ctx context.Context) {
 	if t.resends != nil {
 		t.resends.Add(ctx, 1)
+	}
+}
+
+func (t *poolTel) reconnected(ctx context.Context) {
+	if t.reconnects != nil {
+		t.reconnects.Add(ctx, 1)
 	}
 }
 

@@ -20,13 +20,19 @@ import (
 // attachedGauge reads hub.devices.attached.
 func attachedGauge(t *testing.T, r *sdkmetric.ManualReader) int64 {
 	t.Helper()
+	return sumOf(t, r, "hub.devices.attached")
+}
+
+// sumOf reads an int64 counter or gauge of the hub.
+func sumOf(t *testing.T, r *sdkmetric.ManualReader, name string) int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := r.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name == "hub.devices.attached" {
+			if m.Name == name {
 				var n int64
 				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
 					n += dp.Value
@@ -94,6 +100,9 @@ func TestTelemetry(t *testing.T) {
 	}
 	if n := attachedGauge(t, reader); n != 1 {
 		t.Fatalf("attached gauge after a reconnect %d, want 1", n)
+	}
+	if n := sumOf(t, reader, "hub.gateway.reconnects"); n < 1 {
+		t.Fatalf("hub.gateway.reconnects %d after a reconnect, want at least 1", n)
 	}
 	cancel()
 	testutil.WaitFor(t, 10*time.Second, func() error {
