@@ -100,7 +100,9 @@ type HubClient interface {
 	SubscribeConfig(ctx context.Context, in *SubscribeConfigRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeConfigResponse], error)
 	// PublishState publishes state payloads for a device. Each request is
 	// answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-	// bridge accepts at most one state per second per device.
+	// bridge accepts at most one state per second per device, so the hub paces
+	// each device's states: a state sent sooner than a second after the one
+	// before waits for its turn instead of being refused.
 	PublishState(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStateRequest, PublishStateResponse], error)
 	// PublishEvent publishes one telemetry event for a device and returns
 	// once the bridge has acknowledged (PUBACKed) it.
@@ -332,7 +334,9 @@ type HubServer interface {
 	SubscribeConfig(*SubscribeConfigRequest, grpc.ServerStreamingServer[SubscribeConfigResponse]) error
 	// PublishState publishes state payloads for a device. Each request is
 	// answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-	// bridge accepts at most one state per second per device.
+	// bridge accepts at most one state per second per device, so the hub paces
+	// each device's states: a state sent sooner than a second after the one
+	// before waits for its turn instead of being refused.
 	PublishState(grpc.BidiStreamingServer[PublishStateRequest, PublishStateResponse]) error
 	// PublishEvent publishes one telemetry event for a device and returns
 	// once the bridge has acknowledged (PUBACKed) it.

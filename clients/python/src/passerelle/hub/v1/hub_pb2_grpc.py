@@ -173,7 +173,9 @@ class HubServicer(object):
     def PublishState(self, request_iterator, context):
         """PublishState publishes state payloads for a device. Each request is
         answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-        bridge accepts at most one state per second per device.
+        bridge accepts at most one state per second per device, so the hub paces
+        each device's states: a state sent sooner than a second after the one
+        before waits for its turn instead of being refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1143,7 +1143,9 @@ export const Hub: GenService<{
   /**
    * PublishState publishes state payloads for a device. Each request is
    * answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-   * bridge accepts at most one state per second per device.
+   * bridge accepts at most one state per second per device, so the hub paces
+   * each device's states: a state sent sooner than a second after the one
+   * before waits for its turn instead of being refused.
    *
    * @generated from rpc passerelle.hub.v1.Hub.PublishState
    */

@@ -453,7 +453,9 @@ public final class HubGrpc {
      * <pre>
      * PublishState publishes state payloads for a device. Each request is
      * answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-     * bridge accepts at most one state per second per device.
+     * bridge accepts at most one state per second per device, so the hub paces
+     * each device's states: a state sent sooner than a second after the one
+     * before waits for its turn instead of being refused.
      * </pre>
      */
     public io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishStateRequest> publishState(
@@ -705,7 +707,9 @@ public final class HubGrpc {
      * <pre>
      * PublishState publishes state payloads for a device. Each request is
      * answered, in order, once the bridge has acknowledged (PUBACKed) it. The
-     * bridge accepts at most one state per second per device.
+     * bridge accepts at most one state per second per device, so the hub paces
+     * each device's states: a state sent sooner than a second after the one
+     * before waits for its turn instead of being refused.
      * </pre>
      */
     public io.grpc.stub.StreamObserver<io.github.passerelleiot.hub.v1.PublishStateRequest> publishState(
