@@ -2,7 +2,7 @@
 // google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
 // with gRPC health and reflection.
 //
-//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE]
+//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE] [--pubsub-addr ADDR]
 //	        [--nats-url nats://...] [--nats-replicas N] [--ops-addr 127.0.0.1:9090]
 //
 // With --nats-url the manager announces config, device and command changes
@@ -43,6 +43,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/manager"
+	"github.com/passerelle-iot/passerelle/services/pubsub"
 )
 
 func main() {
@@ -86,6 +87,8 @@ type managerConfig struct {
 	NATSReplicas int
 	// OpsAddr serves /healthz and /readyz; empty: off.
 	OpsAddr string
+	// PubSub is the Pub/Sub API on the bus's stream (needs NATSURL).
+	PubSub config.PubSub
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
@@ -97,6 +100,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to announce changes on, for bridges (for example nats://127.0.0.1:4222; default: no bus)")
 	config.AddNATSReplicasFlag(fs, &cfg.NATSReplicas)
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
+	cfg.PubSub.AddFlags(fs, "")
 	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
@@ -108,6 +112,10 @@ func (c *managerConfig) validate() error {
 	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database()), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL)}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
+	}
+	errs = append(errs, c.PubSub.Validate())
+	if c.PubSub.Addr != "" && c.NATSURL == "" {
+		errs = append(errs, errors.New("--pubsub-addr serves the telemetry stream of the bus: give --nats-url too"))
 	}
 	return errors.Join(errs...)
 }
@@ -121,6 +129,10 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	defer stopTelemetry()
 
 	var opts []manager.Option
+	var psopts []pubsub.Option
+	if cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth {
+		psopts = append(psopts, pubsub.WithAllowUnauthenticated())
+	}
 	switch {
 	case cfg.InsecureNoAuth:
 		opts = append(opts, manager.WithInsecureNoAuth())
@@ -130,6 +142,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			return fmt.Errorf("load the tokens file: %w (fix the line, or give another --tokens-file)", err)
 		}
 		opts = append(opts, manager.WithTokens(tokens))
+		psopts = append(psopts, pubsub.WithTokens(tokens))
 	default:
 		b, err := adminauth.Bootstrap(cfg.DataDir)
 		if err != nil {
@@ -141,6 +154,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			logger.Info("admin tokens loaded", "tokens_file", b.TokensFile, "tokens", b.Tokens)
 		}
 		opts = append(opts, manager.WithTokens(b.Tokens))
+		psopts = append(psopts, pubsub.WithTokens(b.Tokens))
 	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -163,10 +177,23 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
 		}
 	}
+	var psLis net.Listener
+	if cfg.PubSub.Addr != "" {
+		if psLis, err = net.Listen("tcp", cfg.PubSub.Addr); err != nil {
+			lis.Close()
+			if opsLis != nil {
+				opsLis.Close()
+			}
+			return fmt.Errorf("cannot listen on %s: %w (choose another --pubsub-addr)", cfg.PubSub.Addr, err)
+		}
+	}
 	closeAll := func() {
 		lis.Close()
 		if opsLis != nil {
 			opsLis.Close()
+		}
+		if psLis != nil {
+			psLis.Close()
 		}
 	}
 	if err := cfg.PrepareDataDir(); err != nil {
@@ -181,6 +208,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	defer st.Close()
 	health := ops.NewHealth(logger)
 	health.Add("database", st.Ping)
+	var psSrv *pubsub.Server
 	if cfg.NATSURL != "" {
 		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager", Replicas: cfg.NATSReplicas})
 		if err != nil {
@@ -190,6 +218,16 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 		defer b.Close()
 		opts = append(opts, manager.WithBus(b))
 		health.Add("nats", b.Ready)
+		if psLis != nil {
+			if lister, ok := st.(pubsub.TopicLister); ok {
+				psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
+			}
+			if psSrv, err = pubsub.New(logger, b, psopts...); err != nil {
+				closeAll()
+				return err
+			}
+			logger.Info("Pub/Sub API", "addr", config.PubSubNote(psLis.Addr().String(), cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth))
+		}
 	}
 
 	srv := manager.New(logger, st, opts...)
@@ -197,6 +235,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	stopOps := ops.Run(health, ops.NewServer(logger, health), opsLis)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
+	if psSrv != nil {
+		g.Go(func() error { return psSrv.Serve(gctx, psLis) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		health.Drain() // not ready from the first signal on

@@ -42,7 +42,7 @@ func TestCrashSafety(t *testing.T) {
 	start := func() *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
-			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
+			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr, "--pubsub-addr", "")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -35,6 +35,12 @@ type Bus interface {
 // CreateTopic.
 type RegistryTopics func(ctx context.Context) ([]string, error)
 
+// TopicLister is a store that lists the topics registries name
+// (*sqlstore.Store); its method is a RegistryTopics.
+type TopicLister interface {
+	NotificationTopics(ctx context.Context) ([]string, error)
+}
+
 // Defaults of the options.
 const (
 	defaultShutdownTimeout = 10 * time.Second
