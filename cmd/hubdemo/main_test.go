@@ -31,7 +31,7 @@ import (
 // the hub's key store in dataDir as passerelle serve has it.
 type stack struct {
 	adminAddr, hubAddr, dataDir, pubsubAddr string
-	pool                        *hub.Pool
+	pool                                    *hub.Pool
 }
 
 func startStack(t *testing.T) stack {

@@ -208,12 +208,14 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		}
 		return nil
 	})
+	t.Log("every event delivered; killing passerelle serve")
 	crashed.Store(true)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	start()
+	t.Log("started again")
 	// The client reconnects by itself, and every event ends acked.
 	testutil.WaitFor(t, 90*time.Second, func() error {
 		if n := count(func(p string) bool { return confirmed[p] }); n < events {
@@ -221,6 +223,7 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		}
 		return nil
 	})
+	t.Log("every event acked")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -195,8 +195,12 @@ func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds i
 func (s *Server) settle(ctx context.Context, v *subView, ids []string, body []byte) (ackResult, error) {
 	var r ackResult
 	nc := s.bus.Conn()
+	var expired map[string]bool
+	if v.eod {
+		expired = s.sessions.expired(v.name, ids)
+	}
 	for _, id := range ids {
-		if !s.checkAckID(v, id) {
+		if !s.checkAckID(v, id) || expired[id] {
 			r.invalid = append(r.invalid, id)
 			continue
 		}

@@ -123,7 +123,6 @@ type Server struct {
 	// with UNAVAILABLE and the clients reopen them elsewhere.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // goroutines that outlive a call (draining fetches)
 }
 
 // New builds the server on b. It serves once Serve is called.
@@ -227,7 +226,6 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		hs.Close()
 	}
 	s.grpc.Stop()
-	s.wg.Wait()
 	if serveErr == nil {
 		<-errc
 	}

@@ -22,6 +22,8 @@ const (
 	fetchWait = 2 * time.Second
 	// maxBatch bounds the messages one JetStream pull asks for.
 	maxBatch = 1000
+	// maxExpired bounds the expired ack ids a stream remembers.
+	maxExpired = 10_000
 )
 
 // sessionRegistry finds the open streams of a subscription in this
@@ -67,6 +69,26 @@ func (r *sessionRegistry) each(sub string, f func(*session)) {
 	}
 }
 
+// expired reports the ids a stream of this process delivered and whose
+// deadline passed: under exactly-once delivery their acks are refused, since
+// the message may be out again.
+func (r *sessionRegistry) expired(sub string, ids []string) map[string]bool {
+	var out map[string]bool
+	r.each(sub, func(ss *session) {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		for _, id := range ids {
+			if _, ok := ss.expired[id]; ok {
+				if out == nil {
+					out = make(map[string]bool)
+				}
+				out[id] = true
+			}
+		}
+	})
+	return out
+}
+
 func (r *sessionRegistry) forget(sub string, ids []string) {
 	if len(ids) > 0 {
 		r.each(sub, func(ss *session) { ss.forget(ids) })
@@ -103,6 +125,9 @@ type session struct {
 	mu       sync.Mutex
 	out      map[string]outEntry
 	outBytes int
+	// expired are delivered ids whose deadline passed (exactly-once
+	// subscriptions only), at most maxExpired.
+	expired  map[string]struct{}
 	maxMsgs  int
 	maxBytes int
 	deadline time.Duration // the stream's ack deadline
@@ -127,7 +152,7 @@ func (p *subscriber) StreamingPull(stream pubsubpb.Subscriber_StreamingPullServe
 	if err != nil {
 		return err
 	}
-	ss := &session{s: s, v: v, stream: stream, out: make(map[string]outEntry), wake: make(chan struct{}, 1),
+	ss := &session{s: s, v: v, stream: stream, out: make(map[string]outEntry), expired: make(map[string]struct{}), wake: make(chan struct{}, 1),
 		deadline: v.ackDeadline, protocol: first.GetProtocolVersion()}
 	if d := first.GetStreamAckDeadlineSeconds(); d != 0 {
 		if d < minAckDeadline || d > maxAckDeadline {
@@ -290,6 +315,7 @@ func (ss *session) forget(ids []string) {
 	ss.mu.Lock()
 	freed := false
 	for _, id := range ids {
+		delete(ss.expired, id)
 		if e, ok := ss.out[id]; ok {
 			delete(ss.out, id)
 			ss.outBytes -= e.size
@@ -332,6 +358,12 @@ func (ss *session) room() (msgs, bytes int, next time.Time) {
 		if now.After(e.deadline) {
 			delete(ss.out, id)
 			ss.outBytes -= e.size
+			if ss.v.eod {
+				if len(ss.expired) >= maxExpired {
+					clear(ss.expired) // bounded; older ids are acked as unknown ones are
+				}
+				ss.expired[id] = struct{}{}
+			}
 		} else if next.IsZero() || e.deadline.Before(next) {
 			next = e.deadline
 		}
@@ -478,13 +510,9 @@ func (ss *session) relay(ctx context.Context, batch jetstream.MessageBatch) erro
 }
 
 // drain gives back, at once, what a pull still brings after its stream
-// ended, instead of leaving it to its ack deadline.
+// ended (for at most fetchWait), instead of leaving it to its ack deadline.
 func (ss *session) drain(batch jetstream.MessageBatch) {
-	ss.s.wg.Add(1)
-	go func() {
-		defer ss.s.wg.Done()
-		for m := range batch.Messages() {
-			_ = m.Nak()
-		}
-	}()
+	for m := range batch.Messages() {
+		_ = m.Nak()
+	}
 }
