@@ -320,4 +320,6 @@ func TestOrderingAndRetention(t *testing.T) {
 	}
 }
 
-func timestamppbNow(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(time.Now().Add(d)) }
+func timestamppbNow(d time.Duration) *timestamppb.Timestamp {
+	return timestamppb.New(time.Now().Add(d))
+}
