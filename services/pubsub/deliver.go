@@ -142,32 +142,44 @@ func (s *Server) deadLetter(v *subView, m jetstream.Msg, attrs map[string]string
 // account hash before the stream and a token after. Anything else would
 // let a caller publish to an arbitrary subject.
 func (s *Server) checkAckID(v *subView, id string) bool {
+	_, ok := s.parseAckID(v, id)
+	return ok
+}
+
+// parseAckID checks id (see checkAckID) and returns when the delivery
+// was made.
+func (s *Server) parseAckID(v *subView, id string) (delivered time.Time, ok bool) {
 	rest, ok := strings.CutPrefix(id, "$JS.ACK.")
 	if !ok || strings.ContainsAny(rest, " \t\r\n*>") {
-		return false
+		return time.Time{}, false
 	}
 	t := strings.Split(rest, ".")
 	var nums []string
 	switch {
 	case len(t) == 7:
 		if t[0] != s.bus.StreamName() || t[1] != v.consumer {
-			return false
+			return time.Time{}, false
 		}
 		nums = t[2:]
 	case len(t) >= 9:
 		if t[2] != s.bus.StreamName() || t[3] != v.consumer {
-			return false
+			return time.Time{}, false
 		}
 		nums = t[4:9]
 	default:
-		return false
+		return time.Time{}, false
 	}
-	for _, n := range nums {
-		if _, err := strconv.ParseUint(n, 10, 64); err != nil {
-			return false
+	var ts uint64
+	for i, n := range nums { // delivered, stream seq, consumer seq, time, pending
+		x, err := strconv.ParseUint(n, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		if i == 3 {
+			ts = x
 		}
 	}
-	return true
+	return time.Unix(0, int64(ts)), true
 }
 
 // ackResult is what became of some ack ids.
@@ -184,12 +196,31 @@ func (s *Server) acknowledge(ctx context.Context, v *subView, ids []string) (ack
 }
 
 // modify sets the deadline of ids to seconds from now (0: redeliver now).
+// A deadline within the one JetStream already keeps (the delivery time
+// plus the consumer's AckWait) costs nothing: clients send one for every
+// message they receive (the receipt modack), and a NAK with a delay makes
+// JetStream rewrite the message's pending state.
 func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds int32) (ackResult, error) {
-	body := []byte("-NAK")
-	if seconds > 0 {
-		body = fmt.Appendf(nil, `-NAK {"delay":%d}`, time.Duration(seconds)*time.Second)
+	if seconds == 0 {
+		return s.settle(ctx, v, ids, []byte("-NAK"))
 	}
-	return s.settle(ctx, v, ids, body)
+	until := time.Now().Add(time.Duration(seconds) * time.Second)
+	var need []string
+	var r ackResult
+	for _, id := range ids {
+		delivered, ok := s.parseAckID(v, id)
+		switch {
+		case !ok:
+			r.invalid = append(r.invalid, id)
+		case !v.eod && !until.After(delivered.Add(v.ackDeadline)):
+			r.ok = append(r.ok, id)
+		default:
+			need = append(need, id)
+		}
+	}
+	r2, err := s.settle(ctx, v, need, fmt.Appendf(nil, `-NAK {"delay":%d}`, time.Duration(seconds)*time.Second))
+	r.ok, r.invalid, r.failed = append(r.ok, r2.ok...), append(r.invalid, r2.invalid...), r2.failed
+	return r, err
 }
 
 func (s *Server) settle(ctx context.Context, v *subView, ids []string, body []byte) (ackResult, error) {
