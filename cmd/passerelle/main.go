@@ -35,8 +35,10 @@ import (
 	"syscall"
 	"time"
 
+	gpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -51,6 +53,7 @@ import (
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
 	"github.com/passerelle-iot/passerelle/services/pubsub"
+	"github.com/passerelle-iot/passerelle/services/pubsub/forward"
 )
 
 func main() {
@@ -204,6 +207,9 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 		errs = append(errs, config.CheckAddr("--hub-addr", c.HubAddr))
 	}
 	errs = append(errs, c.PubSub.Validate())
+	if _, err := forward.ParseRoutes(c.PubSub.Forward); err != nil {
+		errs = append(errs, fmt.Errorf("--pubsub-forward: %w", err))
+	}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
 	}
@@ -441,6 +447,13 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		}
 	}
 
+	fwd, closeGoogle, err := newForwarder(ctx, logger, b, cfg.PubSub)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	defer closeGoogle()
+
 	store := "SQLite " + cfg.database()
 	if sqlstore.IsPostgresURL(cfg.DatabaseURL) {
 		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
@@ -500,6 +513,9 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	if psSrv != nil {
 		g.Go(func() error { return psSrv.Serve(gctx, pubsubLis) })
 	}
+	if fwd != nil {
+		g.Go(func() error { return fwd.Run(gctx) })
+	}
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
 	}
@@ -555,4 +571,26 @@ func dialable(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// newForwarder builds the --pubsub-forward routes' forwarder to Google
+// Cloud Pub/Sub, or returns nil without routes; closeGoogle closes its
+// Google client.
+func newForwarder(ctx context.Context, logger *slog.Logger, b *bus.Bus, cfg config.PubSub) (_ *forward.Forwarder, closeGoogle func(), _ error) {
+	closeGoogle = func() {}
+	routes, err := forward.ParseRoutes(cfg.Forward)
+	if err != nil || len(routes) == 0 {
+		return nil, closeGoogle, err
+	}
+	var opts []option.ClientOption
+	if cfg.ForwardCredentials != "" {
+		opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, cfg.ForwardCredentials))
+	}
+	project, _, _ := strings.Cut(strings.TrimPrefix(routes[0].To, "projects/"), "/")
+	google, err := gpubsub.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, closeGoogle, fmt.Errorf("the Google Cloud Pub/Sub client of --pubsub-forward: %w (check --pubsub-forward-credentials)", err)
+	}
+	f, err := forward.New(logger, b, google, routes)
+	return f, func() { _ = google.Close() }, err
 }

@@ -193,7 +193,9 @@ func BenchmarkPubSubThroughput(b *testing.B) {
 
 // reclient publishes events on the device's own topic (publishAll writes
 // a placeholder device id).
-func reclient(c paho.Client, i int) paho.Client { return topicClient{c, fmt.Sprintf("/devices/dev-%d/events", i)} }
+func reclient(c paho.Client, i int) paho.Client {
+	return topicClient{c, fmt.Sprintf("/devices/dev-%d/events", i)}
+}
 
 type topicClient struct {
 	paho.Client

@@ -14,12 +14,20 @@ type PubSub struct {
 	// AllowUnauthenticated serves calls without credentials, as Google's
 	// clients make them when PUBSUB_EMULATOR_HOST is set.
 	AllowUnauthenticated bool
+	// Forward mirrors topics to Google Cloud Pub/Sub:
+	// "projects/p/topics/local=projects/g/topics/remote,...".
+	Forward string
+	// ForwardCredentials is the service account key file Forward
+	// publishes with (default: Google's application default credentials).
+	ForwardCredentials string
 }
 
 // AddFlags adds --pubsub-addr (default def) and
 // --pubsub-allow-unauthenticated.
 func (p *PubSub) AddFlags(fs *flag.FlagSet, def string) {
 	fs.StringVar(&p.Addr, "pubsub-addr", def, `address of the Pub/Sub API (google.pubsub.v1, gRPC and REST) on the telemetry stream; "" turns it off`)
+	fs.StringVar(&p.Forward, "pubsub-forward", "", "mirror topics to Google Cloud Pub/Sub: projects/P/topics/LOCAL=projects/G/topics/REMOTE, comma-separated")
+	fs.StringVar(&p.ForwardCredentials, "pubsub-forward-credentials", "", "service account key file (JSON) --pubsub-forward publishes with (default: Google's application default credentials)")
 	fs.BoolVar(&p.AllowUnauthenticated, "pubsub-allow-unauthenticated", false, "accept Pub/Sub calls that carry no token, as Google's clients make them with PUBSUB_EMULATOR_HOST (anyone who reaches the port may then read and publish)")
 }
 

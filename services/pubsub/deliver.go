@@ -59,8 +59,9 @@ func (v *subView) properties() *pubsubpb.StreamingPullResponse_SubscriptionPrope
 	}
 }
 
-// attributes are a message's headers but those the server keeps for itself.
-func attributes(h nats.Header) map[string]string {
+// Attributes are a stored message's Pub/Sub attributes: its headers but
+// those Passerelle keeps for itself.
+func Attributes(h nats.Header) map[string]string {
 	if len(h) == 0 {
 		return nil
 	}
@@ -85,7 +86,7 @@ func (s *Server) prepare(v *subView, m jetstream.Msg) *pubsubpb.ReceivedMessage 
 		_ = m.Term()
 		return nil
 	}
-	attrs := attributes(m.Headers())
+	attrs := Attributes(m.Headers())
 	if !v.filter.Match(attrs) || (v.retention > 0 && time.Since(md.Timestamp) > v.retention) {
 		_ = m.Ack()
 		return nil
