@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,47 +35,15 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "passerelle")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminAddr, mqttAddr, psAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
+		cmd, banner := startBinary(t, bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
 			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--hub-addr", "", "--pubsub-addr", psAddr, "--pubsub-allow-unauthenticated")
-		logf := testutil.Must(os.OpenFile(filepath.Join(dataDir, "..", "serve.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644))
-		t.Cleanup(func() { logf.Close() })
-		stderrPipe, err := cmd.StderrPipe()
-		stderr := io.TeeReader(stderrPipe, logf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		ready := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			var banner strings.Builder
-			for sc.Scan() {
-				banner.WriteString(sc.Text() + "\n")
-				if strings.Contains(sc.Text(), "Pub/Sub API:") {
-					ready <- banner.String()
-					break
-				}
-			}
-			_, _ = io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case banner := <-ready:
-			if !strings.Contains(banner, "UNAUTHENTICATED") {
-				t.Errorf("the banner does not say the Pub/Sub API takes unauthenticated calls:\n%s", banner)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("passerelle serve was not ready after 30 s")
+		if !strings.Contains(banner, "Pub/Sub API:  "+psAddr) || !strings.Contains(banner, "UNAUTHENTICATED") {
+			t.Errorf("the banner does not say the Pub/Sub API takes unauthenticated calls:\n%s", banner)
 		}
 		return cmd
 	}

@@ -1,12 +1,12 @@
 package pubsub
 
 import (
-	"fmt"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/resource"
 )
 
@@ -22,7 +22,7 @@ func parseName(field, collection, name string) (project, id string, err error) {
 	if ok {
 		project, id, ok = strings.Cut(rest, "/"+collection+"/")
 	}
-	if !ok || !validProject(project) {
+	if !ok || !bus.ValidProject(project) {
 		return "", "", status.Errorf(codes.InvalidArgument, "Invalid resource name given (%s=%s): want projects/{project}/%s/{id}", field, name, collection)
 	}
 	if !resource.ValidID(id) {
@@ -34,24 +34,8 @@ func parseName(field, collection, name string) (project, id string, err error) {
 // parseProject checks "projects/{project}".
 func parseProject(field, name string) (string, error) {
 	p, ok := strings.CutPrefix(name, "projects/")
-	if !ok || !validProject(p) {
+	if !ok || !bus.ValidProject(p) {
 		return "", status.Errorf(codes.InvalidArgument, "Invalid resource name given (%s=%s): want projects/{project}", field, name)
 	}
 	return p, nil
 }
-
-// validProject accepts Cloud project ids, domain-scoped ones too
-// ("example.com:p"), and nothing that crosses a "/".
-func validProject(p string) bool {
-	if p == "" || len(p) > 100 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c >= 0x7f || c == '/' {
-			return false
-		}
-	}
-	return true
-}
-
-func topicName(project, id string) string { return fmt.Sprintf("projects/%s/topics/%s", project, id) }
