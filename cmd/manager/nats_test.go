@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -114,4 +115,56 @@ func TestUnreachableNATS(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), "--nats-url") {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
+}
+
+// --pubsub-addr serves the Pub/Sub API on the bus's stream: a registry's
+// topic exists as soon as the registry names it (REST, as REST users call
+// it).
+func TestServesPubSub(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.Open(t.Context(), logger, bus.Options{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	addr, psAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out testutil.SyncBuffer
+	go func() {
+		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr, "--nats-url", b.Server().ClientURL(),
+			"--pubsub-addr", psAddr, "--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, config.MapEnv(nil))
+	}()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d\n%s", code, out.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("manager did not stop after cancel")
+		}
+	}()
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Post("http://"+addr+"/v1/projects/p/locations/l/registries", "application/json",
+			strings.NewReader(`{"id":"reg","eventNotificationConfigs":[{"pubsubTopicName":"projects/p/topics/events"}]}`))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + psAddr + "/v1/projects/p/topics/events")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"projects/p/topics/events"`) {
+			return fmt.Errorf("GET the registry's topic: %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 }
