@@ -11,6 +11,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,11 +45,19 @@ func (bearer) RequireTransportSecurity() bool { return false }
 func start(t *testing.T, opts ...ps.Option) *env {
 	t.Helper()
 	logger := testutil.Logger(t)
-	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats")})
+	b, err := bus.Open(context.Background(), logger, bus.Options{DataDir: filepath.Join(t.TempDir(), "nats"), ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	return startOn(t, b, opts...)
+}
+
+// startOn runs a server on b (another replica when b is a second
+// connection to the same NATS).
+func startOn(t *testing.T, b *bus.Bus, opts ...ps.Option) *env {
+	t.Helper()
+	logger := testutil.Logger(t)
 	e := &env{t: t, bus: b, tokens: map[adminauth.Role]string{}}
 	tokens := adminauth.NewTokens()
 	for _, r := range []adminauth.Role{adminauth.RoleViewer, adminauth.RoleDeviceController, adminauth.RoleEditor} {
@@ -252,3 +261,67 @@ func TestRolesAndValidation(t *testing.T) {
 		t.Errorf("GetSubscription after delete: %v, want NOT_FOUND", err)
 	}
 }
+
+// Two replicas on one NATS share the records, and an ack sent to the one
+// that did not deliver the message settles it.
+func TestAckOnAnotherReplica(t *testing.T) {
+	a := start(t)
+	b2, err := bus.Open(context.Background(), testutil.Logger(t), bus.Options{URL: a.bus.Server().ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b2.Close() })
+	b := startOn(t, b2)
+	ctx := context.Background()
+	ca := a.client(adminauth.RoleEditor)
+	if _, err := ca.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic("shared")}); err != nil {
+		t.Fatal(err)
+	}
+	// Made on a, seen by b.
+	cb := e2client(t, b)
+	if _, err := cb.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: subName("shared"), Topic: topic("shared")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic("shared"), Messages: []*pubsubpb.PubsubMessage{{Data: []byte("x")}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ca.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: subName("shared"), MaxMessages: 1})
+	if err != nil || len(r.GetReceivedMessages()) != 1 {
+		t.Fatalf("pull on a: %v %v", r, err)
+	}
+	if err := cb.SubscriptionAdminClient.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: subName("shared"),
+		AckIds: []string{r.GetReceivedMessages()[0].GetAckId()}, AckDeadlineSeconds: 0}); err != nil {
+		t.Fatal(err)
+	}
+	// Nacked through b: a delivers it again at once; acked through b: never again.
+	r2, err := ca.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: subName("shared"), MaxMessages: 1})
+	if err != nil || len(r2.GetReceivedMessages()) != 1 || r2.GetReceivedMessages()[0].GetMessage().GetMessageId() != r.GetReceivedMessages()[0].GetMessage().GetMessageId() {
+		t.Fatalf("pull after the nack on b: %v %v", r2, err)
+	}
+	if err := cb.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: subName("shared"),
+		AckIds: []string{r2.GetReceivedMessages()[0].GetAckId()}}); err != nil {
+		t.Fatal(err)
+	}
+	// JetStream holds nothing out for the subscription's consumer.
+	js, err := jetstream.New(a.bus.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, a.bus.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		for info := range stream.ListConsumers(ctx).Info() {
+			if info.Config.Description == "Pub/Sub subscription "+subName("shared") {
+				if info.NumAckPending != 0 || info.NumPending != 0 {
+					return fmt.Errorf("consumer %s: %d out, %d pending", info.Name, info.NumAckPending, info.NumPending)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no consumer for %s", subName("shared"))
+	})
+}
+
+func e2client(t *testing.T, e *env) *pubsub.Client { return e.client(adminauth.RoleEditor) }
