@@ -64,6 +64,10 @@ const (
 	defaultMaxBackoff = time.Minute
 	batch             = 100
 	fetchWait         = 2 * time.Second
+	// publishTimeout bounds one message's publish to Google, retries
+	// included.
+	publishTimeout = 20 * time.Second
+	stopWait       = 5 * time.Second
 )
 
 type options struct {
@@ -176,14 +180,32 @@ func (f *Forwarder) run(ctx context.Context, r Route) error {
 		return err
 	}
 	pub := f.google.Publisher(r.To)
-	defer pub.Stop()
+	pub.PublishSettings.Timeout = publishTimeout
+	defer f.stop(pub, r)
+	// The backlog is read every second, also while a publish waits for
+	// an unreachable Google.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	defer wg.Wait()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if info, err := cons.Info(ctx); err == nil {
+				f.mu.Lock()
+				f.backlog[r] = int64(info.NumPending) + int64(info.NumAckPending)
+				f.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	backoff := f.opts.minBackoff
 	for ctx.Err() == nil {
-		if info, err := cons.Info(ctx); err == nil {
-			f.mu.Lock()
-			f.backlog[r] = int64(info.NumPending) + int64(info.NumAckPending)
-			f.mu.Unlock()
-		}
 		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
 			f.logger.Warn("forward: reading the stream", "from", r.From, "err", err)
@@ -213,7 +235,7 @@ func (f *Forwarder) publish(ctx context.Context, pub *pubsub.Publisher, r Route,
 		all = append(all, sent{m, pub.Publish(ctx, &pubsub.Message{Data: m.Data(), Attributes: pspkg.Attributes(m.Headers())})})
 	}
 	for _, s := range all {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout+5*time.Second)
 		_, err := s.res.Get(pctx)
 		cancel()
 		if err != nil {
@@ -227,6 +249,22 @@ func (f *Forwarder) publish(ctx context.Context, pub *pubsub.Publisher, r Route,
 		_ = s.m.Ack()
 	}
 	return failed
+}
+
+// stop flushes the publisher, waiting at most stopWait: what it has not
+// sent by then is in JetStream still, unacknowledged, and goes again next
+// time. Its goroutine ends with pub.Stop (within publishTimeout).
+func (f *Forwarder) stop(pub *pubsub.Publisher, r Route) {
+	done := make(chan struct{})
+	go func() {
+		pub.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(stopWait):
+		f.logger.Warn("forward: Google Cloud Pub/Sub did not take the last messages in time; they stay in the stream", "from", r.From, "to", r.To)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
