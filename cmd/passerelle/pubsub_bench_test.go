@@ -96,7 +96,7 @@ func (s *benchStack) subscription(b *testing.B, id string) string {
 	b.Helper()
 	name := "projects/bench/subscriptions/" + id
 	if _, err := s.client.SubscriptionAdminClient.CreateSubscription(context.Background(), &pubsubpb.Subscription{
-		Name: name, Topic: "projects/bench/topics/events", AckDeadlineSeconds: 60}); err != nil {
+		Name: name, Topic: "projects/bench/topics/events"}); err != nil { // the default 10 s deadline
 		b.Fatal(err)
 	}
 	return name

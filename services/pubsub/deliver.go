@@ -198,7 +198,8 @@ func (s *Server) acknowledge(ctx context.Context, v *subView, ids []string) (ack
 
 // modify sets the deadline of ids to seconds from now (0: redeliver now).
 // A deadline within the one JetStream already keeps (the delivery time
-// plus the consumer's AckWait) costs nothing: clients send one for every
+// plus the consumer's AckWait, or the stream's deadline set at delivery)
+// costs nothing: clients send one for every
 // message they receive (the receipt modack), and a NAK with a delay makes
 // JetStream rewrite the message's pending state.
 func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds int32) (ackResult, error) {
@@ -208,12 +209,16 @@ func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds i
 	until := time.Now().Add(time.Duration(seconds) * time.Second)
 	var need []string
 	var r ackResult
+	var kept map[string]time.Time
+	if !v.eod {
+		kept = s.sessions.deadlines(v.name, ids)
+	}
 	for _, id := range ids {
 		delivered, ok := s.parseAckID(v, id)
 		switch {
 		case !ok:
 			r.invalid = append(r.invalid, id)
-		case !v.eod && !until.After(delivered.Add(v.ackDeadline)):
+		case !v.eod && (!until.After(delivered.Add(v.ackDeadline)) || !until.After(kept[id])):
 			r.ok = append(r.ok, id)
 		default:
 			need = append(need, id)

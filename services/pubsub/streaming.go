@@ -89,6 +89,25 @@ func (r *sessionRegistry) expired(sub string, ids []string) map[string]bool {
 	return out
 }
 
+// deadlines returns the deadlines this process's streams keep for ids
+// they delivered.
+func (r *sessionRegistry) deadlines(sub string, ids []string) map[string]time.Time {
+	var out map[string]time.Time
+	r.each(sub, func(ss *session) {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		for _, id := range ids {
+			if e, ok := ss.out[id]; ok {
+				if out == nil {
+					out = make(map[string]time.Time, len(ids))
+				}
+				out[id] = e.deadline
+			}
+		}
+	})
+	return out
+}
+
 func (r *sessionRegistry) forget(sub string, ids []string) {
 	if len(ids) > 0 {
 		r.each(sub, func(ss *session) { ss.forget(ids) })
