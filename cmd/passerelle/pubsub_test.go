@@ -116,6 +116,9 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		problems  []string
 	)
 	sub := ps.Subscriber("projects/p1/subscriptions/app")
+	// Its streams ask for the subscription's 10 s (not Go's default 60 s):
+	// a nack lost in the crash comes back 10 s after the restart.
+	sub.ReceiveSettings.MaxDurationPerAckExtension = 10 * time.Second
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
