@@ -25,7 +25,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { _ = b.Close() }) // after the manager's end
 	got := make(chan bus.Announcement, 16)
 	stopSub, err := b.SubscribeAnnouncements(func(a bus.Announcement) { got <- a })
 	if err != nil {
@@ -40,24 +40,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 	env := config.MapEnv(map[string]string{"PASSERELLE_NATS_URL": b.Server().ClientURL()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var out testutil.SyncBuffer
-	go func() {
-		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr,
-			"--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, env)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d\n%s", code, out.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("manager did not stop after cancel")
-		}
-	}()
+	out := runManager(t, env, "--insecure-no-auth", "--listen", addr, "--database-url", filepath.Join(t.TempDir(), "p.db"))
 
 	base := "http://" + addr + "/v1/projects/p/locations/l/registries"
 	post := func(url, body string) (int, error) {
@@ -126,26 +109,10 @@ func TestServesPubSub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { _ = b.Close() }) // after the manager's end
 	addr, psAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var out testutil.SyncBuffer
-	go func() {
-		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr, "--nats-url", b.Server().ClientURL(),
-			"--pubsub-addr", psAddr, "--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, config.MapEnv(nil))
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d\n%s", code, out.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("manager did not stop after cancel")
-		}
-	}()
+	runManager(t, config.MapEnv(nil), "--insecure-no-auth", "--listen", addr, "--nats-url", b.Server().ClientURL(),
+		"--pubsub-addr", psAddr, "--database-url", filepath.Join(t.TempDir(), "p.db"))
 	testutil.WaitFor(t, 10*time.Second, func() error {
 		resp, err := http.Post("http://"+addr+"/v1/projects/p/locations/l/registries", "application/json",
 			strings.NewReader(`{"id":"reg","eventNotificationConfigs":[{"pubsubTopicName":"projects/p/topics/events"}]}`))
@@ -167,4 +134,26 @@ func TestServesPubSub(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// runManager runs the manager with args until the test ends, and fails the
+// test unless it then exits 0 within 15 s.
+func runManager(t *testing.T, env config.Env, args ...string) *testutil.SyncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	out := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, args, out, env) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d\n%s", code, out.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("manager did not stop after cancel")
+		}
+	})
+	return out
 }
