@@ -16,4 +16,4 @@ COPY --from=build --chown=65532:65532 /out/data /data
 USER nonroot:nonroot
 WORKDIR /data
 ENTRYPOINT []
-CMD ["passerelle", "serve", "--data-dir", "/data", "--admin-addr", "0.0.0.0:8080", "--mqtt-addr", "0.0.0.0:8883", "--hub-addr", "0.0.0.0:8090", "--http-bridge-addr", "0.0.0.0:8443"]
+CMD ["passerelle", "serve", "--data-dir", "/data", "--admin-addr", "0.0.0.0:8080", "--mqtt-addr", "0.0.0.0:8883", "--hub-addr", "0.0.0.0:8090", "--pubsub-addr", "0.0.0.0:8085", "--http-bridge-addr", "0.0.0.0:8443"]

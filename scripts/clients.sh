@@ -44,8 +44,8 @@ fi
 if wants java; then clients/java/build.sh build; fi
 say "built passerelle and the clients in $(ms_since "$start") ms"
 
-admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port)
-"$PASSERELLE_BIN" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" --http-bridge-addr "" \
+admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port); pubsub=127.0.0.1:$(free_port)
+"$PASSERELLE_BIN" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" --pubsub-addr "$pubsub" --http-bridge-addr "" \
   >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do

@@ -2,7 +2,8 @@
 # End-to-end check of a fresh install: builds the binaries, starts
 # `passerelle serve` on free ports in a temporary data folder, runs the gateway
 # demo unattended against it, checks the demo's output, runs Google's Node
-# client library against it (clients/node/check.mjs; needs node and npm), then
+# client libraries for Cloud IoT and Pub/Sub against it (clients/node/check.mjs,
+# clients/node/pubsub.mjs; needs node and npm), then
 # stops the server with SIGINT and checks that it exits cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +19,11 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/passerelle ./cmd/hubdemo
-admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port); ops=127.0.0.1:$(free_port)
+admin=127.0.0.1:$(free_port); mqtt=127.0.0.1:$(free_port); hub=127.0.0.1:$(free_port); ops=127.0.0.1:$(free_port); pubsub=127.0.0.1:$(free_port)
 
 start=$(date +%s%N)
-"$work/bin/passerelle" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" --http-bridge-addr "" \
-  --ops-addr "$ops" >"$work/serve.log" 2>&1 &
+"$work/bin/passerelle" serve --data-dir "$work/data" --admin-addr "$admin" --mqtt-addr "$mqtt" --hub-addr "$hub" \
+  --pubsub-addr "$pubsub" --pubsub-allow-unauthenticated --http-bridge-addr "" --ops-addr "$ops" >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q "Passerelle is ready" "$work/serve.log" && break
@@ -34,7 +35,7 @@ echo "e2e: passerelle serve ready in $(( ($(date +%s%N) - start) / 1000000 )) ms
 for _ in $(seq 1 50); do curl -fsS "http://$ops/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://$ops/readyz" || { cat "$work/serve.log"; echo "e2e: /readyz is not 200" >&2; exit 1; }
 
-(cd "$work" && timeout 180 "$work/bin/hubdemo" --admin-addr "$admin" --hub-addr "$hub" --data-dir "$work/data" \
+(cd "$work" && timeout 180 "$work/bin/hubdemo" --admin-addr "$admin" --hub-addr "$hub" --pubsub-addr "$pubsub" --data-dir "$work/data" \
   --yes --set-config device-config --listen 5s) | tee "$work/demo.out"
 
 expect() {
@@ -46,6 +47,8 @@ expect "Received message 'device-config' on topic '/devices/test-device-noauthbi
 expect "Publishing message 15/15"
 expect "ListDeviceStates: 10 states kept, the newest"
 expect "payload-15'"
+expect "Topic policy: 1 binding(s), serviceAccount:cloud-iot@system.gserviceaccount.com may publish"
+expect "Read 15 states from subscription projects/passerelle-demo/subscriptions/test-registry-"
 expect "Device unbound: {}"
 expect "Delete registry"
 grep -q "device-config" "$work/data/config_log.csv" || { echo "e2e: <data-dir>/config_log.csv lacks the config" >&2; exit 1; }
@@ -62,6 +65,9 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   npm ci --prefix clients/node --no-audit --no-fund --ignore-scripts
   PASSERELLE_ADMIN_ADDR="$admin" PASSERELLE_TOKEN="$(cat "$work/data/admin.token")" \
     timeout 120 node clients/node/check.mjs || { tail -20 "$work/serve.log" >&2; echo "e2e: the Node client check failed" >&2; exit 1; }
+  # Google's Node Pub/Sub client (@google-cloud/pubsub), the emulator way.
+  PUBSUB_EMULATOR_HOST="$pubsub" timeout 120 node clients/node/pubsub.mjs ||
+    { tail -20 "$work/serve.log" >&2; echo "e2e: the Node Pub/Sub client check failed" >&2; exit 1; }
   echo "e2e: Node client check (npm ci + check) took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 elif [[ "${CI:-}" == true ]]; then
   echo "e2e: node and npm are needed for the Node client check (clients/node) under CI=true" >&2

@@ -1,18 +1,21 @@
 // Command hubdemo is the gateway demo of the Cloud IoT Core documentation
-// (hub_demo.py), ported to Passerelle: it creates a registry with a Pub/Sub
-// topic, a gateway (through the hub, which keeps its key), and a device to
+// (hub_demo.py), ported to Passerelle: it creates a Pub/Sub topic and lets
+// Cloud IoT publish to it (the sample's create_iot_topic, through the
+// Pub/Sub API), a registry sending its events and states there, a
+// subscription, a gateway (through the hub, which keeps its key), and a device to
 // bind; binds them; listens for config messages for the device and the
 // gateway, logging each to a CSV file; publishes 15 state messages on
-// behalf of the bound device; shows where to read them; and, once the
+// behalf of the bound device; reads them back from the subscription; and, once the
 // user presses enter, cleans up. Deleting the gateway through the admin
 // API also ends the hub's connection for it and removes its key.
 //
-//	hubdemo [--admin-addr 127.0.0.1:8080] [--hub-addr 127.0.0.1:8090] [--data-dir ./passerelle-data]
+//	hubdemo [--admin-addr 127.0.0.1:8080] [--hub-addr 127.0.0.1:8090] [--pubsub-addr 127.0.0.1:8085] [--data-dir ./passerelle-data]
 //	        [--token TOKEN] [--yes] [--set-config DATA] [--listen 30s]
 //	        [--config-log <data-dir>/config_log.csv]
 //
 // It talks to the manager with google.golang.org/api/cloudiot/v1, the Go
-// twin of the sample's googleapiclient, and to the hub with its gRPC API.
+// twin of the sample's googleapiclient, to the hub with its gRPC API, and
+// to the Pub/Sub API with Google's Go client (cloud.google.com/go/pubsub/v2).
 package main
 
 import (
@@ -27,15 +30,24 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/cloudiot/v1"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
 	"github.com/passerelle-iot/passerelle/pkg/config"
@@ -52,6 +64,7 @@ func main() {
 type demoConfig struct {
 	AdminAddr  string
 	HubAddr    string
+	PubSubAddr string
 	DataDir    string
 	Token      string
 	Yes        bool
@@ -70,6 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.DefaultListen, "address of the admin API (as passerelle serve --admin-addr)")
 	fs.StringVar(&c.HubAddr, "hub-addr", "127.0.0.1:8090", "address of the hub (as passerelle serve --hub-addr)")
+	fs.StringVar(&c.PubSubAddr, "pubsub-addr", config.DefaultPubSubAddr, "address of the Pub/Sub API (as passerelle serve --pubsub-addr)")
 	fs.StringVar(&c.DataDir, "data-dir", config.DefaultDataDir, "data folder of passerelle serve, where the admin token is")
 	fs.StringVar(&c.Token, "token", "", "admin token (default: the content of <data-dir>/admin.token)")
 	fs.BoolVar(&c.Yes, "yes", false, "run unattended: do not wait for enter where the sample pauses")
@@ -129,6 +143,7 @@ type demo struct {
 	admin   *cloudiot.ProjectsLocationsRegistriesService
 	hubConn *grpc.ClientConn
 	hub     hubv1.HubClient
+	pubsub  *pubsub.Client
 }
 
 func newDemo(ctx context.Context, c demoConfig, stdin io.Reader, stdout io.Writer) (*demo, error) {
@@ -142,11 +157,21 @@ func newDemo(ctx context.Context, c demoConfig, stdin io.Reader, stdout io.Write
 	if err != nil {
 		return nil, fmt.Errorf("hub client: %w", err)
 	}
+	ps, err := pubsub.NewClient(ctx, c.Project, option.WithEndpoint(c.PubSubAddr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithGRPCDialOption(grpc.WithPerRPCCredentials(bearer(c.Token))))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("Pub/Sub client: %w", err)
+	}
 	return &demo{cfg: c, in: bufio.NewReader(stdin), out: stdout, admin: svc.Projects.Locations.Registries,
-		hubConn: conn, hub: hubv1.NewHubClient(conn)}, nil
+		hubConn: conn, hub: hubv1.NewHubClient(conn), pubsub: ps}, nil
 }
 
-func (d *demo) close() { d.hubConn.Close() }
+func (d *demo) close() {
+	d.hubConn.Close()
+	_ = d.pubsub.Close()
+}
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
@@ -182,13 +207,18 @@ func (d *demo) run(ctx context.Context) error {
 	gateway := registry + "/devices/" + gatewayID
 	device := registry + "/devices/" + deviceID
 
+	topic := fmt.Sprintf("projects/%s/topics/%s", d.cfg.Project, "gateway-demo")
+	subscription := fmt.Sprintf("projects/%s/subscriptions/%s", d.cfg.Project, registryID)
+
 	d.say("Running demo\n")
+	if err := d.createIoTTopic(ctx, topic); err != nil {
+		return err
+	}
 	d.say("Creating registry: %s", registryID)
 	if _, err := d.admin.Create(parent, &cloudiot.DeviceRegistry{
-		Id: registryID,
-		EventNotificationConfigs: []*cloudiot.EventNotificationConfig{
-			{PubsubTopicName: fmt.Sprintf("projects/%s/topics/%s", d.cfg.Project, "gateway-demo")},
-		},
+		Id:                       registryID,
+		EventNotificationConfigs: []*cloudiot.EventNotificationConfig{{PubsubTopicName: topic}},
+		StateNotificationConfig:  &cloudiot.StateNotificationConfig{PubsubTopicName: topic},
 	}).Context(ctx).Do(); err != nil {
 		return fmt.Errorf("create the registry: %w", err)
 	}
@@ -212,8 +242,19 @@ func (d *demo) run(ctx context.Context) error {
 		} else {
 			d.say("Could not delete registry %s: %v", registryID, err)
 		}
+		if err := d.pubsub.SubscriptionAdminClient.DeleteSubscription(cctx, &pubsubpb.DeleteSubscriptionRequest{Subscription: subscription}); err == nil {
+			d.say("Delete subscription")
+		}
 	}
 	defer cleanup()
+
+	// The device's states, and only they, come to this subscription.
+	if _, err := d.pubsub.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: subscription, Topic: topic, Filter: fmt.Sprintf("attributes.deviceId = %q", deviceID),
+	}); err != nil {
+		return fmt.Errorf("create the subscription: %w", err)
+	}
+	d.say("Created subscription %s\n", subscription)
 
 	d.say("Creating gateway: %s", gatewayID)
 	if _, err := d.hub.CreateGateway(ctx, &hubv1.CreateGatewayRequest{
@@ -249,6 +290,9 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.publish(ctx, registryID, gateway, device, gatewayID, deviceID); err != nil {
+		return err
+	}
+	if err := d.readStates(ctx, subscription); err != nil {
 		return err
 	}
 	// Time to read the states before they go with the device.
@@ -402,4 +446,77 @@ func unbase64(s string) string {
 		return s
 	}
 	return string(b)
+}
+
+// createIoTTopic is the sample's create_iot_topic: create the topic (an
+// existing one is fine), then get its policy, add Cloud IoT's service
+// account as publisher, and set it.
+func (d *demo) createIoTTopic(ctx context.Context, topic string) error {
+	admin := d.pubsub.TopicAdminClient
+	t, err := admin.CreateTopic(ctx, &pubsubpb.Topic{Name: topic})
+	switch status.Code(err) {
+	case codes.OK:
+		d.say("Topic created: %s", t.GetName())
+	case codes.AlreadyExists:
+		d.say("Topic %s already exists", topic)
+	default:
+		return fmt.Errorf("create the topic: %w", err)
+	}
+	policy, err := admin.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: topic})
+	if err != nil {
+		return fmt.Errorf("get the topic's policy: %w", err)
+	}
+	const role, member = "roles/pubsub.publisher", "serviceAccount:cloud-iot@system.gserviceaccount.com"
+	added := false
+	for _, b := range policy.GetBindings() {
+		if b.GetRole() == role {
+			if !slices.Contains(b.GetMembers(), member) {
+				b.Members = append(b.Members, member)
+			}
+			added = true
+		}
+	}
+	if !added {
+		policy.Bindings = append(policy.Bindings, &iampb.Binding{Role: role, Members: []string{member}})
+	}
+	policy, err = admin.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: topic, Policy: policy})
+	if err != nil {
+		return fmt.Errorf("set the topic's policy: %w", err)
+	}
+	d.say("Topic policy: %d binding(s), %s may publish\n", len(policy.GetBindings()), member)
+	return nil
+}
+
+// readStates receives the state notifications of the subscription with
+// Google's client and acks them, until it has one of each state sent.
+func (d *demo) readStates(ctx context.Context, subscription string) error {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	newest, newestNum := "", 0
+	err := d.pubsub.Subscriber(subscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		payload := string(m.Data)
+		mu.Lock()
+		defer mu.Unlock()
+		seen[payload] = true
+		var n int
+		if i := strings.LastIndex(payload, "-payload-"); i >= 0 {
+			n, _ = strconv.Atoi(payload[i+len("-payload-"):])
+		}
+		if n > newestNum {
+			newest, newestNum = payload, n
+		}
+		if len(seen) >= d.cfg.States {
+			cancel()
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || len(seen) < d.cfg.States {
+		return fmt.Errorf("read %d of %d states from %s: %v", len(seen), d.cfg.States, subscription, err)
+	}
+	d.say("Read %d states from subscription %s, the newest '%s'\n", len(seen), subscription, newest)
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +24,14 @@ import (
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
+	"github.com/passerelle-iot/passerelle/services/pubsub"
 )
 
 // stack is the manager, the bridge (plain MQTT) and the hub in process,
 // the hub's key store in dataDir as passerelle serve has it.
 type stack struct {
-	adminAddr, hubAddr, dataDir string
-	pool                        *hub.Pool
+	adminAddr, hubAddr, dataDir, pubsubAddr string
+	pool                                    *hub.Pool
 }
 
 func startStack(t *testing.T) stack {
@@ -59,6 +61,10 @@ func startStack(t *testing.T) stack {
 			t.Errorf("pool.Close: %v", err)
 		}
 	})
+	plis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
+	ps := testutil.Must(pubsub.New(log, b, pubsub.WithAllowUnauthenticated(), pubsub.WithRegistryTopics(st.(pubsub.TopicLister).NotificationTopics)))
+	testutil.Serve(t, func(ctx context.Context) error { return ps.Serve(ctx, plis) })
+	s.pubsubAddr = plis.Addr().String()
 	hlis := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	hs := hub.NewServer(log, hub.NewService(log, s.pool, keys, prov), hub.WithInsecureNoAuth(), hub.WithShutdownTimeout(time.Second))
 	testutil.Serve(t, func(ctx context.Context) error { return hs.Serve(ctx, hlis) })
@@ -89,7 +95,7 @@ func TestDemoInteractive(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		defer stdout.Close()
-		code <- run(ctx, []string{"--admin-addr", s.adminAddr, "--hub-addr", s.hubAddr, "--data-dir", s.dataDir,
+		code <- run(ctx, []string{"--admin-addr", s.adminAddr, "--hub-addr", s.hubAddr, "--pubsub-addr", s.pubsubAddr, "--data-dir", s.dataDir,
 			"--token", "unused", "--listen", "1s", "--states", "2", "--state-interval", "1100ms"},
 			stdin, stdout, io.Discard, func(string) (string, bool) { return "", false })
 	}()
@@ -118,6 +124,12 @@ func TestDemoInteractive(t *testing.T) {
 	next("Press enter to continue")
 	fmt.Fprintln(typed)
 	next("You can read the state messages for your device with:")
+	next("Read 2 states from subscription projects/passerelle-demo/subscriptions/test-registry-")
+	if !slices.ContainsFunc(seen, func(l string) bool {
+		return strings.Contains(l, "Topic policy: 1 binding(s), serviceAccount:cloud-iot@system.gserviceaccount.com may publish")
+	}) {
+		t.Errorf("the demo did not set the topic's policy; it printed:\n%s", strings.Join(seen, "\n"))
+	}
 	next("Press enter to clean up")
 	for _, l := range seen {
 		if strings.Contains(l, "Delete") || strings.Contains(l, "unbound") {

@@ -2,7 +2,7 @@
 // google.cloud.iot.v1.DeviceManager over gRPC and REST/JSON v1 on one port,
 // with gRPC health and reflection.
 //
-//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE]
+//	manager [--listen 127.0.0.1:8080] [--data-dir ./passerelle-data] [--database-url postgres://...] [--tokens-file FILE] [--pubsub-addr ADDR]
 //	        [--nats-url nats://...] [--nats-replicas N] [--ops-addr 127.0.0.1:9090]
 //
 // With --nats-url the manager announces config, device and command changes
@@ -43,6 +43,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/manager"
+	"github.com/passerelle-iot/passerelle/services/pubsub"
 )
 
 func main() {
@@ -88,6 +89,8 @@ type managerConfig struct {
 	OpsAddr string
 	// Pprof serves net/http/pprof on OpsAddr.
 	Pprof bool
+	// PubSub is the Pub/Sub API on the bus's stream (needs NATSURL).
+	PubSub config.PubSub
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
@@ -100,6 +103,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 	config.AddNATSReplicasFlag(fs, &cfg.NATSReplicas)
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
 	config.AddPprofFlag(fs, &cfg.Pprof)
+	cfg.PubSub.AddFlags(fs, "")
 	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
@@ -111,6 +115,10 @@ func (c *managerConfig) validate() error {
 	errs := []error{c.Validate(), sqlstore.CheckURL(c.Database()), config.CheckOpsAddr(c.OpsAddr), config.CheckPprof(c.Pprof, c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL)}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
+	}
+	errs = append(errs, c.PubSub.Validate())
+	if c.PubSub.Addr != "" && c.NATSURL == "" {
+		errs = append(errs, errors.New("--pubsub-addr serves the telemetry stream of the bus: give --nats-url too"))
 	}
 	return errors.Join(errs...)
 }
@@ -124,6 +132,10 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	defer stopTelemetry()
 
 	var opts []manager.Option
+	var psopts []pubsub.Option
+	if cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth {
+		psopts = append(psopts, pubsub.WithAllowUnauthenticated())
+	}
 	switch {
 	case cfg.InsecureNoAuth:
 		opts = append(opts, manager.WithInsecureNoAuth())
@@ -133,6 +145,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			return fmt.Errorf("load the tokens file: %w (fix the line, or give another --tokens-file)", err)
 		}
 		opts = append(opts, manager.WithTokens(tokens))
+		psopts = append(psopts, pubsub.WithTokens(tokens))
 	default:
 		b, err := adminauth.Bootstrap(cfg.DataDir)
 		if err != nil {
@@ -144,6 +157,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			logger.Info("admin tokens loaded", "tokens_file", b.TokensFile, "tokens", b.Tokens)
 		}
 		opts = append(opts, manager.WithTokens(b.Tokens))
+		psopts = append(psopts, pubsub.WithTokens(b.Tokens))
 	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -166,10 +180,23 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			return fmt.Errorf("cannot listen on %s: %w (choose another --ops-addr)", cfg.OpsAddr, err)
 		}
 	}
+	var psLis net.Listener
+	if cfg.PubSub.Addr != "" {
+		if psLis, err = net.Listen("tcp", cfg.PubSub.Addr); err != nil {
+			lis.Close()
+			if opsLis != nil {
+				opsLis.Close()
+			}
+			return fmt.Errorf("cannot listen on %s: %w (choose another --pubsub-addr)", cfg.PubSub.Addr, err)
+		}
+	}
 	closeAll := func() {
 		lis.Close()
 		if opsLis != nil {
 			opsLis.Close()
+		}
+		if psLis != nil {
+			psLis.Close()
 		}
 	}
 	if err := cfg.PrepareDataDir(); err != nil {
@@ -184,6 +211,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	defer st.Close()
 	health := ops.NewHealth(logger)
 	health.Add("database", st.Ping)
+	var psSrv *pubsub.Server
 	if cfg.NATSURL != "" {
 		b, err := bus.Open(ctx, logger, bus.Options{URL: cfg.NATSURL, Name: "passerelle-manager", Replicas: cfg.NATSReplicas})
 		if err != nil {
@@ -193,6 +221,16 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 		defer b.Close()
 		opts = append(opts, manager.WithBus(b))
 		health.Add("nats", b.Ready)
+		if psLis != nil {
+			if lister, ok := st.(pubsub.TopicLister); ok {
+				psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
+			}
+			if psSrv, err = pubsub.New(logger, b, psopts...); err != nil {
+				closeAll()
+				return err
+			}
+			logger.Info("Pub/Sub API", "addr", config.PubSubNote(psLis.Addr().String(), cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth))
+		}
 	}
 
 	srv := manager.New(logger, st, opts...)
@@ -200,6 +238,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
+	if psSrv != nil {
+		g.Go(func() error { return psSrv.Serve(gctx, psLis) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		health.Drain() // not ready from the first signal on

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,7 +25,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { _ = b.Close() }) // after the manager's end
 	got := make(chan bus.Announcement, 16)
 	stopSub, err := b.SubscribeAnnouncements(func(a bus.Announcement) { got <- a })
 	if err != nil {
@@ -39,24 +40,7 @@ func TestAnnouncesOnNATS(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 	env := config.MapEnv(map[string]string{"PASSERELLE_NATS_URL": b.Server().ClientURL()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var out testutil.SyncBuffer
-	go func() {
-		done <- run(ctx, []string{"--insecure-no-auth", "--listen", addr,
-			"--database-url", filepath.Join(t.TempDir(), "p.db")}, &out, env)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d\n%s", code, out.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("manager did not stop after cancel")
-		}
-	}()
+	out := runManager(t, env, "--insecure-no-auth", "--listen", addr, "--database-url", filepath.Join(t.TempDir(), "p.db"))
 
 	base := "http://" + addr + "/v1/projects/p/locations/l/registries"
 	post := func(url, body string) (int, error) {
@@ -114,4 +98,62 @@ func TestUnreachableNATS(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), "--nats-url") {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
+}
+
+// --pubsub-addr serves the Pub/Sub API on the bus's stream: a registry's
+// topic exists as soon as the registry names it (REST, as REST users call
+// it).
+func TestServesPubSub(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.Open(t.Context(), logger, bus.Options{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() }) // after the manager's end
+	addr, psAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	runManager(t, config.MapEnv(nil), "--insecure-no-auth", "--listen", addr, "--nats-url", b.Server().ClientURL(),
+		"--pubsub-addr", psAddr, "--database-url", filepath.Join(t.TempDir(), "p.db"))
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Post("http://"+addr+"/v1/projects/p/locations/l/registries", "application/json",
+			strings.NewReader(`{"id":"reg","eventNotificationConfigs":[{"pubsubTopicName":"projects/p/topics/events"}]}`))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + psAddr + "/v1/projects/p/topics/events")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"projects/p/topics/events"`) {
+			return fmt.Errorf("GET the registry's topic: %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+}
+
+// runManager runs the manager with args until the test ends, and fails the
+// test unless it then exits 0 within 15 s.
+func runManager(t *testing.T, env config.Env, args ...string) *testutil.SyncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	out := &testutil.SyncBuffer{}
+	go func() { done <- run(ctx, args, out, env) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d\n%s", code, out.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("manager did not stop after cancel")
+		}
+	})
+	return out
 }

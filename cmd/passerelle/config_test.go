@@ -33,7 +33,7 @@ func TestCheckConfigChecksAsAStartWould(t *testing.T) {
 		{"admin address without a port", []string{"--admin-addr", "bogus"}, nil, `--admin-addr "bogus" is not an address`},
 		{"admin port out of range", []string{"--admin-addr", "127.0.0.1:70000"}, nil, "not a number from 0 to 65535"},
 		{"one bad MQTT address of two", []string{"--mqtt-addr", "127.0.0.1:8883,nope"}, nil, `--mqtt-addr "nope"`},
-		{"hub host that does not resolve", []string{"--hub-addr", "no-such-host.invalid:8090"}, nil, "does not resolve"},
+		{"hub host that does not resolve", []string{"--pubsub-addr", "", "--hub-addr", "no-such-host.invalid:8090"}, nil, "does not resolve"},
 		{"misspelled postgres scheme", []string{"--database-url", "postgress://u@h/db"}, nil, `scheme "postgress://" is not supported: give postgres://`},
 		{"mysql", []string{"--database-url", "mysql://u@h/db"}, nil, "a SQLite file path"},
 		{"PostgreSQL URL that does not parse", []string{"--database-url", "postgres://u@h:port/db"}, nil, "PostgreSQL URL does not parse"},
@@ -86,10 +86,10 @@ func TestMisspelledEnvironmentVariable(t *testing.T) {
 // process that holds it.
 func TestSecondServeOnOneDataFolder(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	first := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
+	first := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0")
 
 	var out2 bytes.Buffer
-	code := run(t.Context(), []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
+	code := run(t.Context(), []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--pubsub-addr", "", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0"}, &out2, noEnv)
 	want := "is in use by pid " + strconv.Itoa(os.Getpid()) + " (passerelle serve)"
 	if code != 1 || !strings.Contains(out2.String(), want) || !strings.Contains(out2.String(), dataDir) {
 		t.Fatalf("second serve: exit %d, output %q; want exit 1 saying %q", code, out2.String(), want)
@@ -105,7 +105,7 @@ func TestSecondServeOnOneDataFolder(t *testing.T) {
 func TestServeSeveralMQTTAddresses(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	tls1, tls2, plain1, plain2 := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
-	s := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+	s := startServe(t, noEnv, "serve", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0",
 		"--mqtt-addr", tls1+","+tls2, "--mqtt-plain-addr", plain1+","+plain2)
 	out := &s.out
 	for _, a := range []string{"mqtts://" + tls1, "mqtts://" + tls2, "mqtt://" + plain1, "mqtt://" + plain2} {
@@ -147,7 +147,7 @@ func TestServeSeveralMQTTAddresses(t *testing.T) {
 // the hub, which reaches devices through the bridge; the admin API serves.
 func TestServeWithoutMQTT(t *testing.T) {
 	adminAddr := testutil.FreeAddr(t)
-	s := startServe(t, noEnv, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--hub-addr", "127.0.0.1:0")
+	s := startServe(t, noEnv, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", adminAddr, "--mqtt-addr", "", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0")
 	out := &s.out
 	for _, want := range []string{"MQTT bridge:  off", "hub:          off (it reaches devices through the bridge"} {
 		if !strings.Contains(out.String(), want) {
@@ -209,7 +209,7 @@ func connack(t *testing.T, conn net.Conn, clientID string) byte {
 // the log say so.
 func TestInsecureNoAuthSaysTheHubIsOpen(t *testing.T) {
 	s := startServe(t, noEnv, "serve", "--insecure-no-auth", "--data-dir", filepath.Join(t.TempDir(), "data"),
-		"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0")
+		"--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0")
 	for _, want := range []string{"the admin API and the hub are open to anyone", "HUB AUTHENTICATION IS OFF", "ADMIN API AUTHENTICATION IS OFF"} {
 		if !strings.Contains(s.out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, s.out.String())

@@ -33,40 +33,13 @@ func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "passerelle")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminAddr, mqttAddr, natsAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
-			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		ready := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "Passerelle is ready") {
-					close(ready)
-					break
-				}
-			}
-			_, _ = io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
-			t.Fatal("passerelle serve was not ready after 30 s")
-		}
+		cmd, _ := startBinary(t, bin, "serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
+			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr, "--pubsub-addr", "")
 		return cmd
 	}
 
@@ -182,4 +155,49 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatalf("event after the restart: %v", tok.Error())
 	}
 	mc.Disconnect(100)
+}
+
+// buildBinary builds passerelle into the test's temporary folder.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "passerelle")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startBinary runs bin with args as an OS process (killed at the test's
+// end) and returns once its banner is out, with the banner.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		var banner strings.Builder
+		for sc.Scan() {
+			banner.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "stop with Ctrl-C") { // the banner's last line
+				ready <- banner.String()
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case banner := <-ready:
+		return cmd, banner
+	case <-time.After(30 * time.Second):
+		t.Fatal("passerelle serve was not ready after 30 s")
+		return nil, ""
+	}
 }

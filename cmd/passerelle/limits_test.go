@@ -15,7 +15,7 @@ import (
 func TestServeConnectionLimitFlags(t *testing.T) {
 	env := config.MapEnv(map[string]string{"PASSERELLE_MAX_PENDING_PER_ADDRESS": "3"})
 	s := startServe(t, env, "serve", "--data-dir", t.TempDir(), "--admin-addr", testutil.FreeAddr(t), "--mqtt-addr", testutil.FreeAddr(t),
-		"--hub-addr", "", "--max-connections", "500", "--max-pending-connections", "20")
+		"--pubsub-addr", "", "--hub-addr", "", "--max-connections", "500", "--max-pending-connections", "20")
 	waitFor(t, &s.out, "serving MQTT")
 	if want := "max_connections=500 max_pending=20 max_pending_per_address=3"; !strings.Contains(s.out.String(), want) {
 		t.Errorf("the bridge does not serve with %s:\n%s", want, s.out.String())

@@ -6,7 +6,7 @@
 // PostgreSQL and a NATS cluster.
 //
 //	passerelle serve [--data-dir ./passerelle-data] [--admin-addr 127.0.0.1:8080]
-//	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090]
+//	                 [--mqtt-addr 127.0.0.1:8883] [--mqtt-plain-addr ADDR] [--hub-addr 127.0.0.1:8090] [--pubsub-addr 127.0.0.1:8085]
 //	                 [--database-url postgres://...] [--nats-url nats://...] [--insecure-no-auth]
 //	                 [--http-bridge-addr 127.0.0.1:8443] [--ops-addr 127.0.0.1:9090 [--pprof]] [--nats-replicas N]
 //
@@ -38,8 +38,10 @@ import (
 	"syscall"
 	"time"
 
+	gpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/option"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -53,6 +55,8 @@ import (
 	"github.com/passerelle-iot/passerelle/services/bridge"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
+	"github.com/passerelle-iot/passerelle/services/pubsub"
+	"github.com/passerelle-iot/passerelle/services/pubsub/forward"
 )
 
 func main() {
@@ -152,6 +156,7 @@ type serveConfig struct {
 	MQTTAddr       string
 	MQTTPlainAddr  string
 	HubAddr        string
+	PubSub         config.PubSub
 	GatewaysFile   string
 	DatabaseURL    string
 	NATSURL        string
@@ -175,6 +180,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", config.DefaultMQTTAddr, `addresses of MQTT over TLS with the data folder's certificate, comma-separated (such as 127.0.0.1:8883,127.0.0.1:443); "" turns it off`)
 	fs.StringVar(&c.MQTTPlainAddr, "mqtt-plain-addr", "", "addresses of plain MQTT without TLS, comma-separated (off unless given)")
 	fs.StringVar(&c.HubAddr, "hub-addr", "127.0.0.1:8090", `address of the hub API (passerelle.hub.v1.Hub, gRPC); "" turns the hub off`)
+	c.PubSub.AddFlags(fs, config.DefaultPubSubAddr)
 	fs.StringVar(&c.GatewaysFile, "gateways-file", "", "JSON list of existing gateways and their private key files, for the hub (gateways made with CreateGateway need none)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) or SQLite path (default <data-dir>/passerelle.db)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
@@ -208,6 +214,10 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 		sqlstore.CheckURL(c.database()))
 	if c.HubAddr != "" {
 		errs = append(errs, config.CheckAddr("--hub-addr", c.HubAddr))
+	}
+	errs = append(errs, c.PubSub.Validate())
+	if _, err := forward.ParseRoutes(c.PubSub.Forward); err != nil {
+		errs = append(errs, fmt.Errorf("--pubsub-forward: %w", err))
 	}
 	if c.NATSURL != "" {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
@@ -269,11 +279,13 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	// Files of the data folder: the admin token and the certificates.
 	var mopts []manager.Option
 	var hopts []hub.ServerOption
+	var psopts []pubsub.Option
 	var adminToken string // the hub's credential for provisioning through the manager
 	tokenNote := "NO AUTHENTICATION (--insecure-no-auth): the admin API and the hub are open to anyone who reaches them"
 	if cfg.InsecureNoAuth {
 		mopts = append(mopts, manager.WithInsecureNoAuth())
 		hopts = append(hopts, hub.WithInsecureNoAuth())
+		psopts = append(psopts, pubsub.WithAllowUnauthenticated())
 		if cfg.hubOn() {
 			logger.Warn("HUB AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches the hub's port can create gateways and act for their devices")
 		}
@@ -284,6 +296,10 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		}
 		mopts = append(mopts, manager.WithTokens(b.Tokens))
 		hopts = append(hopts, hub.WithTokens(b.Tokens))
+		psopts = append(psopts, pubsub.WithTokens(b.Tokens))
+		if cfg.PubSub.AllowUnauthenticated {
+			psopts = append(psopts, pubsub.WithAllowUnauthenticated())
+		}
 		tokenNote = "admin token:  " + b.AdminTokenFile + "  (send 'authorization: Bearer <token>')"
 		raw, err := os.ReadFile(b.AdminTokenFile)
 		if err != nil {
@@ -375,6 +391,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			return err
 		}
 	}
+	var pubsubLis net.Listener
+	if cfg.PubSub.Addr != "" {
+		if pubsubLis, err = listen("--pubsub-addr", cfg.PubSub.Addr); err != nil {
+			return fmt.Errorf("%w, or --pubsub-addr \"\" to turn it off", err)
+		}
+	}
 	var opsLis net.Listener
 	if cfg.OpsAddr != "" {
 		if opsLis, err = listen("--ops-addr", cfg.OpsAddr); err != nil {
@@ -444,6 +466,25 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		}
 	}
 
+	var psSrv *pubsub.Server
+	if pubsubLis != nil {
+		if lister, ok := st.(pubsub.TopicLister); ok {
+			psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
+		}
+		psSrv, err = pubsub.New(logger, b, psopts...)
+		if err != nil {
+			closeAll()
+			return err
+		}
+	}
+
+	fwd, closeGoogle, err := newForwarder(ctx, logger, b, cfg.PubSub)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	defer closeGoogle()
+
 	store := "SQLite " + cfg.database()
 	if sqlstore.IsPostgresURL(cfg.DatabaseURL) {
 		store = "PostgreSQL " + config.RedactURL(cfg.DatabaseURL)
@@ -461,6 +502,10 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		hubNote = hubLis.Addr().String() + "  (gRPC, passerelle.hub.v1.Hub)"
 	case cfg.HubAddr != "":
 		hubNote = "off (it reaches devices through the bridge, and no MQTT listener is on)"
+	}
+	pubsubNote := `off (--pubsub-addr "")`
+	if pubsubLis != nil {
+		pubsubNote = config.PubSubNote(pubsubLis.Addr().String(), cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth)
 	}
 	opsNote := `off (--ops-addr "")`
 	if opsLis != nil {
@@ -489,8 +534,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	defer stopOps()
 
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  HTTP bridge:  %s\n  hub:          %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), strings.Join(httpNotes, ", "), hubNote, opsNote, store, nats)
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  HTTP bridge:  %s\n  hub:          %s\n  Pub/Sub API:  %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), strings.Join(httpNotes, ", "), hubNote, pubsubNote, opsNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -499,6 +544,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		return nil
 	})
 	g.Go(func() error { return mgr.Serve(gctx, adminLis) })
+	if psSrv != nil {
+		g.Go(func() error { return psSrv.Serve(gctx, pubsubLis) })
+	}
+	if fwd != nil {
+		g.Go(func() error { return fwd.Run(gctx) })
+	}
 	if br != nil {
 		g.Go(func() error { return br.Serve(gctx, mqttLis...) })
 		if len(httpLis) > 0 {
@@ -557,4 +608,26 @@ func dialable(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// newForwarder builds the --pubsub-forward routes' forwarder to Google
+// Cloud Pub/Sub, or returns nil without routes; closeGoogle closes its
+// Google client.
+func newForwarder(ctx context.Context, logger *slog.Logger, b *bus.Bus, cfg config.PubSub) (_ *forward.Forwarder, closeGoogle func(), _ error) {
+	closeGoogle = func() {}
+	routes, err := forward.ParseRoutes(cfg.Forward)
+	if err != nil || len(routes) == 0 {
+		return nil, closeGoogle, err
+	}
+	var opts []option.ClientOption
+	if cfg.ForwardCredentials != "" {
+		opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, cfg.ForwardCredentials))
+	}
+	project, _, _ := strings.Cut(strings.TrimPrefix(routes[0].To, "projects/"), "/")
+	google, err := gpubsub.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, closeGoogle, fmt.Errorf("the Google Cloud Pub/Sub client of --pubsub-forward: %w (check --pubsub-forward-credentials)", err)
+	}
+	f, err := forward.New(logger, b, google, routes)
+	return f, func() { _ = google.Close() }, err
 }

@@ -50,7 +50,7 @@ func (bearer) RequireTransportSecurity() bool { return false }
 func TestServe(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminAddr, mqttAddr, hubAddr, opsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
-	args := []string{"serve", "--ops-addr", opsAddr, "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--hub-addr", hubAddr}
+	args := []string{"serve", "--ops-addr", opsAddr, "--data-dir", dataDir, "--admin-addr", adminAddr, "--mqtt-addr", mqttAddr, "--pubsub-addr", "", "--hub-addr", hubAddr}
 
 	first := startServe(t, noEnv, args...)
 	out := &first.out
@@ -240,12 +240,12 @@ func TestServeBadInput(t *testing.T) {
 		{"unknown command", []string{"serf"}, 2, "unknown command"},
 		{"busy port", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", busy.Addr().String()}, 1, "cannot listen"},
 		{"busy hub port", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
-			"--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
+			"--pubsub-addr", "", "--hub-addr", busy.Addr().String()}, 1, "--hub-addr"},
 		{"data folder is a file", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", notDir}, 1, "data folder"},
 		{"corrupt tokens file", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", corrupt}, 1, "tokens:1"},
-		{"wrong database URL", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"wrong database URL", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0",
 			"--database-url", "postgres://postgres:hunter2pw@127.0.0.1:1/x?connect_timeout=2"}, 1, "cannot open the database"},
-		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--hub-addr", "127.0.0.1:0",
+		{"unreachable NATS", []string{"serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--pubsub-addr", "", "--hub-addr", "127.0.0.1:0",
 			"--nats-url", "nats://127.0.0.1:1"}, 1, "NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,6 +295,10 @@ func startServe(t *testing.T, env config.Env, args ...string) *serving {
 	if !slices.Contains(args, "--http-bridge-addr") {
 		// Likewise the HTTP bridge's, 127.0.0.1:8443.
 		args = append([]string{args[0], "--http-bridge-addr", ""}, args[1:]...)
+	}
+	if !slices.Contains(args, "--pubsub-addr") {
+		// Likewise the Pub/Sub API's, 127.0.0.1:8085.
+		args = append([]string{args[0], "--pubsub-addr", ""}, args[1:]...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{cancel: cancel, exited: make(chan struct{})}

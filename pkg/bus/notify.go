@@ -101,7 +101,7 @@ func topicSubject(prefix, topic string) (string, error) {
 		return "", fmt.Errorf("%w: %q is not projects/{project}/topics/{topic}", ErrInvalidTopic, topic)
 	}
 	project, id, ok := strings.Cut(rest, "/topics/")
-	if !ok || !validProject(project) {
+	if !ok || !ValidProject(project) {
 		return "", fmt.Errorf("%w: %q is not projects/{project}/topics/{topic}", ErrInvalidTopic, topic)
 	}
 	if !resource.ValidID(id) {
@@ -110,9 +110,9 @@ func topicSubject(prefix, topic string) (string, error) {
 	return prefix + "." + escapeToken(project) + "." + escapeToken(id), nil
 }
 
-// validProject accepts Cloud project ids, including domain-scoped ones
+// ValidProject accepts Cloud project ids, including domain-scoped ones
 // ("example.com:my-project"), and nothing that would cross a "/".
-func validProject(p string) bool {
+func ValidProject(p string) bool {
 	if p == "" || len(p) > 100 {
 		return false
 	}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 
 	"github.com/passerelle-iot/passerelle/pkg/store"
 )
@@ -163,4 +165,31 @@ func (s *Store) ListRegistries(ctx context.Context, project, location, afterID s
 		return nil, s.fail(ctx, err)
 	}
 	return out, nil
+}
+
+// NotificationTopics lists, sorted and once each, the Pub/Sub topics that
+// registries name as event or state notification topics (the Pub/Sub API
+// serves them as existing topics).
+func (s *Store) NotificationTopics(ctx context.Context) ([]string, error) {
+	rows, err := s.reader(ctx).rows(`SELECT ` + registryCols + ` FROM registries r`)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		_, r, err := scanRegistry(rows)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		for _, c := range r.EventNotificationConfigs {
+			seen[c.PubsubTopicName] = true
+		}
+		seen[r.StateNotificationTopic] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	delete(seen, "")
+	return slices.Sorted(maps.Keys(seen)), nil
 }
