@@ -54,12 +54,12 @@ func (a *app) deviceCmd(use, short string, positional bool, run func(c *cobra.Co
 
 // deviceFlags are the settable fields of devices create and update.
 type deviceFlags struct {
-	keys                   []string
-	blocked                *noBool
-	meta, metaFile         string
-	devType, auth, logLvl  string
-	fromCSV                string
-	concurrency            int
+	keys                  []string
+	blocked               *noBool
+	meta, metaFile        string
+	devType, auth, logLvl string
+	fromCSV               string
+	concurrency           int
 }
 
 func (f *deviceFlags) add(c *cobra.Command, create bool) {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 
-	iot "cloud.google.com/go/iot/apiv1"
 	"cloud.google.com/go/iam/apiv1/iampb"
+	iot "cloud.google.com/go/iot/apiv1"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"

@@ -220,7 +220,9 @@ func ReadExport(r io.Reader, registry string) (*Export, error) {
 func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
 // Registries implements Source.
-func (e *Export) Registries(context.Context) ([]*iotpb.DeviceRegistry, error) { return e.registries, nil }
+func (e *Export) Registries(context.Context) ([]*iotpb.DeviceRegistry, error) {
+	return e.registries, nil
+}
 
 // Devices implements Source.
 func (e *Export) Devices(_ context.Context, registry string) ([]*iotpb.Device, error) {
