@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,15 +13,14 @@ import (
 	"strings"
 
 	iot "cloud.google.com/go/iot/apiv1"
-	"github.com/googleapis/gax-go/v2/apierror"
 	"github.com/mattn/go-isatty"
 	"golang.org/x/oauth2"
-	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
+
+	"github.com/passerelle-iot/passerelle/pkg/migrate"
 )
 
 // Endpoint is how to reach a Cloud IoT-compatible admin API.
@@ -196,43 +194,7 @@ func (a *app) endpoint() (Endpoint, error) {
 
 // apiMessage is an error as gcloud printed it: "CODE: message" for an
 // API error, the text otherwise.
-func apiMessage(err error) string {
-	var ae *apierror.APIError
-	if errors.As(err, &ae) {
-		if st := ae.GRPCStatus(); st != nil && st.Code() != 0 {
-			return fmt.Sprintf("%s: %s", codeName(st.Code().String()), st.Message())
-		}
-		var he *googleapi.Error
-		if errors.As(err, &he) {
-			var body struct {
-				Error struct {
-					Status  string `json:"status"`
-					Message string `json:"message"`
-				} `json:"error"`
-			}
-			if json.Unmarshal([]byte(he.Body), &body) == nil && body.Error.Status != "" {
-				return body.Error.Status + ": " + body.Error.Message
-			}
-			return fmt.Sprintf("HTTP %d: %s", he.Code, he.Message)
-		}
-	}
-	if st, ok := status.FromError(err); ok && st.Code() != 0 {
-		return fmt.Sprintf("%s: %s", codeName(st.Code().String()), st.Message())
-	}
-	return err.Error()
-}
-
-// codeName turns grpc's "NotFound" into "NOT_FOUND".
-func codeName(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if r >= 'A' && r <= 'Z' && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
-}
+func apiMessage(err error) string { return migrate.ErrorText(err) }
 
 func isTerminal(f *os.File) bool {
 	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())

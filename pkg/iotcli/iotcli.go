@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -76,7 +77,7 @@ func (a *app) execute(ctx context.Context, root *cobra.Command, args []string) i
 	root.SilenceErrors = true
 	root.SilenceUsage = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{msg: err.Error()}
+		return flagError(err)
 	})
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -98,6 +99,26 @@ func (a *app) execute(ctx context.Context, root *cobra.Command, args []string) i
 	}
 	fmt.Fprintf(a.io.Stderr, "ERROR: (%s) %s\n", name, apiMessage(err))
 	return 1
+}
+
+// badValue matches pflag's message for a value of the wrong type.
+var badValue = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?--([\w-]+)" flag: (?:strconv\.Parse(\w+)|.*)`)
+
+// flagError rewords pflag's errors as gcloud's: the flag, the value and
+// the syntax accepted.
+func flagError(err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &usageError{msg: err.Error()}
+	}
+	want := "a valid value"
+	switch m[3] {
+	case "Int", "Uint":
+		want = "an integer"
+	case "Bool":
+		want = "true or false"
+	}
+	return usagef(m[2], "invalid value [%s]: expected %s", m[1], want)
 }
 
 // usageError is a flag or argument error: exit 2.

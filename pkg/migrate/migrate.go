@@ -500,12 +500,7 @@ func (r *run) bindings(ctx context.Context, srcRegistry, registry string, device
 }
 
 // reason is an error as the report shows it: CODE: message.
-func reason(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return st.Code().String() + ": " + st.Message()
-	}
-	return err.Error()
-}
+func reason(err error) string { return ErrorText(err) }
 
 // Retry is the call option a run passes to honour the source's and the
 // target's rate limits: RESOURCE_EXHAUSTED and UNAVAILABLE (gRPC), 429

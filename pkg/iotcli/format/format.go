@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -252,14 +253,30 @@ func Record(m proto.Message) (any, error) {
 	return v, nil
 }
 
-// Lookup returns the value at a dotted key path, or nil.
+// Lookup returns the value at a dotted key path, or nil. A segment may
+// index a list: credentials[0].
 func Lookup(v any, key []string) any {
 	for _, k := range key {
+		index := -1
+		if i := strings.IndexByte(k, '['); i > 0 && strings.HasSuffix(k, "]") {
+			n, err := strconv.Atoi(k[i+1 : len(k)-1])
+			if err != nil {
+				return nil
+			}
+			k, index = k[:i], n
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil
 		}
 		v = m[k]
+		if index >= 0 {
+			l, ok := v.([]any)
+			if !ok || index >= len(l) {
+				return nil
+			}
+			v = l[index]
+		}
 	}
 	return v
 }
