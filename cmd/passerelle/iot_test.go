@@ -71,8 +71,15 @@ func (a *adminAPI) env(t testing.TB, extra ...string) config.Env {
 // runIoT runs `passerelle iot ARGS` through iotcli with its own stdout.
 func runIoT(t testing.TB, env config.Env, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCommand(t, env, append([]string{"iot"}, args...)...)
+}
+
+// runCommand runs `passerelle ARGS` for one of iotcli's commands, with
+// stdin empty (not a terminal) and stdout apart from stderr.
+func runCommand(t testing.TB, env config.Env, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code = iotcli.Run(t.Context(), append([]string{"iot"}, args...), iotcli.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, env)
+	code = iotcli.Run(t.Context(), args, iotcli.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, env)
 	return out.String(), errOut.String(), code
 }
 
