@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,8 +71,9 @@ func populate(t testing.TB, c *iot.DeviceManagerClient, n int) *fleet {
 	var privs []*ecdsa.PrivateKey
 	var pubs []string
 	for range 8 {
-		k, p := es256Key(t.(*testing.T))
-		privs, pubs = append(privs, k), append(pubs, p)
+		k := testutil.Must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+		der := testutil.Must(x509.MarshalPKIXPublicKey(&k.PublicKey))
+		privs, pubs = append(privs, k), append(pubs, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 	}
 	id := func(i int) string {
 		if i%100 == 0 {
