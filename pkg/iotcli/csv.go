@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,19 +44,19 @@ func csvDevice(header []string, row []string) (*iotpb.Device, error) {
 		case col == "blocked":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Errorf("column blocked: %q is not true or false", v)
+				return d, fmt.Errorf("column blocked: %q is not true or false", v)
 			}
 			d.Blocked = b
 		case col == "log_level":
 			l, err := logLevel(v)
 			if err != nil {
-				return nil, fmt.Errorf("column log_level: %v", err)
+				return d, fmt.Errorf("column log_level: %v", err)
 			}
 			d.LogLevel = l
 		case col == "device_type":
 			t, err := deviceType(v)
 			if err != nil {
-				return nil, fmt.Errorf("column device_type: %v", err)
+				return d, fmt.Errorf("column device_type: %v", err)
 			}
 			if d.GatewayConfig == nil {
 				d.GatewayConfig = &iotpb.GatewayConfig{}
@@ -64,7 +65,7 @@ func csvDevice(header []string, row []string) (*iotpb.Device, error) {
 		case col == "auth_method":
 			m, err := authMethod(v)
 			if err != nil {
-				return nil, fmt.Errorf("column auth_method: %v", err)
+				return d, fmt.Errorf("column auth_method: %v", err)
 			}
 			if d.GatewayConfig == nil {
 				d.GatewayConfig = &iotpb.GatewayConfig{}
@@ -76,25 +77,25 @@ func csvDevice(header []string, row []string) (*iotpb.Device, error) {
 			}
 			d.Metadata[strings.TrimSpace(header[i])[len("metadata."):]] = row[i]
 		default:
-			return nil, fmt.Errorf("unknown column %q (known: id, public_key, key_type, blocked, log_level, device_type, auth_method, metadata.KEY)", header[i])
+			return d, fmt.Errorf("unknown column %q (known: id, public_key, key_type, blocked, log_level, device_type, auth_method, metadata.KEY)", header[i])
 		}
 	}
 	if d.Id == "" {
-		return nil, fmt.Errorf("column id is empty")
+		return d, fmt.Errorf("column id is empty")
 	}
 	if key != "" {
 		if keyType == "" {
-			return nil, fmt.Errorf("column key_type is empty (one of %s)", keyTypeChoices)
+			return d, fmt.Errorf("column key_type is empty (one of %s)", keyTypeChoices)
 		}
 		f, err := keyTypeValue(keyType)
 		if err != nil {
-			return nil, fmt.Errorf("column key_type: %v", err)
+			return d, fmt.Errorf("column key_type: %v", err)
 		}
 		pem := key
 		if !strings.Contains(key, "-----BEGIN") {
 			raw, err := os.ReadFile(key)
 			if err != nil {
-				return nil, fmt.Errorf("column public_key: %v", err)
+				return d, fmt.Errorf("column public_key: %v", err)
 			}
 			pem = string(raw)
 		}
@@ -156,7 +157,11 @@ func (a *app) createFromCSV(c *cobra.Command, r resourceFlags, f deviceFlags) er
 	}
 	bar := progress.New(a.io.Stderr, "devices", len(rows), stderrIsTerminal(a.io.Stderr))
 	var mu sync.Mutex
-	var failures []string
+	type failure struct {
+		line int
+		text string
+	}
+	var failures []failure
 	created, skipped := 0, 0
 	g, ctx := errgroup.WithContext(c.Context())
 	g.SetLimit(f.concurrency)
@@ -178,7 +183,7 @@ func (a *app) createFromCSV(c *cobra.Command, r resourceFlags, f deviceFlags) er
 				if rw.d != nil {
 					id = " [" + rw.d.Id + "]"
 				}
-				failures = append(failures, fmt.Sprintf("line %d%s: %s", rw.line, id, apiMessage(err)))
+				failures = append(failures, failure{rw.line, fmt.Sprintf("line %d%s: %s", rw.line, id, apiMessage(err))})
 			}
 			bar.Add(1, boolInt(err != nil && status.Code(err) != codes.AlreadyExists))
 			return ctx.Err()
@@ -188,8 +193,9 @@ func (a *app) createFromCSV(c *cobra.Command, r resourceFlags, f deviceFlags) er
 		return err
 	}
 	bar.Finish()
+	sort.Slice(failures, func(i, j int) bool { return failures[i].line < failures[j].line })
 	for _, f := range failures {
-		fmt.Fprintln(a.io.Stderr, "  failed "+f)
+		fmt.Fprintln(a.io.Stderr, "  failed "+f.text)
 	}
 	a.status("Created %d devices, skipped %d that exist, %d failed.", created, skipped, len(failures))
 	if len(failures) > 0 {
