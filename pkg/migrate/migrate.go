@@ -309,10 +309,16 @@ func (r *run) device(ctx context.Context, registry string, src, have *iotpb.Devi
 		if err != nil {
 			r.logger.Warn("cannot read the config versions; copying the latest only", "device", src.Id, "err", err)
 		}
-		history = versions
+		history = slices.Clone(versions)
+		sort.Slice(history, func(i, j int) bool { return history[i].Version < history[j].Version })
 	}
 	if have == nil {
-		if len(history) == 0 && len(src.GetConfig().GetBinaryData()) > 0 {
+		// The oldest kept version (or the latest config) goes in the
+		// create; later versions are replayed after it.
+		if len(history) > 0 {
+			want.Config = &iotpb.DeviceConfig{BinaryData: history[0].BinaryData}
+			history = history[1:]
+		} else if len(src.GetConfig().GetBinaryData()) > 0 {
 			want.Config = &iotpb.DeviceConfig{BinaryData: src.Config.BinaryData}
 		}
 		var created *iotpb.Device
@@ -371,14 +377,11 @@ func (r *run) device(ctx context.Context, registry string, src, have *iotpb.Devi
 	return ok
 }
 
-// replay writes kept config versions (newest first in versions) oldest
-// first.
-func (r *run) replay(ctx context.Context, name string, versions []*iotpb.DeviceConfig) {
-	if len(versions) == 0 {
+// replay writes config versions, oldest first, after the device's first.
+func (r *run) replay(ctx context.Context, name string, sorted []*iotpb.DeviceConfig) {
+	if len(sorted) == 0 {
 		return
 	}
-	sorted := slices.Clone(versions)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Version < sorted[j].Version })
 	for _, v := range sorted {
 		if r.opts.DryRun {
 			continue
@@ -388,7 +391,7 @@ func (r *run) replay(ctx context.Context, name string, versions []*iotpb.DeviceC
 			return
 		}
 	}
-	r.report.add(Item{Kind: "config", Name: name, Action: Created, Reason: fmt.Sprintf("%d versions", len(sorted))})
+	r.report.add(Item{Kind: "config", Name: name, Action: Created, Reason: fmt.Sprintf("%d more versions", len(sorted))})
 }
 
 func isNonGateway(d *iotpb.Device) bool {
