@@ -23,15 +23,14 @@ func (a *app) deviceCredentialsCommand() *cobra.Command {
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"credentials"}},
 		})
 	}
-	index := func(d *iotpb.Device, id, arg string) (int, error) {
-		i, err := strconv.Atoi(arg)
+	// at reads the device and checks the INDEX argument.
+	at := func(c *cobra.Command, cl *iot.DeviceManagerClient, name, arg string) (*iotpb.Device, int, error) {
+		d, err := get(c, cl, name)
 		if err != nil {
-			return 0, usagef("", "argument INDEX: Invalid value for [INDEX]: %s is not an integer", arg)
+			return nil, 0, err
 		}
-		if i < 0 || i >= len(d.Credentials) {
-			return 0, fmt.Errorf("Invalid credential index [%d]; device [%s] has %d credentials. (Indexes are zero-based.))", i, id, len(d.Credentials))
-		}
-		return i, nil
+		i, err := credentialIndex(arg, "device", d.Id, len(d.Credentials))
+		return d, i, err
 	}
 	var path, typ, exp string
 	create := a.deviceCmd("create", "Add a public key to a device", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
@@ -75,11 +74,7 @@ func (a *app) deviceCredentialsCommand() *cobra.Command {
 	l.add(list, false, false)
 
 	describe := a.deviceCmd("describe INDEX", "Show a device's public key", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		d, err := get(c, cl, name)
-		if err != nil {
-			return err
-		}
-		i, err := index(d, d.Id, args[0])
+		d, i, err := at(c, cl, name, args[0])
 		if err != nil {
 			return err
 		}
@@ -96,11 +91,7 @@ func (a *app) deviceCredentialsCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		d, err := get(c, cl, name)
-		if err != nil {
-			return err
-		}
-		i, err := index(d, d.Id, args[0])
+		d, i, err := at(c, cl, name, args[0])
 		if err != nil {
 			return err
 		}
@@ -119,11 +110,7 @@ func (a *app) deviceCredentialsCommand() *cobra.Command {
 	upd.Flags().StringVar(&newExp, "expiration-time", "", "the key's new expiration time")
 
 	del := a.deviceCmd("delete INDEX", "Delete a device's public key", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		d, err := get(c, cl, name)
-		if err != nil {
-			return err
-		}
-		i, err := index(d, d.Id, args[0])
+		d, i, err := at(c, cl, name, args[0])
 		if err != nil {
 			return err
 		}
@@ -160,20 +147,9 @@ func (a *app) configsCommand() *cobra.Command {
 	var data, file string
 	var version int64
 	upd := a.deviceCmd("update", "Write a new configuration version for a device", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		var payload []byte
-		switch {
-		case data != "" && file != "":
-			return usagef("config-data", "argument --config-data: Exactly one of (--config-data | --config-file) must be specified.")
-		case c.Flags().Changed("config-data"):
-			payload = []byte(data)
-		case file != "":
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				return fmt.Errorf("Could not read config file [%s]: %v", file, err)
-			}
-			payload = raw
-		default:
-			return usagef("config-data", "Exactly one of (--config-data | --config-file) must be specified.")
+		payload, err := dataOrFile(c, "config", data, file)
+		if err != nil {
+			return err
 		}
 		if _, err := cl.ModifyCloudToDeviceConfig(c.Context(), &iotpb.ModifyCloudToDeviceConfigRequest{Name: name, VersionToUpdate: version, BinaryData: payload}); err != nil {
 			return err
@@ -241,22 +217,11 @@ func (a *app) statesCommand() *cobra.Command {
 func (a *app) commandsCommand() *cobra.Command {
 	var data, file, subfolder string
 	send := a.deviceCmd("send", "Send a command to a connected device", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		var payload []byte
-		switch {
-		case c.Flags().Changed("command-data") && file != "":
-			return usagef("command-data", "Exactly one of (--command-data | --command-file) must be specified.")
-		case c.Flags().Changed("command-data"):
-			payload = []byte(data)
-		case file != "":
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				return fmt.Errorf("Could not read command file [%s]: %v", file, err)
-			}
-			payload = raw
-		default:
-			return usagef("command-data", "Exactly one of (--command-data | --command-file) must be specified.")
+		payload, err := dataOrFile(c, "command", data, file)
+		if err != nil {
+			return err
 		}
-		_, err := cl.SendCommandToDevice(c.Context(), &iotpb.SendCommandToDeviceRequest{Name: name, BinaryData: payload, Subfolder: subfolder})
+		_, err = cl.SendCommandToDevice(c.Context(), &iotpb.SendCommandToDeviceRequest{Name: name, BinaryData: payload, Subfolder: subfolder})
 		return err
 	})
 	send.Args = exactArgs()
@@ -264,4 +229,24 @@ func (a *app) commandsCommand() *cobra.Command {
 	send.Flags().StringVar(&file, "command-file", "", "a file holding the command")
 	send.Flags().StringVar(&subfolder, "subfolder", "", "the subfolder the command is sent to")
 	return group("commands", "Send commands to devices", send)
+}
+
+// dataOrFile is the payload of --KIND-data or --KIND-file: exactly one
+// must be given.
+func dataOrFile(c *cobra.Command, kind, data, file string) ([]byte, error) {
+	dataFlag := kind + "-data"
+	both := fmt.Sprintf("Exactly one of (--%s-data | --%s-file) must be specified.", kind, kind)
+	switch {
+	case c.Flags().Changed(dataFlag) && file != "":
+		return nil, usagef(dataFlag, "%s", both)
+	case c.Flags().Changed(dataFlag):
+		return []byte(data), nil
+	case file != "":
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("Could not read %s file [%s]: %v", kind, file, err)
+		}
+		return raw, nil
+	}
+	return nil, usagef(dataFlag, "%s", both)
 }

@@ -249,15 +249,14 @@ func (a *app) registryCredentialsCommand() *cobra.Command {
 			UpdateMask:     &fieldmaskpb.FieldMask{Paths: []string{"credentials"}},
 		})
 	}
-	index := func(r *iotpb.DeviceRegistry, arg string) (int, error) {
-		i, err := strconv.Atoi(arg)
+	// at reads the registry and checks the INDEX argument.
+	at := func(c *cobra.Command, cl *iot.DeviceManagerClient, name, arg string) (*iotpb.DeviceRegistry, int, error) {
+		r, err := cl.GetDeviceRegistry(c.Context(), &iotpb.GetDeviceRegistryRequest{Name: name})
 		if err != nil {
-			return 0, usagef("", "argument INDEX: Invalid value for [INDEX]: %s is not an integer", arg)
+			return nil, 0, err
 		}
-		if i < 0 || i >= len(r.Credentials) {
-			return 0, fmt.Errorf("Invalid credential index [%d]; registry [%s] has %d credentials. (Indexes are zero-based.))", i, r.Id, len(r.Credentials))
-		}
-		return i, nil
+		i, err := credentialIndex(arg, "registry", r.Id, len(r.Credentials))
+		return r, i, err
 	}
 	var path string
 	create, _ := a.registryCmd("create", "Add a CA certificate to a registry", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
@@ -296,11 +295,7 @@ func (a *app) registryCredentialsCommand() *cobra.Command {
 	l.add(list, false, false)
 
 	describe, _ := a.registryCmd("describe INDEX", "Show a registry's CA certificate", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		r, err := cl.GetDeviceRegistry(c.Context(), &iotpb.GetDeviceRegistryRequest{Name: name})
-		if err != nil {
-			return err
-		}
-		i, err := index(r, args[0])
+		r, i, err := at(c, cl, name, args[0])
 		if err != nil {
 			return err
 		}
@@ -309,11 +304,7 @@ func (a *app) registryCredentialsCommand() *cobra.Command {
 	describe.Args = exactArgs("INDEX")
 
 	del, _ := a.registryCmd("delete INDEX", "Delete a registry's CA certificate", false, func(c *cobra.Command, cl *iot.DeviceManagerClient, name string, args []string) error {
-		r, err := cl.GetDeviceRegistry(c.Context(), &iotpb.GetDeviceRegistryRequest{Name: name})
-		if err != nil {
-			return err
-		}
-		i, err := index(r, args[0])
+		r, i, err := at(c, cl, name, args[0])
 		if err != nil {
 			return err
 		}
@@ -345,4 +336,16 @@ func (a *app) registryCredentialsCommand() *cobra.Command {
 	})
 	clear.Args = exactArgs()
 	return group("credentials", "Manage a registry's CA certificates", create, list, describe, del, clear)
+}
+
+// credentialIndex parses a 0-based INDEX of one of n credentials.
+func credentialIndex(arg, kind, id string, n int) (int, error) {
+	i, err := strconv.Atoi(arg)
+	if err != nil {
+		return 0, usagef("", "argument INDEX: Invalid value for [INDEX]: %s is not an integer", arg)
+	}
+	if i < 0 || i >= n {
+		return 0, fmt.Errorf("Invalid credential index [%d]; %s [%s] has %d credentials. (Indexes are zero-based.))", i, kind, id, n)
+	}
+	return i, nil
 }

@@ -135,54 +135,58 @@ func printOne(a *app, m proto.Message) error {
 	return spec.Print(a.io.Stdout, []any{r}, false)
 }
 
+// settingsFor checks key (when not empty) and loads the config file.
+func (a *app) settingsFor(key string) error {
+	if key != "" {
+		if err := checkSettingKey(key); err != nil {
+			return err
+		}
+	}
+	_, err := a.setting("", "")
+	return err
+}
+
+// changeSetting sets (or, when value is nil, removes) a setting and
+// saves the file.
+func (a *app) changeSetting(key string, value *string) error {
+	if err := a.settingsFor(key); err != nil {
+		return err
+	}
+	if value == nil {
+		delete(a.settings, key)
+	} else {
+		a.settings[key] = *value
+	}
+	if err := a.settings.save(a.path); err != nil {
+		return err
+	}
+	if value == nil {
+		a.status("Unset property [%s].", key)
+	} else {
+		a.status("Updated property [%s].", key)
+	}
+	return nil
+}
+
 func (a *app) configCommand() *cobra.Command {
 	set := &cobra.Command{
 		Use:   "set KEY VALUE",
 		Short: "Set a connection setting (endpoint, transport, token, token-file, ca-file, project, region)",
 		Args:  exactArgs("KEY", "VALUE"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkSettingKey(args[0]); err != nil {
-				return err
-			}
-			if _, err := a.setting("", ""); err != nil {
-				return err
-			}
-			a.settings[args[0]] = args[1]
-			if err := a.settings.save(a.path); err != nil {
-				return err
-			}
-			a.status("Updated property [%s].", args[0])
-			return nil
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return a.changeSetting(args[0], &args[1]) },
 	}
 	unset := &cobra.Command{
 		Use:   "unset KEY",
 		Short: "Remove a setting",
 		Args:  exactArgs("KEY"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkSettingKey(args[0]); err != nil {
-				return err
-			}
-			if _, err := a.setting("", ""); err != nil {
-				return err
-			}
-			delete(a.settings, args[0])
-			if err := a.settings.save(a.path); err != nil {
-				return err
-			}
-			a.status("Unset property [%s].", args[0])
-			return nil
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return a.changeSetting(args[0], nil) },
 	}
 	get := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a setting's value from the config file",
 		Args:  exactArgs("KEY"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkSettingKey(args[0]); err != nil {
-				return err
-			}
-			if _, err := a.setting("", ""); err != nil {
+			if err := a.settingsFor(args[0]); err != nil {
 				return err
 			}
 			v, ok := a.settings[args[0]]
@@ -199,7 +203,7 @@ func (a *app) configCommand() *cobra.Command {
 		Short: "Print the config file's settings (the token is not shown)",
 		Args:  exactArgs(),
 		RunE: func(c *cobra.Command, args []string) error {
-			if _, err := a.setting("", ""); err != nil {
+			if err := a.settingsFor(""); err != nil {
 				return err
 			}
 			keys := make([]string, 0, len(a.settings))

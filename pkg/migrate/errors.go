@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/api/googleapi"
+	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/status"
 )
 
@@ -30,19 +30,7 @@ func ErrorText(err error) string {
 		return fmt.Sprintf("HTTP %d: %s", he.Code, he.Message)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() != 0 {
-		return fmt.Sprintf("%s: %s", codeName(st.Code().String()), st.Message())
+		return fmt.Sprintf("%s: %s", code.Code_name[int32(st.Code())], st.Message())
 	}
 	return err.Error()
-}
-
-// codeName turns grpc's "NotFound" into "NOT_FOUND".
-func codeName(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if r >= 'A' && r <= 'Z' && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
 }
