@@ -271,7 +271,7 @@ func startTarget(t *testing.T) (adminAddr, token, mqttAddr string) {
 // devices connect to the target's MQTT bridge with their old keys.
 func TestMigratePasserelleToPasserelle(t *testing.T) {
 	n := 10000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 1000
 	}
 	srcAPI := startManager(t)
