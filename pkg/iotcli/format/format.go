@@ -284,6 +284,9 @@ func Lookup(v any, key []string) any {
 // Print writes records in the format of spec. list says whether the
 // records are a list's (yaml separates them with ---, json makes an array).
 func (s *Spec) Print(w io.Writer, records []any, list bool) error {
+	if (s.Kind == JSON || s.Kind == YAML) && len(s.Columns) > 0 {
+		records = s.project(records)
+	}
 	switch s.Kind {
 	case None:
 		return nil
@@ -358,6 +361,33 @@ func (s *Spec) Print(w io.Writer, records []any, list bool) error {
 		return writeCSV(w, rows)
 	}
 	return writeTable(w, rows, s.Box)
+}
+
+// project keeps only the keys of yaml(...) or json(...), nested as in
+// the record.
+func (s *Spec) project(records []any) []any {
+	out := make([]any, len(records))
+	for i, r := range records {
+		m := map[string]any{}
+		for _, c := range s.Columns {
+			v := c.apply(r)
+			if v == nil || len(c.Key) == 0 {
+				continue
+			}
+			at := m
+			for _, k := range c.Key[:len(c.Key)-1] {
+				next, ok := at[k].(map[string]any)
+				if !ok {
+					next = map[string]any{}
+					at[k] = next
+				}
+				at = next
+			}
+			at[c.Key[len(c.Key)-1]] = v
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // WithColumns returns s with cols as its keys when s names none (as

@@ -38,6 +38,7 @@ func TestPrinters(t *testing.T) {
 		{"value(credentials[0].publicKey.format)", "ES256_PEM\n\n\n"},
 		{"yaml", "---\nblocked: true\ncredentials:\n- publicKey:\n    format: ES256_PEM\nid: b-dev\nmetadata:\n  k: v\nnumId: '2'\n---\nid: a-dev\nname: projects/p/locations/l/registries/r/devices/1\nnumId: '1'\n---\ngatewayConfig:\n  gatewayType: GATEWAY\nid: gw\nnumId: '3'\n"},
 		{"none", ""},
+		{"yaml(id,gatewayConfig.gatewayType)", "---\nid: b-dev\n---\nid: a-dev\n---\ngatewayConfig:\n  gatewayType: GATEWAY\nid: gw\n"},
 	} {
 		spec, err := format.Parse(tc.format)
 		if err != nil {
