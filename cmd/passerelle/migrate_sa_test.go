@@ -22,7 +22,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
-// TestMigrateServiceAccountAndConfigHistory reads the source with a
+// TestMigrateServiceAccountAndConfigHistory reads the source over REST with a
 // Google service-account key (as ClearBlade issues them: the token comes
 // from the key's token_uri, here a local OAuth server that checks the
 // signed assertion), and copies every kept config version; the target's
@@ -70,7 +70,8 @@ func TestMigrateServiceAccountAndConfigHistory(t *testing.T) {
 	dstAPI := startManager(t)
 	dst := dialAPI(t, dstAPI.addr, dstAPI.token)
 	env := config.MapEnv(map[string]string{"PASSERELLE_ENDPOINT": dstAPI.addr, "PASSERELLE_TOKEN": dstAPI.token, "PASSERELLE_CONFIG_DIR": t.TempDir()})
-	_, stderr, code := runMigrate(t, env, "--from", srcAPI.addr, "--from-credentials-file", keyFile, "--project", "p1", "--region", "us-central1", "--config-history")
+	// Over REST, as from ClearBlade.
+	_, stderr, code := runMigrate(t, env, "--from", "http://"+srcAPI.addr, "--from-credentials-file", keyFile, "--project", "p1", "--region", "us-central1", "--config-history")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
