@@ -61,6 +61,7 @@ func Run(ctx context.Context, args []string, streams IO, env config.Env) int {
 	migrate := a.migrateCommand()
 	root.AddCommand(a.iotCommand(), migrate)
 	a.addGlobalFlags(migrate)
+	_ = migrate.PersistentFlags().MarkHidden("format") // migrate prints a report, not resources
 	return a.execute(ctx, root, args)
 }
 
