@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,41 +31,13 @@ func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "passerelle")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminAddr, mqttAddr, natsAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(bin, "serve", "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
+		return startServeBinary(t, bin, "--ops-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
 			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		ready := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "Passerelle is ready") {
-					close(ready)
-					break
-				}
-			}
-			_, _ = io.Copy(io.Discard, stderr)
-		}()
-		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
-			t.Fatal("passerelle serve was not ready after 30 s")
-		}
-		return cmd
 	}
 
 	cmd := start()
