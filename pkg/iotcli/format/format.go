@@ -64,6 +64,9 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("invalid format [%s]: %s; expected json, yaml, none, default, or table|value|csv(KEY[.TRANSFORM()][:label=LABEL][:optional],...)[no-heading]", e.Value, e.Reason)
 }
 
+// kinds are the printers by name; default is yaml, as in gcloud.
+var kinds = map[string]Kind{"json": JSON, "yaml": YAML, "default": YAML, "": YAML, "none": None, "table": Table, "value": Value, "csv": CSV}
+
 // Parse parses a --format value.
 func Parse(s string) (*Spec, error) {
 	s = strings.TrimSpace(s)
@@ -72,22 +75,11 @@ func Parse(s string) (*Spec, error) {
 		name, rest = s[:i], s[i:]
 	}
 	spec := &Spec{}
-	switch strings.ToLower(name) {
-	case "json":
-		spec.Kind = JSON
-	case "yaml", "default", "":
-		spec.Kind = YAML
-	case "none":
-		spec.Kind = None
-	case "table":
-		spec.Kind = Table
-	case "value":
-		spec.Kind = Value
-	case "csv":
-		spec.Kind = CSV
-	default:
+	kind, ok := kinds[strings.ToLower(name)]
+	if !ok {
 		return nil, &ParseError{s, fmt.Sprintf("unknown printer %q", name)}
 	}
+	spec.Kind = kind
 	for rest != "" {
 		switch rest[0] {
 		case '(':
