@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,8 +36,8 @@ func TestCrashSafety(t *testing.T) {
 	adminAddr, mqttAddr, natsAddr, hubAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
 		t.Helper()
-		cmd, _ := startBinary(t, bin, "serve", "--ops-addr", "", "--http-bridge-addr", "", "--data-dir", dataDir, "--admin-addr", adminAddr,
-			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr, "--pubsub-addr", "")
+		cmd, _ := startServeBinary(t, bin, "--data-dir", dataDir, "--admin-addr", adminAddr,
+			"--mqtt-addr", "", "--mqtt-plain-addr", mqttAddr, "--nats-listen", natsAddr, "--hub-addr", hubAddr)
 		return cmd
 	}
 
@@ -155,49 +153,4 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatalf("event after the restart: %v", tok.Error())
 	}
 	mc.Disconnect(100)
-}
-
-// buildBinary builds passerelle into the test's temporary folder.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "passerelle")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startBinary runs bin with args as an OS process (killed at the test's
-// end) and returns once its banner is out, with the banner.
-func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		var banner strings.Builder
-		for sc.Scan() {
-			banner.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "stop with Ctrl-C") { // the banner's last line
-				ready <- banner.String()
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case banner := <-ready:
-		return cmd, banner
-	case <-time.After(30 * time.Second):
-		t.Fatal("passerelle serve was not ready after 30 s")
-		return nil, ""
-	}
 }

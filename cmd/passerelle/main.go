@@ -34,6 +34,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/config"
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
 	"github.com/passerelle-iot/passerelle/pkg/devca"
+	"github.com/passerelle-iot/passerelle/pkg/iotcli"
 	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
@@ -74,6 +76,11 @@ Commands:
            token, for services run separately (docker-compose.yml)
   probe    GET a URL (a service's /readyz) and exit 0 on success: a health
            check for images without curl
+  iot      manage registries and devices as gcloud iot did (passerelle iot --help)
+  migrate  copy registries, devices, bindings and configs from a Cloud
+           IoT-compatible API or a JSON export into Passerelle
+  completion bash|zsh|fish
+           print a shell completion script
   help     show this help
 
 Run 'passerelle serve --help' for the flags of serve.
@@ -87,6 +94,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, env config.Env) i
 			return 2
 		}
 		return 0
+	}
+	if slices.Contains(iotcli.Commands, args[0]) {
+		return iotcli.Run(ctx, args, iotcli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: stderr}, env)
 	}
 	switch args[0] {
 	case "serve":

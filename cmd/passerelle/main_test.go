@@ -285,21 +285,21 @@ type serving struct {
 
 // startServe runs passerelle with args and env until stop (or the test's
 // end), and waits for its banner.
+// offDefaultPorts turns off the listeners whose default is one fixed port
+// (the operator address 127.0.0.1:9090, the HTTP bridge's 8443, the
+// Pub/Sub API's 8085) unless args set them, since tests run at once.
+func offDefaultPorts(args []string) []string {
+	for _, flag := range []string{"--ops-addr", "--http-bridge-addr", "--pubsub-addr"} {
+		if !slices.Contains(args, flag) {
+			args = append([]string{flag, ""}, args...)
+		}
+	}
+	return args
+}
+
 func startServe(t *testing.T, env config.Env, args ...string) *serving {
 	t.Helper()
-	if !slices.Contains(args, "--ops-addr") {
-		// The operator address's default, 127.0.0.1:9090, is one port for
-		// every test running at once.
-		args = append([]string{args[0], "--ops-addr", ""}, args[1:]...)
-	}
-	if !slices.Contains(args, "--http-bridge-addr") {
-		// Likewise the HTTP bridge's, 127.0.0.1:8443.
-		args = append([]string{args[0], "--http-bridge-addr", ""}, args[1:]...)
-	}
-	if !slices.Contains(args, "--pubsub-addr") {
-		// Likewise the Pub/Sub API's, 127.0.0.1:8085.
-		args = append([]string{args[0], "--pubsub-addr", ""}, args[1:]...)
-	}
+	args = append(args[:1:1], offDefaultPorts(args[1:])...)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{cancel: cancel, exited: make(chan struct{})}
 	go func() {
