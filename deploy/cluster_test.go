@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	hubv1 "github.com/passerelle-iot/passerelle/gen/passerelle/hub/v1"
+	"github.com/passerelle-iot/passerelle/pkg/devca"
 	"github.com/passerelle-iot/passerelle/pkg/store/storetest"
 )
 
@@ -52,6 +53,7 @@ type service struct {
 	*proc
 	binary string
 	addr   string // what it serves: the admin API, MQTT (plain) or the hub API
+	extra  string // a manager's Pub/Sub API, a bridge's HTTP device bridge (TLS)
 	ops    string // its operator address (/readyz)
 }
 
@@ -83,7 +85,7 @@ type cluster struct {
 	admin  []*iot.DeviceManagerClient // one client per manager
 }
 
-type lbAddrs struct{ mqtt, admin, hub string }
+type lbAddrs struct{ mqtt, admin, hub, pubsub, http string }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
@@ -103,17 +105,18 @@ func startCluster(t *testing.T) *cluster {
 		return []string{"--nats-url", c.nats.urls(), "--ops-addr", ops, "--instance-id", name, "--log-level", "debug"}
 	}
 	for i := range 2 {
-		name, a, ops := fmt.Sprintf("manager-%d", i+1), addr(freePort(t)), addr(freePort(t))
-		args := append(common(name, ops)[:4], "--listen", a, "--database-url", dbURL,
+		name, a, ps, ops := fmt.Sprintf("manager-%d", i+1), addr(freePort(t)), addr(freePort(t)), addr(freePort(t))
+		args := append(common(name, ops)[:4], "--listen", a, "--database-url", dbURL, "--pubsub-addr", ps,
 			"--data-dir", c.data, "--tokens-file", filepath.Join(c.data, "tokens"))
-		c.managers = append(c.managers, &service{proc: start(t, name, bin(t, "manager"), args...), binary: bin(t, "manager"), addr: a, ops: ops})
+		c.managers = append(c.managers, &service{proc: start(t, name, bin(t, "manager"), args...), binary: bin(t, "manager"), addr: a, extra: ps, ops: ops})
 	}
 	for i := range 2 {
-		name, a, ops := fmt.Sprintf("bridge-%d", i+1), addr(freePort(t)), addr(freePort(t))
+		name, a, h, ops := fmt.Sprintf("bridge-%d", i+1), addr(freePort(t)), addr(freePort(t)), addr(freePort(t))
 		args := append(common(name, ops), "--mqtt-addr", "", "--mqtt-plain-addr", a, "--database-url", dbURL,
+			"--http-bridge-addr", h, "--tls-cert", filepath.Join(c.data, devca.ServerCertFile), "--tls-key", filepath.Join(c.data, devca.ServerKeyFile),
 			"--data-dir", t.TempDir(), "--drain", drain.String(),
 			"--max-pending-per-address", "0") // every device dials from 127.0.0.1
-		c.bridges = append(c.bridges, &service{proc: start(t, name, bin(t, "bridge"), args...), binary: bin(t, "bridge"), addr: a, ops: ops})
+		c.bridges = append(c.bridges, &service{proc: start(t, name, bin(t, "bridge"), args...), binary: bin(t, "bridge"), addr: a, extra: h, ops: ops})
 	}
 	for _, s := range append(c.managers, c.bridges...) {
 		ready(t, s.proc, s.ops, 60*time.Second)
@@ -174,20 +177,24 @@ func (c *cluster) startLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.lb = &lbAddrs{mqtt: addr(freePort(t)), admin: addr(freePort(t)), hub: addr(freePort(t))}
+	c.lb = &lbAddrs{mqtt: addr(freePort(t)), admin: addr(freePort(t)), hub: addr(freePort(t)), pubsub: addr(freePort(t)), http: addr(freePort(t))}
 	r := []string{
 		"bind :8883", "bind " + c.lb.mqtt,
 		"bind :8080", "bind " + c.lb.admin,
 		"bind :8090", "bind " + c.lb.hub,
+		"bind :8085", "bind " + c.lb.pubsub,
+		"bind :8443", "bind " + c.lb.http,
 		"bind :8404", "bind " + addr(freePort(t)),
 		"log stdout format raw local0 info", "log stdout format raw local0 notice",
 		"maxconn 100000", "maxconn 4000", // this machine's file limit is 20,000
 	}
 	for i, s := range c.bridges {
-		r = append(r, fmt.Sprintf("bridge-%d:8883", i+1), s.addr+" port "+portOf(s.ops))
+		r = append(r, fmt.Sprintf("bridge-%d:8883", i+1), s.addr+" port "+portOf(s.ops),
+			fmt.Sprintf("bridge-%d:8443", i+1), s.extra+" port "+portOf(s.ops))
 	}
 	for i, s := range c.managers {
-		r = append(r, fmt.Sprintf("manager-%d:8080", i+1), s.addr+" port "+portOf(s.ops))
+		r = append(r, fmt.Sprintf("manager-%d:8080", i+1), s.addr+" port "+portOf(s.ops),
+			fmt.Sprintf("manager-%d:8085", i+1), s.extra+" port "+portOf(s.ops))
 	}
 	for i, s := range c.hubs {
 		r = append(r, fmt.Sprintf("hub-%d:8090", i+1), s.addr+" port "+portOf(s.ops))
@@ -340,6 +347,7 @@ func TestCluster(t *testing.T) {
 	t.Run("NATSNodeKilledUnderLoad", c.testNATSNodeKilled)
 	t.Run("HubOwnerKilled", c.testHubOwnerKilled)
 	t.Run("BridgeDrained", c.testBridgeDrained)
+	t.Run("PubSubThroughTheBalancer", c.testPubSubThroughTheBalancer)
 }
 
 // A device connected to bridge A that connects again through bridge B

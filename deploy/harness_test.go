@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
 // This file runs Passerelle as an operator would: each service and each
@@ -51,12 +52,7 @@ func bin(t *testing.T, name string) string {
 // freePort returns a TCP port free on 127.0.0.1 right now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testutil.FreePort(t)
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

@@ -3,25 +3,12 @@ package testutil
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
-
-// FreePort returns a TCP port of 127.0.0.1 nothing listens on at the
-// moment.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // NATSNode is a NATS server with JetStream that a test runs in its process
 // on fixed ports and a fixed folder, so that it can stop it and start it

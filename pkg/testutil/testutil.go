@@ -10,7 +10,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -59,12 +61,44 @@ func Must[T any](v T, err error) T {
 // listener.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	return "127.0.0.1:" + strconv.Itoa(FreePort(tb))
+}
+
+// Ports handed out by FreePort come from below the kernel's ephemeral
+// range (32768-60999 on Linux): a port the kernel gives a listener on :0
+// is one it may give the next outgoing connection, so a server started a
+// moment later can find it taken by a client socket of another test.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32767
+)
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{} // ports this process has handed out
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on (for
+// a moment), never the same twice in one process.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for range 1000 {
+		p := freePortLow + rand.IntN(freePortHigh-freePortLow+1)
+		if handed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		handed[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().String()
+	tb.Fatalf("no free TCP port on 127.0.0.1 between %d and %d after 1000 tries", freePortLow, freePortHigh)
+	return 0
 }
 
 // SyncBuffer is a bytes.Buffer that a server (its logger, a command's

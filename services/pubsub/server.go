@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/passerelle-iot/passerelle/pkg/adminauth"
+	"github.com/passerelle-iot/passerelle/pkg/bus"
 )
 
 // Bus is what the server needs of pkg/bus: the NATS connection, the stream
@@ -178,10 +179,36 @@ func (s *Server) metaStore(ctx context.Context) (*metaStore, error) {
 	return m, nil
 }
 
-// Start opens the record bucket; Serve does it too.
+// metaSetupTimeout bounds how long Start waits for a JetStream cluster
+// that has just started (electing its leaders) to take the bucket.
+const metaSetupTimeout = 60 * time.Second
+
+// Start opens the record bucket; Serve does it too. On a JetStream
+// cluster still electing its leaders it tries again for up to a minute,
+// as the bus does for its stream.
 func (s *Server) Start(ctx context.Context) error {
-	_, err := s.metaStore(ctx)
-	return err
+	ctx, cancel := context.WithTimeout(ctx, metaSetupTimeout)
+	defer cancel()
+	waiting := false
+	for {
+		// Each attempt has its own deadline: a cluster electing a leader
+		// drops what it is asked, unanswered.
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.metaStore(actx)
+		acancel()
+		if err == nil || !bus.TransientSetupError(err) || ctx.Err() != nil {
+			return err
+		}
+		if !waiting {
+			waiting = true
+			s.logger.Warn("pubsub: JetStream is not ready for the record bucket yet; waiting for it", "bucket", s.opts.bucket, "within", metaSetupTimeout, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Serve serves on lis until ctx is done, then stops gracefully within the
