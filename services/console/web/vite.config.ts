@@ -6,7 +6,7 @@ import preact from '@preact/preset-vite';
 // reproducible (make checkconsole rebuilds it and compares).
 export default defineConfig({
   base: '/console/',
-  plugins: [preact({ devToolsInProd: false, prefreshEnabled: false })],
+  plugins: [preact({ devtoolsInProd: false, prefreshEnabled: false })],
   build: {
     outDir: '../dist',
     emptyOutDir: true,
