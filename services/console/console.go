@@ -94,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if rel == "hub" || strings.HasPrefix(rel, "hub/") {
+	if strings.HasPrefix(rel, "hub/") {
 		if h.hub == nil {
 			writeJSONError(w, http.StatusNotFound, "NOT_FOUND", "the hub is not reachable from this admin port: passerelle serve runs it with --hub-addr (cmd/manager: --console-hub-url)")
 			return

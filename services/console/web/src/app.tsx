@@ -97,7 +97,7 @@ export function App() {
 
   const themeButton = (
     <button type="button" onClick={toggleTheme} aria-pressed={theme === 'dark'} title="Switch between light and dark">
-      {theme === 'dark' ? 'Dark theme' : 'Light theme'}
+      Dark theme: {theme === 'dark' ? 'on' : 'off'}
     </button>
   );
 
@@ -132,7 +132,7 @@ export function App() {
               </Link>
             </li>
             <li>
-              <Link href={href('hub')} aria-current={route.page === 'hub' ? 'page' : undefined}>
+              <Link href={href('pool')} aria-current={route.page === 'hub' ? 'page' : undefined}>
                 Hub pool
               </Link>
             </li>

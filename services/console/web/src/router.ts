@@ -51,7 +51,7 @@ export function parseRoute(path: string): Route {
   rest = rest.replace(/\/+$/, '');
   const seg = rest ? rest.split('/').map(decodeURIComponent) : [];
   if (seg.length === 0) return { page: 'signin' };
-  if (seg[0] === 'hub' && seg.length === 1) return { page: 'hub' };
+  if (seg[0] === 'pool' && seg.length === 1) return { page: 'hub' };
   if (seg[0] === 'projects' && seg[2] === 'locations' && seg.length >= 5 && seg[4] === 'registries') {
     const [, project, , location] = seg;
     if (seg.length === 5) return { page: 'registries', project, location };

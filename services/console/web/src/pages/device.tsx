@@ -375,7 +375,7 @@ function GatewayPanel(props: { device: Device; reload: () => void }) {
     props.reload();
   });
   const pool = usePool();
-  const conn = findConnection(pool.data?.connections, d.name!);
+  const conn = findConnection(pool.data?.connections, registry + '/devices/' + d.id);
   return (
     <>
       <section aria-labelledby="auth-h">

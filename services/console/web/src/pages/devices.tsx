@@ -270,7 +270,7 @@ export function NewDevice(props: { registry: string }) {
       gatewayConfig: gateway ? { gatewayType: 'GATEWAY', gatewayAuthMethod: auth } : { gatewayType: 'NON_GATEWAY' },
     };
     const d = await call<Device>('POST', v1(props.registry) + '/devices', body);
-    navigate(href(d.name ?? props.registry + '/devices/' + id.trim()));
+    navigate(href(props.registry + '/devices/' + (d.id ?? id.trim())));
   });
   return (
     <>

@@ -15,7 +15,8 @@ const KEEP = 100;
 
 export function Live(props: { registry: string }) {
   const reg = useLoad((signal) => call<Registry>('GET', v1(props.registry), undefined, undefined, signal), [props.registry]);
-  const topics = Array.from(new Set((reg.data?.eventNotificationConfigs ?? []).map((c) => c.pubsubTopicName!).filter(Boolean)));
+  const stateTopic = reg.data?.stateNotificationConfig?.pubsubTopicName ?? '';
+  const topics = Array.from(new Set([...(reg.data?.eventNotificationConfigs ?? []).map((c) => c.pubsubTopicName!), stateTopic].filter(Boolean)));
   const [topic, setTopic] = useState('');
   useEffect(() => {
     if (!topic && topics.length) setTopic(topics[0]);
@@ -27,13 +28,15 @@ export function Live(props: { registry: string }) {
       </p>
       <h1>Live telemetry of {lastPart(props.registry)}</h1>
       <ErrorBox error={reg.error} />
-      {reg.data && topics.length === 0 && <p>This registry sends its events to no Pub/Sub topic: set an event topic on the registry first.</p>}
+      {reg.data && topics.length === 0 && <p>This registry sends its events and states to no Pub/Sub topic: set a topic on the registry first.</p>}
       {topics.length > 1 && (
-        <Field label="Event topic">
+        <Field label="Topic">
           {(id) => (
-            <select id={id} value={topic} onChange={(e) => setTopic(e.currentTarget.value)}>
+            <select id={id} name="topic" value={topic} onChange={(e) => setTopic(e.currentTarget.value)}>
               {topics.map((t) => (
-                <option key={t}>{t}</option>
+                <option key={t} value={t}>
+                  {t === stateTopic ? `${t} (states)` : `${t} (events)`}
+                </option>
               ))}
             </select>
           )}
@@ -101,7 +104,7 @@ function Stream(props: { topic: string; registry: string }) {
   return (
     <section aria-labelledby="events-h">
       <div class="spread">
-        <h2 id="events-h">Newest events</h2>
+        <h2 id="events-h">Newest messages</h2>
         <div class="row">
           <Field label="Show data as">
             {(id) => (
@@ -124,7 +127,7 @@ function Stream(props: { topic: string; registry: string }) {
         {status} on <code>{props.topic}</code>; the newest {KEEP} are kept here.
       </p>
       <ErrorBox error={error} />
-      {events.length === 0 && !error && <p>No event since this page opened.</p>}
+      {events.length === 0 && !error && <p>Nothing received since this page opened.</p>}
       <ul class="events" id="events" aria-live="off">
         {events.map((e) => {
           const a = e.message.attributes ?? {};
