@@ -223,7 +223,7 @@ try {
   const live = await newPage();
   await signIn(live, ADMIN_TOKEN);
   await live.goto(url(REG, 'live'));
-  await live.getByText('Listening for new events').waitFor();
+  await live.getByText('Listening for new messages').waitFor();
   dev.send('event temperature=21.5');
   await live.locator('#events li').filter({ hasText: 'temperature=21.5' }).filter({ hasText: 'deviceRegistryId=reg-e2e' }).waitFor();
 
@@ -235,7 +235,7 @@ try {
 
   step('15 states through the hub appear live and in the state history');
   await live.getByLabel('Topic').selectOption(`projects/${PROJECT}/topics/reg-e2e-state`);
-  await live.getByRole('status').filter({ hasText: `Listening for new events on projects/${PROJECT}/topics/reg-e2e-state` }).waitFor();
+  await live.getByRole('status').filter({ hasText: `Listening for new messages on projects/${PROJECT}/topics/reg-e2e-state` }).waitFor();
   const states = helper(['states', '-hub', env('HUB_ADDR'), '-token', ADMIN_TOKEN, '-registry', REG, '-gateway', 'hubgw', '-device', 'dev2', '-n', '15']);
   await states.wait((m) => m.event === 'published', '15 states', 120_000);
   await live.locator('#events li').filter({ hasText: 'dev2' }).first().waitFor();

@@ -74,7 +74,7 @@ function Stream(props: { topic: string; registry: string }) {
         // Expires a day after its last use even if the delete never comes.
         await call('PUT', v1(sub), { topic: props.topic, ackDeadlineSeconds: 10, expirationPolicy: { ttl: '86400s' } }, undefined, ctl.signal);
         created = true;
-        setStatus('Listening for new events');
+        setStatus('Listening for new messages');
         while (!ctl.signal.aborted) {
           if (pausedRef.current) {
             await new Promise((r) => setTimeout(r, 500));
