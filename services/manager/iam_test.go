@@ -104,26 +104,31 @@ func TestConsoleAndPubSubMounts(t *testing.T) {
 		method, path string
 		want         string // X-Served-By, "" for the manager
 		status       int
+		noToken      bool
 	}{
-		{"GET", "/console/", "console", 200},
-		{"GET", "/console/projects/p1/locations/us-central1/registries/reg1", "console", 200},
-		{"POST", "/console/hub/passerelle.hub.v1.Hub/GetPool", "console", 200},
-		{"GET", "/console", "console", 200},
-		{"GET", "/", "", http.StatusFound},
-		{"GET", "/v1/projects/p1/topics", "pubsub", 200},
-		{"POST", "/v1/projects/p1/topics/t:publish", "pubsub", 200},
-		{"PUT", "/v1/projects/p1/subscriptions/s", "pubsub", 200},
-		{"POST", "/v1/projects/p1/subscriptions/s:pull", "pubsub", 200},
-		{"GET", "/v1/projects/p1/snapshots", "pubsub", 200},
-		{"GET", "/v1/projects/p1/locations/us-central1/registries", "", 200},
-		{"GET", "/v1/projects/p1/locations/us-central1/registries/reg1/devices", "", 200},
-		{"GET", "/v1/projects/p1/topicsx", "", 404},
+		{method: "GET", path: "/v1/projects/p1/topics", status: 401, noToken: true},
+		{method: "GET", path: "/console/", want: "console", status: 200, noToken: true},
+		{"GET", "/console/", "console", 200, false},
+		{"GET", "/console/projects/p1/locations/us-central1/registries/reg1", "console", 200, false},
+		{"POST", "/console/hub/passerelle.hub.v1.Hub/GetPool", "console", 200, false},
+		{"GET", "/console", "console", 200, false},
+		{"GET", "/", "", http.StatusFound, false},
+		{"GET", "/v1/projects/p1/topics", "pubsub", 200, false},
+		{"POST", "/v1/projects/p1/topics/t:publish", "pubsub", 200, false},
+		{"PUT", "/v1/projects/p1/subscriptions/s", "pubsub", 200, false},
+		{"POST", "/v1/projects/p1/subscriptions/s:pull", "pubsub", 200, false},
+		{"GET", "/v1/projects/p1/snapshots", "pubsub", 200, false},
+		{"GET", "/v1/projects/p1/locations/us-central1/registries", "", 200, false},
+		{"GET", "/v1/projects/p1/locations/us-central1/registries/reg1/devices", "", 200, false},
+		{"GET", "/v1/projects/p1/topicsx", "", 404, false},
 	} {
 		req, err := http.NewRequestWithContext(t.Context(), tc.method, "http://"+env.addr+tc.path, bytes.NewReader(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set("Authorization", "Bearer "+env.token)
+		if !tc.noToken {
+			req.Header.Set("Authorization", "Bearer "+env.token)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

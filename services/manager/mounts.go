@@ -3,6 +3,8 @@ package manager
 import (
 	"net/http"
 	"strings"
+
+	"google.golang.org/grpc/codes"
 )
 
 // WithConsole serves the web console h under /console/ on the admin port
@@ -16,8 +18,10 @@ func WithConsole(h http.Handler) Option {
 // WithPubSubREST also serves the Pub/Sub REST API h on the admin port, for
 // the paths /v1/projects/{project}/topics, /subscriptions and /snapshots
 // (and below), which the DeviceManager's /v1/projects/{project}/locations/
-// paths never clash with; h does its own authentication. The console reads
-// live telemetry through it from its own origin. Default: not served here.
+// paths never clash with; h checks the token itself, and a call without
+// one is refused here first (unless WithInsecureNoAuth), whatever h allows
+// on its own port. The console reads live telemetry through it from its own
+// origin. Default: not served here.
 func WithPubSubREST(h http.Handler) Option {
 	return func(o *options) { o.pubsubREST = h }
 }
@@ -29,6 +33,11 @@ const consolePath = "/console/"
 // own HTTP handler (next), by path alone.
 type mounts struct {
 	console, pubsub, next http.Handler
+	// pubsubNeedsToken refuses Pub/Sub calls that carry no Authorization
+	// header before they reach the Pub/Sub API: one started with
+	// --pubsub-allow-unauthenticated serves those on its own port, never
+	// through the admin port (unless the admin API is open too).
+	pubsubNeedsToken bool
 }
 
 func (m *mounts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,6 +48,12 @@ func (m *mounts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case m.console != nil && p == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		http.Redirect(w, r, consolePath, http.StatusFound)
 	case m.pubsub != nil && isPubSubPath(p):
+		if m.pubsubNeedsToken && len(r.Header.Values("Authorization")) == 0 {
+			closeUnread(w, r)
+			_, problem := bearerToken(nil)
+			writeGoogleError(w, codes.Unauthenticated, problem, nil)
+			return
+		}
 		m.pubsub.ServeHTTP(w, r)
 	default:
 		m.next.ServeHTTP(w, r)

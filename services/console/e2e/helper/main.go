@@ -146,7 +146,7 @@ func device(ctx context.Context, args []string) error {
 	roots.AppendCertsFromPEM(caPEM)
 
 	lost := make(chan error, 1)
-	opts := mqtt.NewClientOptions().AddBroker("ssl://"+*addr).SetClientID(*name).SetUsername("unused").SetPassword(token).
+	opts := mqtt.NewClientOptions().AddBroker("ssl://" + *addr).SetClientID(*name).SetUsername("unused").SetPassword(token).
 		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetKeepAlive(10 * time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -176,7 +176,7 @@ func device(ctx context.Context, args []string) error {
 
 	// stdin: "event TEXT" or "state TEXT", one a line.
 	lines := make(chan string)
-	go func() { // ends with stdin
+	go func() { // ends with stdin (the test closes it, or the process exits)
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
 			lines <- sc.Text()
@@ -246,7 +246,9 @@ func states(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// One goroutine sends, this one's sibling reads the answers; both end
+	// with the stream.
+	var g errgroup.Group
 	g.Go(func() error {
 		for i := 1; i <= *n; i++ {
 			req := &hubv1.PublishStateRequest{Data: fmt.Appendf(nil, `{"n":%d,"note":"<script>window.__pwned=true</script>"}`, i)}
@@ -271,7 +273,6 @@ func states(ctx context.Context, args []string) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	_ = gctx
 	out(map[string]any{"event": "published", "n": *n})
 	// Stay attached until stdin closes or a signal comes.
 	done := make(chan struct{})

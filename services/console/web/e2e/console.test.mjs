@@ -288,6 +288,21 @@ try {
   await page.locator('#last-error').filter({ hasText: 'blocked' }).waitFor({ timeout: 30_000 });
   await dev.exited;
 
+  step('credentials: expire one now, then remove it');
+  await page.getByRole('button', { name: 'Expire credential 1 now' }).click();
+  await page.locator('#credentials').getByText('expired').waitFor();
+  await page.getByRole('button', { name: 'Remove credential 1' }).click();
+  await page.getByRole('button', { name: 'Yes, remove credential 1' }).click();
+  await page.getByText('No credentials: the device cannot connect on its own.').waitFor();
+
+  step('unbind the device from the gateway');
+  await page.goto(url(REG + '/devices/gw1'));
+  await page.getByRole('button', { name: 'Unbind dev1' }).click();
+  await page.getByText('No device is bound.').waitFor();
+  await page.getByLabel('Device ID to bind').fill('dev1');
+  await page.getByRole('button', { name: 'Bind', exact: true }).click();
+  await page.locator('#bound').getByRole('link', { name: 'dev1' }).waitFor();
+
   step('200% zoom: the device page reflows without sideways scrolling');
   const zoomed = await newPage({ viewport: { width: 640, height: 400 }, deviceScaleFactor: 2 });
   await signIn(zoomed, ADMIN_TOKEN);
