@@ -3,6 +3,7 @@
 // with real devices and backends while watching the console.
 //
 //	helper keygen DIR             write DIR/device.key and DIR/device.pub (ES256)
+//	helper cacert DIR             write DIR/ca-cert.pem, a self-signed CA certificate
 //	helper device FLAGS           a paho MQTT device: prints what it receives as
 //	                              JSON lines, publishes what stdin asks
 //	helper states FLAGS           create a gateway through the hub and publish
@@ -21,6 +22,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -28,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -70,6 +73,11 @@ func run(ctx context.Context, args []string) error {
 			return errors.New("usage: helper keygen DIR")
 		}
 		return keygen(args[1])
+	case "cacert":
+		if len(args) != 2 {
+			return errors.New("usage: helper cacert DIR")
+		}
+		return cacert(args[1])
 	case "device":
 		return device(ctx, args[1:])
 	case "states":
@@ -97,6 +105,23 @@ func keygen(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "device.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+}
+
+func cacert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "console e2e CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "ca-cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 // out prints one JSON line; the test reads them.

@@ -161,6 +161,29 @@ try {
   await page.getByRole('button', { name: 'Create', exact: true }).click();
   await page.getByRole('heading', { name: 'Registry reg-e2e' }).waitFor();
 
+  step('edit the registry: turn HTTP back on');
+  await page.getByRole('link', { name: 'Edit registry' }).click();
+  await page.getByLabel('HTTP enabled').check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Registry reg-e2e' }).waitFor();
+  await page.goto(url(PARENT + '/registries'));
+  const regRow = page.locator('tr', { has: page.getByRole('link', { name: 'reg-e2e', exact: true }) });
+  await regRow.locator('td').nth(4).filter({ hasText: 'on' }).waitFor();
+
+  step('create a registry with a CA certificate, then delete it');
+  await runHelper(['cacert', WORK]);
+  await page.getByRole('link', { name: 'Create registry' }).click();
+  await page.getByLabel('Registry ID').fill('reg-gone');
+  await page.getByLabel('Add a CA certificate (PEM)').fill(readFileSync(join(WORK, 'ca-cert.pem'), 'utf8'));
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.getByRole('heading', { name: 'Registry reg-gone' }).waitFor();
+  await page.goto(url(PARENT + '/registries'));
+  const goneRow = page.locator('tr', { has: page.getByRole('link', { name: 'reg-gone', exact: true }) });
+  await goneRow.locator('td').nth(5).filter({ hasText: /^1$/ }).waitFor();
+  await goneRow.getByRole('button', { name: 'Delete' }).click();
+  await goneRow.getByRole('button', { name: 'Yes, delete' }).click();
+  await page.getByRole('link', { name: 'reg-gone', exact: true }).waitFor({ state: 'detached' });
+
   step('a second create of the same registry shows the API error in the form');
   await page.goto(url(PARENT + '/registries/-new'));
   await page.getByLabel('Registry ID').fill('reg-e2e');
@@ -302,6 +325,25 @@ try {
   await page.getByLabel('Device ID to bind').fill('dev1');
   await page.getByRole('button', { name: 'Bind', exact: true }).click();
   await page.locator('#bound').getByRole('link', { name: 'dev1' }).waitFor();
+
+  step('the device list filters: blocked only, gateways only, bound to a gateway');
+  await page.goto(url(REG));
+  const listIDs = async () => (await page.locator('#devices tbody tr td:first-child').allTextContents()).sort().join(',');
+  await page.getByLabel('Blocked only').check();
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('#list-status').filter({ hasText: 'searched' }).waitFor();
+  assert.equal(await listIDs(), 'dev1');
+  await page.getByLabel('Blocked only').uncheck();
+  await page.getByLabel('Type').selectOption('GATEWAY');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('#list-status').filter({ hasText: /^2 devices/ }).waitFor();
+  assert.equal(await listIDs(), 'gw1,hubgw');
+  await page.getByLabel('Type').selectOption('');
+  await page.getByLabel('Bound to gateway').fill('hubgw');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('#list-status').filter({ hasText: /^1 device on/ }).waitFor();
+  assert.equal(await listIDs(), 'dev2');
+  await page.locator('#devices time[title$=" UTC"]').first().waitFor();
 
   step('200% zoom: the device page reflows without sideways scrolling');
   const zoomed = await newPage({ viewport: { width: 640, height: 400 }, deviceScaleFactor: 2 });

@@ -172,7 +172,7 @@ export function Devices(props: { registry: string }) {
         {list.loading
           ? 'Loading…'
           : list.data
-            ? `${list.data.devices.length} devices on page ${index + 1}` +
+            ? `${list.data.devices.length} device${list.data.devices.length === 1 ? '' : 's'} on page ${index + 1}` +
               (list.data.scanned !== undefined ? ` (searched ${list.data.scanned} devices)` : '') +
               (shownIn !== null ? `, shown in ${shownIn} ms` : '')
             : ''}
