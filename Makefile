@@ -97,6 +97,24 @@ checkgenerate: generate ## Fail when gen/, the clients' generated code or proto/
 clients: ## Build the hub clients (TypeScript, Python, Java), run their tests and demos against passerelle serve (scripts/clients.sh).
 	scripts/clients.sh
 
+# The web console: TypeScript sources in services/console/web, built by Vite
+# into services/console/dist, which is committed and embedded in the Go
+# binaries (so make run and go run need no Node).
+CONSOLE_WEB := services/console/web
+
+.PHONY: console
+console: ## Build the web console (npm ci + vite build) into services/console/dist.
+	npm ci --prefix $(CONSOLE_WEB) --no-audit --no-fund --ignore-scripts --loglevel=error
+	npm run --prefix $(CONSOLE_WEB) build
+
+.PHONY: checkconsole
+checkconsole: console ## Fail when services/console/dist differs from a fresh build of the sources.
+	@out="$$(git status --porcelain services/console/dist)"; if [[ -n "$$out" ]]; then echo "the console's built assets are out of date (run make console and commit):"; echo "$$out"; git diff --stat services/console/dist; exit 1; fi
+
+.PHONY: test-console
+test-console: ## Run the console's end-to-end tests in headless Chromium against passerelle serve (scripts/console.sh).
+	scripts/console.sh
+
 .PHONY: clean
 clean: ## Remove build outputs.
 	rm -rf $(BIN)

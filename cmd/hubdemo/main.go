@@ -304,7 +304,8 @@ func (d *demo) run(ctx context.Context) error {
 // through the hub, logging each message to the CSV file.
 func (d *demo) listen(ctx context.Context, registry, gateway, device, gatewayID, deviceID string) error {
 	d.say("Listening for messages for %s", d.cfg.Listen)
-	d.say("Try setting configuration with:")
+	d.say("Try setting configuration in: %s", d.consoleURL(device, "config"))
+	d.say("or with:")
 	d.say("  grpcurl -plaintext -H \"authorization: Bearer $(cat %s)\" -d '{\"name\": \"%s\", \"binaryData\": \"%s\"}' %s google.cloud.iot.v1.DeviceManager/ModifyCloudToDeviceConfig",
 		filepath.Join(d.cfg.DataDir, "admin.token"), device, "ZGV2aWNlLWNvbmZpZw==", d.cfg.AdminAddr)
 	d.pause(ctx, "Press enter to continue")
@@ -419,7 +420,8 @@ func (d *demo) publish(ctx context.Context, registryID, gateway, device, gateway
 	if err != nil {
 		return fmt.Errorf("list the states: %w", err)
 	}
-	d.say("You can read the state messages for your device with:")
+	d.say("You can read the state messages for your device at this URL: %s", d.consoleURL(device, "state"))
+	d.say("or with:")
 	d.say("    grpcurl -plaintext -H \"authorization: Bearer $(cat %s)\" -d '{\"name\": \"%s\"}' %s google.cloud.iot.v1.DeviceManager/ListDeviceStates",
 		filepath.Join(d.cfg.DataDir, "admin.token"), device, d.cfg.AdminAddr)
 	if n := len(states.DeviceStates); n > 0 {
@@ -519,4 +521,10 @@ func (d *demo) readStates(ctx context.Context, subscription string) error {
 	}
 	d.say("Read %d states from subscription %s, the newest '%s'\n", len(seen), subscription, newest)
 	return nil
+}
+
+// consoleURL is the console's page of a device (its config or state
+// section) on the admin port, as the sample linked Google's console.
+func (d *demo) consoleURL(device, page string) string {
+	return "http://" + d.cfg.AdminAddr + "/console/" + device + "/" + page
 }

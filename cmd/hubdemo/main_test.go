@@ -121,9 +121,19 @@ func TestDemoInteractive(t *testing.T) {
 		}
 	}
 
+	// The console's pages of the bound device, where the sample printed
+	// Google's console URLs.
+	consolePrefix := "http://" + s.adminAddr + "/console/projects/"
+	next("Try setting configuration in: " + consolePrefix)
+	if l := seen[len(seen)-1]; !strings.HasSuffix(l, "/devices/test-device-noauthbind/config") {
+		t.Errorf("the config page's URL: %q", l)
+	}
 	next("Press enter to continue")
 	fmt.Fprintln(typed)
-	next("You can read the state messages for your device with:")
+	next("You can read the state messages for your device at this URL: " + consolePrefix)
+	if l := seen[len(seen)-1]; !strings.HasSuffix(l, "/devices/test-device-noauthbind/state") {
+		t.Errorf("the state page's URL: %q", l)
+	}
 	next("Read 2 states from subscription projects/passerelle-demo/subscriptions/test-registry-")
 	if !slices.ContainsFunc(seen, func(l string) bool {
 		return strings.Contains(l, "Topic policy: 1 binding(s), serviceAccount:cloud-iot@system.gserviceaccount.com may publish")

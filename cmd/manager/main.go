@@ -31,6 +31,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"syscall"
 
@@ -42,6 +43,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/ops"
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
+	"github.com/passerelle-iot/passerelle/services/console"
 	"github.com/passerelle-iot/passerelle/services/manager"
 	"github.com/passerelle-iot/passerelle/services/pubsub"
 )
@@ -91,6 +93,9 @@ type managerConfig struct {
 	Pprof bool
 	// PubSub is the Pub/Sub API on the bus's stream (needs NATSURL).
 	PubSub config.PubSub
+	// ConsoleHubURL is the hub the console's pool page reads (http://host:port);
+	// empty: no pool page.
+	ConsoleHubURL string
 }
 
 // loadConfig reads flags, then the environment for flags not given, and
@@ -104,6 +109,7 @@ func loadConfig(args []string, stderr io.Writer, env config.Env) (managerConfig,
 	config.AddOpsAddrFlag(fs, &cfg.OpsAddr, "")
 	config.AddPprofFlag(fs, &cfg.Pprof)
 	cfg.PubSub.AddFlags(fs, "")
+	fs.StringVar(&cfg.ConsoleHubURL, "console-hub-url", "", "the hub the console's pool page reads, http://host:port of its --hub-addr (default: no pool page)")
 	if err := config.Parse(fs, args, stderr, env, "Usage: manager [flags]\n\nServes Passerelle's admin API (gRPC and REST on one port)."); err != nil {
 		return cfg, err
 	}
@@ -117,6 +123,11 @@ func (c *managerConfig) validate() error {
 		errs = append(errs, config.CheckNATSURL("--nats-url", c.NATSURL))
 	}
 	errs = append(errs, c.PubSub.Validate())
+	if c.ConsoleHubURL != "" {
+		if u, err := url.Parse(c.ConsoleHubURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--console-hub-url %q: want http://host:port (the hub's address)", c.ConsoleHubURL))
+		}
+	}
 	if c.PubSub.Addr != "" && c.NATSURL == "" {
 		errs = append(errs, errors.New("--pubsub-addr serves the telemetry stream of the bus: give --nats-url too"))
 	}
@@ -233,6 +244,22 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 		}
 	}
 
+	// The console, on the admin port, with the Pub/Sub REST API beside it
+	// for its live page and, given a hub, the hub's pool page.
+	var copts []console.Option
+	if cfg.ConsoleHubURL != "" {
+		u, _ := url.Parse(cfg.ConsoleHubURL) // validated
+		copts = append(copts, console.WithHub(console.NewHubProxy(logger, u)))
+	}
+	ui, err := console.New(logger, copts...)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	opts = append(opts, manager.WithConsole(ui))
+	if psSrv != nil {
+		opts = append(opts, manager.WithPubSubREST(psSrv.RESTHandler()))
+	}
 	srv := manager.New(logger, st, opts...)
 	health.AddReadier("manager", srv)
 	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)

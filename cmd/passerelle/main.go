@@ -32,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,7 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/store/sqlstore"
 	"github.com/passerelle-iot/passerelle/pkg/telemetry"
 	"github.com/passerelle-iot/passerelle/services/bridge"
+	"github.com/passerelle-iot/passerelle/services/console"
 	"github.com/passerelle-iot/passerelle/services/hub"
 	"github.com/passerelle-iot/passerelle/services/manager"
 	"github.com/passerelle-iot/passerelle/services/pubsub"
@@ -431,6 +433,34 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	defer b.Close()
 
+	var psSrv *pubsub.Server
+	if pubsubLis != nil {
+		if lister, ok := st.(pubsub.TopicLister); ok {
+			psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
+		}
+		psSrv, err = pubsub.New(logger, b, psopts...)
+		if err != nil {
+			closeAll()
+			return err
+		}
+	}
+
+	// The console, on the admin port: it reads live telemetry through the
+	// Pub/Sub REST API and the hub's pool through a read-only proxy, both
+	// on the same origin.
+	var copts []console.Option
+	if hubLis != nil {
+		copts = append(copts, console.WithHub(console.NewHubProxy(logger, &url.URL{Scheme: "http", Host: dialable(hubLis.Addr().String())})))
+	}
+	ui, err := console.New(logger, copts...)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	mopts = append(mopts, manager.WithConsole(ui))
+	if psSrv != nil {
+		mopts = append(mopts, manager.WithPubSubREST(psSrv.RESTHandler()))
+	}
 	mgr := manager.New(logger, st, append(mopts, manager.WithBus(b))...)
 	var br *bridge.Bridge
 	if len(mqttLis) > 0 {
@@ -470,18 +500,6 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		defer members.Close()
 		replicas := hub.Replicas{Leases: leases, Members: members, Advertise: dialable(hubLis.Addr().String())}
 		hubSrv, hubPool, err = newHub(ctx, logger, cfg, certs, adminLis.Addr().String(), mqttLis[0].Addr().String(), adminToken, replicas, hopts)
-		if err != nil {
-			closeAll()
-			return err
-		}
-	}
-
-	var psSrv *pubsub.Server
-	if pubsubLis != nil {
-		if lister, ok := st.(pubsub.TopicLister); ok {
-			psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
-		}
-		psSrv, err = pubsub.New(logger, b, psopts...)
 		if err != nil {
 			closeAll()
 			return err
@@ -544,8 +562,8 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	stopOps := ops.Run(health, ops.NewServer(logger, health, ops.WithMetrics(metrics), ops.WithPprof(cfg.Pprof)), opsLis)
 	defer stopOps()
 
-	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  %s\n  MQTT bridge:  %s\n  HTTP bridge:  %s\n  hub:          %s\n  Pub/Sub API:  %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
-		time.Since(start).Round(time.Millisecond), adminLis.Addr(), tokenNote, strings.Join(mqttNotes, ", "), strings.Join(httpNotes, ", "), hubNote, pubsubNote, opsNote, store, nats)
+	fmt.Fprintf(banner, "\nPasserelle is ready (%s)\n  admin API:    %s  (gRPC and REST, Cloud IoT's DeviceManager)\n  console:      http://%s/console/  (sign in with the admin token)\n  %s\n  MQTT bridge:  %s\n  HTTP bridge:  %s\n  hub:          %s\n  Pub/Sub API:  %s\n  readiness:    %s\n  data:         %s, NATS %s\n  stop with Ctrl-C\n\n",
+		time.Since(start).Round(time.Millisecond), adminLis.Addr(), dialable(adminLis.Addr().String()), tokenNote, strings.Join(mqttNotes, ", "), strings.Join(httpNotes, ", "), hubNote, pubsubNote, opsNote, store, nats)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -706,10 +706,10 @@ func TestErrors(t *testing.T) {
 			_, err := raw.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: regName})
 			return err
 		}, codes.Unimplemented, "viewer"},
-		{"test IAM permissions", func() error {
-			_, err := raw.TestIamPermissions(ctx, &iampb.TestIamPermissionsRequest{Resource: regName})
+		{"test IAM permissions on a bad resource", func() error {
+			_, err := raw.TestIamPermissions(ctx, &iampb.TestIamPermissionsRequest{Resource: regName + "/devices/dev1"})
 			return err
-		}, codes.Unimplemented, "admin"},
+		}, codes.InvalidArgument, "'resource' must have the form"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

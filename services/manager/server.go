@@ -82,6 +82,8 @@ type options struct {
 	deviceCacheTTL  time.Duration
 	// maxBodyBytesInFlight bounds the REST request bodies held at once.
 	maxBodyBytesInFlight int64
+	console              http.Handler // WithConsole
+	pubsubREST           http.Handler // WithPubSubREST
 }
 
 // Option configures a Server.
@@ -238,6 +240,9 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		budget: newBodyBudget(o.maxBodyBytesInFlight),
 		names:  names, enumInts: numbers,
 	}}
+	if o.console != nil || o.pubsubREST != nil {
+		s.rest = &mounts{console: o.console, pubsub: o.pubsubREST, next: s.rest, pubsubNeedsToken: !o.insecureNoAuth}
+	}
 	return s
 }
 

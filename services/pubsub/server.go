@@ -277,3 +277,9 @@ func (l httpErrorLog) Write(p []byte) (int, error) {
 	l.logger.Debug("pubsub HTTP server", "msg", strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// RESTHandler returns the REST/JSON v1 front end alone, to be mounted on
+// another server's port (the admin port, for the console): it checks
+// tokens as on the Pub/Sub port, and serves once Start or Serve has opened
+// the record bucket. It stops serving when Serve returns.
+func (s *Server) RESTHandler() http.Handler { return s.rest }
