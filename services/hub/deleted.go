@@ -20,6 +20,34 @@ type KeyForgetter interface {
 	Forget(name string) error
 }
 
+// deletedMemory is how long the pool answers ErrGatewayDeleted for a
+// gateway it dropped as deleted, and at most how many it remembers.
+const (
+	deletedMemory    = time.Hour
+	deletedMemoryMax = 10000
+)
+
+// noteDeletedLocked remembers that name was deleted, forgetting what is
+// older than deletedMemory (or the oldest, past deletedMemoryMax). p.mu is
+// held.
+func (p *Pool) noteDeletedLocked(name string, now time.Time) {
+	if p.deleted == nil {
+		p.deleted = map[string]time.Time{}
+	}
+	var oldest string
+	for n, at := range p.deleted {
+		if now.Sub(at) > deletedMemory {
+			delete(p.deleted, n)
+		} else if oldest == "" || at.Before(p.deleted[oldest]) {
+			oldest = n
+		}
+	}
+	if len(p.deleted) >= deletedMemoryMax {
+		delete(p.deleted, oldest)
+	}
+	p.deleted[name] = now
+}
+
 // gatewayCheckTimeout bounds one question to the GatewayChecker; without
 // an answer the gateway is connected again as if there were no checker.
 const gatewayCheckTimeout = 5 * time.Second
@@ -50,6 +78,7 @@ func (p *Pool) dropIfDeleted(g *gw) bool {
 	p.mu.Lock()
 	if p.gws[g.name] == g {
 		delete(p.gws, g.name)
+		p.noteDeletedLocked(g.name, time.Now())
 		// Under p.mu: a Hold for the gateway finds neither the
 		// connection nor the key, and fails.
 		if f, ok := p.keys.(KeyForgetter); ok {

@@ -82,9 +82,13 @@ func TestDeletedGateway(t *testing.T) {
 			t.Errorf("ListGateways still lists %s", gw)
 		}
 	}
-	// Not connected again, then or on a later call.
+	// Not connected again, then or on a later call, which says the
+	// gateway was deleted (not that the hub lacks its key).
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: gw, Data: []byte("x")})
-	wantCode(t, "a call for the deleted gateway", err, codes.FailedPrecondition, "no key")
+	wantCode(t, "a call for the deleted gateway", err, codes.NotFound, "the gateway was deleted from its registry: "+gw)
+	if r := errorInfo(err).GetReason(); r != hubv1.ErrorReason_GATEWAY_DELETED.String() {
+		t.Errorf("a call for the deleted gateway: reason %s, want GATEWAY_DELETED", r)
+	}
 	if n := e.accepts.Load(); n != connects {
 		t.Errorf("%d connection attempts after the gateway was deleted, want none", n-connects)
 	}

@@ -33,7 +33,11 @@ type Pool struct {
 	mu     sync.Mutex
 	gws    map[string]*gw
 	closed bool
-	wg     sync.WaitGroup // every goroutine the pool starts
+	// deleted: gateways dropped as deleted from their registry, and when,
+	// so that a call for one answers ErrGatewayDeleted rather than "no
+	// key" once its key is forgotten (kept for deletedMemory).
+	deleted map[string]time.Time
+	wg      sync.WaitGroup // every goroutine the pool starts
 
 	// goMu guards goClosed, for goOwned: a lock of its own, taken under
 	// any other (a holder may start a goroutine under a gateway's lock).
@@ -169,9 +173,14 @@ func (p *Pool) holdLocal(ctx context.Context, h *Holder, authorization string) (
 		}
 		key, err := p.keys.Get(h.gateway)
 		if err != nil {
+			if at, ok := p.deleted[h.gateway]; ok && errors.Is(err, ErrNoKey) {
+				p.mu.Unlock()
+				return nil, fmt.Errorf("%w: %s (at %s); the hub dropped its connection and forgot its key", ErrGatewayDeleted, h.gateway, at.UTC().Format(time.RFC3339))
+			}
 			p.mu.Unlock()
 			return nil, err
 		}
+		delete(p.deleted, h.gateway) // made again (CreateGateway)
 		g = newGW(p, h.gateway, h.gatewayID, key)
 		p.gws[h.gateway] = g
 		p.wg.Add(1)
