@@ -119,7 +119,7 @@ func TestBadInput(t *testing.T) {
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
 	wantCode(t, "deleted gateway", err, codes.NotFound, "deleted from its registry")
 	_, err = e.hub.PublishEvent(ctx, &hubv1.PublishEventRequest{Gateway: resp.GetGateway().GetName(), Data: []byte("x")})
-	wantCode(t, "deleted gateway, again", err, codes.FailedPrecondition, "no key")
+	wantCode(t, "deleted gateway, again", err, codes.NotFound, "deleted from its registry")
 }
 
 // TestSlowCommandSubscriber: a subscriber that does not read is ended with
