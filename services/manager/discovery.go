@@ -170,8 +170,11 @@ func (b *discoveryBuilder) addMethod(r *httpRoute) error {
 	}
 	in := r.method.Input()
 	m := &discoveryMethod{HTTPMethod: r.httpMethod, Parameters: map[string]*discoveryParam{}}
-	if r.method.Name() == "SetIamPolicy" || r.method.Name() == "GetIamPolicy" || r.method.Name() == "TestIamPermissions" {
+	switch r.method.Name() {
+	case "SetIamPolicy", "GetIamPolicy":
 		m.Description = "Not supported by Passerelle: answers UNIMPLEMENTED. " + status.Convert(iamUnimplemented).Message() + "."
+	case "TestIamPermissions":
+		m.Description = testIamPermissionsDoc
 	}
 	bound, err := pathParams(m, t, in)
 	if err != nil {

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,13 @@ var permissionMethods = map[string]string{
 	"cloudiot.devices.unbindGateway":   "UnbindDeviceFromGateway",
 }
 
+// testIamPermissionsDoc describes TestIamPermissions in the discovery
+// document.
+const testIamPermissionsDoc = "Returns the permissions of the request (Cloud IoT's names, such as " +
+	"cloudiot.devices.updateConfig) that the caller's token holds: Passerelle has no IAM policies, the " +
+	"answer follows the token's role (viewer, deviceController, provisioner, editor, admin) and is the " +
+	"same on every registry. Unknown permissions are not held; wildcards are INVALID_ARGUMENT."
+
 // maxTestPermissions bounds the permissions one TestIamPermissions call
 // asks about (Google's limit is 100 as well).
 const maxTestPermissions = 100
@@ -66,6 +74,12 @@ func (m *deviceManager) TestIamPermissions(ctx context.Context, req *iampb.TestI
 	}
 	if n := len(req.GetPermissions()); n > maxTestPermissions {
 		return nil, invalidf("'permissions' has %d entries, at most %d are allowed", n, maxTestPermissions)
+	}
+	for i, p := range req.GetPermissions() {
+		// As Google's IAM: a wildcard is refused, not read as "all of them".
+		if p == "" || strings.Contains(p, "*") {
+			return nil, invalidf("'permissions[%d]' is %q: name one permission, such as cloudiot.devices.get (wildcards are not allowed)", i, p)
+		}
 	}
 	_, role, authenticated := callerFromContext(ctx)
 	roles := methodRoles()

@@ -85,6 +85,23 @@ func TestTestIamPermissions(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "registries/{registry}") {
 		t.Errorf("a bad resource: %v, want INVALID_ARGUMENT naming the form", err)
 	}
+	// Google refuses wildcards rather than answering for every permission.
+	for _, p := range []string{"*", "cloudiot.*", "cloudiot.devices.*", ""} {
+		_, err := c.TestIamPermissions(t.Context(), &iampb.TestIamPermissionsRequest{
+			Resource: req.Resource, Permissions: []string{"cloudiot.devices.get", p},
+		})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "permissions[1]") {
+			t.Errorf("permission %q: %v, want INVALID_ARGUMENT naming permissions[1]", p, err)
+		}
+	}
+	// At most 100 permissions a call, as Google's.
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = "cloudiot.devices.get"
+	}
+	if _, err := c.TestIamPermissions(t.Context(), &iampb.TestIamPermissionsRequest{Resource: req.Resource, Permissions: many}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("101 permissions: %v, want INVALID_ARGUMENT", err)
+	}
 }
 
 // TestConsoleAndPubSubMounts checks which handler serves which path on the
@@ -105,28 +122,39 @@ func TestConsoleAndPubSubMounts(t *testing.T) {
 		want         string // X-Served-By, "" for the manager
 		status       int
 		noToken      bool
+		auth         string // the Authorization header instead of the token
 	}{
 		{method: "GET", path: "/v1/projects/p1/topics", status: 401, noToken: true},
+		// A token the admin API does not know never reaches the Pub/Sub API
+		// or the hub, whatever they would accept on their own ports.
+		{method: "GET", path: "/v1/projects/p1/topics", status: 401, auth: "Bearer psl_not-a-token"},
+		{method: "POST", path: "/v1/projects/p1/subscriptions/s:pull", status: 401, auth: "Basic eDp5"},
+		{method: "POST", path: "/console/hub/passerelle.hub.v1.Hub/GetPool", status: 401, noToken: true},
+		{method: "POST", path: "/console/hub/passerelle.hub.v1.Hub/GetPool", status: 401, auth: "Bearer psl_not-a-token"},
 		{method: "GET", path: "/console/", want: "console", status: 200, noToken: true},
-		{"GET", "/console/", "console", 200, false},
-		{"GET", "/console/projects/p1/locations/us-central1/registries/reg1", "console", 200, false},
-		{"POST", "/console/hub/passerelle.hub.v1.Hub/GetPool", "console", 200, false},
-		{"GET", "/console", "console", 200, false},
-		{"GET", "/", "", http.StatusFound, false},
-		{"GET", "/v1/projects/p1/topics", "pubsub", 200, false},
-		{"POST", "/v1/projects/p1/topics/t:publish", "pubsub", 200, false},
-		{"PUT", "/v1/projects/p1/subscriptions/s", "pubsub", 200, false},
-		{"POST", "/v1/projects/p1/subscriptions/s:pull", "pubsub", 200, false},
-		{"GET", "/v1/projects/p1/snapshots", "pubsub", 200, false},
-		{"GET", "/v1/projects/p1/locations/us-central1/registries", "", 200, false},
-		{"GET", "/v1/projects/p1/locations/us-central1/registries/reg1/devices", "", 200, false},
-		{"GET", "/v1/projects/p1/topicsx", "", 404, false},
+		{method: "GET", path: "/console/assets/index.js", want: "console", status: 200, noToken: true},
+		{method: "GET", path: "/console/", want: "console", status: 200},
+		{method: "GET", path: "/console/projects/p1/locations/us-central1/registries/reg1", want: "console", status: 200},
+		{method: "POST", path: "/console/hub/passerelle.hub.v1.Hub/GetPool", want: "console", status: 200},
+		{method: "GET", path: "/console", want: "console", status: 200},
+		{method: "GET", path: "/", want: "", status: http.StatusFound},
+		{method: "GET", path: "/v1/projects/p1/topics", want: "pubsub", status: 200},
+		{method: "POST", path: "/v1/projects/p1/topics/t:publish", want: "pubsub", status: 200},
+		{method: "PUT", path: "/v1/projects/p1/subscriptions/s", want: "pubsub", status: 200},
+		{method: "POST", path: "/v1/projects/p1/subscriptions/s:pull", want: "pubsub", status: 200},
+		{method: "GET", path: "/v1/projects/p1/snapshots", want: "pubsub", status: 200},
+		{method: "GET", path: "/v1/projects/p1/locations/us-central1/registries", want: "", status: 200},
+		{method: "GET", path: "/v1/projects/p1/locations/us-central1/registries/reg1/devices", want: "", status: 200},
+		{method: "GET", path: "/v1/projects/p1/topicsx", want: "", status: 404},
 	} {
 		req, err := http.NewRequestWithContext(t.Context(), tc.method, "http://"+env.addr+tc.path, bytes.NewReader(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tc.noToken {
+		switch {
+		case tc.auth != "":
+			req.Header.Set("Authorization", tc.auth)
+		case !tc.noToken:
 			req.Header.Set("Authorization", "Bearer "+env.token)
 		}
 		resp, err := client.Do(req)
@@ -135,7 +163,7 @@ func TestConsoleAndPubSubMounts(t *testing.T) {
 		}
 		resp.Body.Close()
 		if got := resp.Header.Get("X-Served-By"); got != tc.want || resp.StatusCode != tc.status {
-			t.Errorf("%s %s: served by %q with %d, want %q with %d", tc.method, tc.path, got, resp.StatusCode, tc.want, tc.status)
+			t.Errorf("%s %s (%q): served by %q with %d, want %q with %d", tc.method, tc.path, tc.auth, got, resp.StatusCode, tc.want, tc.status)
 		}
 		if tc.path == "/" && resp.Header.Get("Location") != "/console/" {
 			t.Errorf("/ redirects to %q, want /console/", resp.Header.Get("Location"))

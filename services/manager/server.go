@@ -241,7 +241,7 @@ func New(logger *slog.Logger, st store.Store, opts ...Option) *Server {
 		names:  names, enumInts: numbers,
 	}}
 	if o.console != nil || o.pubsubREST != nil {
-		s.rest = &mounts{console: o.console, pubsub: o.pubsubREST, next: s.rest, pubsubNeedsToken: !o.insecureNoAuth}
+		s.rest = &mounts{console: o.console, pubsub: o.pubsubREST, next: s.rest, auth: auth}
 	}
 	return s
 }

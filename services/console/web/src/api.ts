@@ -109,7 +109,8 @@ export interface Device {
 export interface DeviceConfig { version?: string; cloudUpdateTime?: string; deviceAckTime?: string; binaryData?: string }
 export interface DeviceState { updateTime?: string; binaryData?: string }
 
-export const v1 = (name: string) => '/v1/' + name;
+/** v1 is the REST path of a resource name, each segment escaped: an id may hold '%' or '+'. */
+export const v1 = (name: string) => '/v1/' + name.split('/').map(encodeURIComponent).join('/');
 
 export function registryName(project: string, location: string, id: string): string {
   return `projects/${project}/locations/${location}/registries/${id}`;

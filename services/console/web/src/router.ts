@@ -46,10 +46,33 @@ export type Route =
   | { page: 'hub' }
   | { page: 'notFound'; path: string };
 
+/**
+ * decodeSegment reads one segment of a page's path, or null when it cannot
+ * name a resource: malformed escapes (an id may hold '%'), or a segment that
+ * decodes to '/', '.' or '..' and would make the API call go elsewhere.
+ */
+function decodeSegment(s: string): string | null {
+  let d: string;
+  try {
+    d = decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+  if (d.includes('/') || d === '.' || d === '..') return null;
+  return d;
+}
+
+/** encodePath escapes each segment of a resource name (ids may hold '%' or '+'). */
+export function encodePath(name: string): string {
+  return name.split('/').map(encodeURIComponent).join('/');
+}
+
 export function parseRoute(path: string): Route {
   let rest = path.startsWith(BASE) ? path.slice(BASE.length) : '';
   rest = rest.replace(/\/+$/, '');
-  const seg = rest ? rest.split('/').map(decodeURIComponent) : [];
+  const decoded = rest ? rest.split('/').map(decodeSegment) : [];
+  if (decoded.some((s) => s === null)) return { page: 'notFound', path };
+  const seg = decoded as string[];
   if (seg.length === 0) return { page: 'signin' };
   if (seg[0] === 'pool' && seg.length === 1) return { page: 'hub' };
   if (seg[0] === 'projects' && seg[2] === 'locations' && seg.length >= 5 && seg[4] === 'registries') {
@@ -68,4 +91,5 @@ export function parseRoute(path: string): Route {
   return { page: 'notFound', path };
 }
 
-export const href = (name: string, suffix = '') => BASE + name + (suffix ? '/' + suffix : '');
+/** href is the console's page of a resource name (and a section of it), escaped. */
+export const href = (name: string, suffix = '') => BASE + encodePath(name) + (suffix ? '/' + encodePath(suffix) : '');

@@ -94,14 +94,36 @@ export function useAction<A extends unknown[]>(fn: (...a: A) => Promise<unknown>
   return { run, error, busy, setError, done, setDone };
 }
 
-/** useLoad loads data when deps change; reload() loads again. */
+/**
+ * useLoad loads data when deps change; reload() loads again, and refresh()
+ * reads it again in the background (a poll): its answer is dropped once
+ * deps change, so a page never shows the data of the page before, and its
+ * error is shown like the first load's.
+ */
 export function useLoad<T>(fn: (signal: AbortSignal) => Promise<T>, deps: unknown[]) {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
+  const current = useRef<AbortController | null>(null);
+  const latest = useRef(fn);
+  latest.current = fn;
+  const refresh = () => {
+    const ctl = current.current;
+    if (!ctl || ctl.signal.aborted) return;
+    latest.current(ctl.signal)
+      .then((d) => {
+        if (ctl.signal.aborted) return;
+        setData(d);
+        setError(null);
+      })
+      .catch((e) => {
+        if (!ctl.signal.aborted) setError(e);
+      });
+  };
   useEffect(() => {
     const ctl = new AbortController();
+    current.current = ctl;
     setLoading(true);
     setError(null);
     fn(ctl.signal)
@@ -117,7 +139,7 @@ export function useLoad<T>(fn: (signal: AbortSignal) => Promise<T>, deps: unknow
     return () => ctl.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
-  return { data, error, loading, reload: () => setTick((t) => t + 1), setData };
+  return { data, error, loading, reload: () => setTick((t) => t + 1), refresh, setData };
 }
 
 /** usePoll calls fn every ms while the page is shown. */

@@ -16,11 +16,7 @@ const TABS: [string, string][] = [
 
 export function DevicePage(props: { name: string; section: string }) {
   const dev = useLoad((signal) => call<Device>('GET', v1(props.name), undefined, undefined, signal), [props.name]);
-  usePoll(() => {
-    call<Device>('GET', v1(props.name))
-      .then((d) => dev.setData(d))
-      .catch(() => {});
-  }, 3000);
+  usePoll(dev.refresh, 3000);
   const registry = registryOf(props.name);
   const d = dev.data;
   const isGateway = d?.gatewayConfig?.gatewayType === 'GATEWAY';
@@ -532,11 +528,7 @@ function DecodeSelect(props: { value: Decoding; onChange: (v: Decoding) => void;
 function Configs(props: { name: string }) {
   const can = useCan();
   const list = useLoad((signal) => call<{ deviceConfigs?: DeviceConfig[] }>('GET', v1(props.name) + '/configVersions', undefined, { numVersions: 10 }, signal), [props.name]);
-  usePoll(() => {
-    call<{ deviceConfigs?: DeviceConfig[] }>('GET', v1(props.name) + '/configVersions', undefined, { numVersions: 10 })
-      .then((r) => list.setData(r))
-      .catch(() => {});
-  }, 2000);
+  usePoll(list.refresh, 2000);
   const [as, setAs] = useState<Decoding>('text');
   const [mode, setMode] = useState<'text' | 'base64'>('text');
   const [data, setData] = useState('');
@@ -623,11 +615,7 @@ function Configs(props: { name: string }) {
 
 function States(props: { name: string; device: Device }) {
   const list = useLoad((signal) => call<{ deviceStates?: DeviceState[] }>('GET', v1(props.name) + '/states', undefined, { numStates: 10 }, signal), [props.name]);
-  usePoll(() => {
-    call<{ deviceStates?: DeviceState[] }>('GET', v1(props.name) + '/states', undefined, { numStates: 10 })
-      .then((r) => list.setData(r))
-      .catch(() => {});
-  }, 2000);
+  usePoll(list.refresh, 2000);
   const [as, setAs] = useState<Decoding>('text');
   const states = list.data?.deviceStates ?? [];
   return (

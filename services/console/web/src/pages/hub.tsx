@@ -22,11 +22,7 @@ const hubCall = <T,>(method: string, signal?: AbortSignal) =>
 
 export function usePool() {
   const pool = useLoad((signal) => hubCall<{ connections?: GatewayConnection[] }>('GetPool', signal), []);
-  usePoll(() => {
-    hubCall<{ connections?: GatewayConnection[] }>('GetPool')
-      .then((r) => pool.setData(r))
-      .catch(() => {});
-  }, 3000);
+  usePoll(pool.refresh, 3000);
   return pool;
 }
 
