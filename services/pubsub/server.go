@@ -115,6 +115,9 @@ type Server struct {
 	rest     http.Handler
 	auth     *authorizer
 	sessions *sessionRegistry
+	journal  *ackJournal
+
+	journalOpen bool // under metaMu
 
 	metaMu sync.Mutex
 	meta   *metaStore
@@ -135,7 +138,8 @@ func New(logger *slog.Logger, b Bus, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
-	s := &Server{logger: logger, opts: o, bus: b, js: js, sessions: newSessionRegistry()}
+	s := &Server{logger: logger, opts: o, bus: b, js: js, sessions: newSessionRegistry(),
+		journal: newAckJournal(logger, js, b.Conn(), b.StreamName()+"_ACKS", b.Replicas())}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if o.allowUnauth {
 		logger.Warn("PUB/SUB API ACCEPTS UNAUTHENTICATED CALLS (--pubsub-allow-unauthenticated): anyone who reaches its port can read and publish every topic")
@@ -178,10 +182,22 @@ func (s *Server) metaStore(ctx context.Context) (*metaStore, error) {
 	return m, nil
 }
 
-// Start opens the record bucket; Serve does it too.
+// Start opens the record bucket and the ack journal (loading the
+// exactly-once acks an earlier run confirmed); Serve does it too.
 func (s *Server) Start(ctx context.Context) error {
-	_, err := s.metaStore(ctx)
-	return err
+	if _, err := s.metaStore(ctx); err != nil {
+		return err
+	}
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if s.journalOpen {
+		return nil
+	}
+	if err := s.journal.open(ctx); err != nil {
+		return err
+	}
+	s.journalOpen = true
+	return nil
 }
 
 // Serve serves on lis until ctx is done, then stops gracefully within the
@@ -192,8 +208,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("pubsub: open the %s bucket: %w", s.opts.bucket, err)
+		return fmt.Errorf("pubsub: open the %s bucket and the ack journal: %w", s.opts.bucket, err)
 	}
+	// The journal's trimmer runs until the server stops.
+	jctx, jcancel := context.WithCancel(context.Background())
+	jdone := make(chan struct{})
+	go func() {
+		defer close(jdone)
+		s.journal.run(jctx, s.bus.StreamName())
+	}()
+	defer func() {
+		jcancel()
+		<-jdone
+	}()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
