@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -86,6 +87,17 @@ func (s *Server) prepare(v *subView, m jetstream.Msg) *pubsubpb.ReceivedMessage 
 		_ = m.Term()
 		return nil
 	}
+	if s.journal.seen(v.consumer, md.Sequence.Stream) {
+		// Acked by an earlier run under exactly-once delivery, the ack
+		// lost by JetStream in a crash: ack it again, do not deliver it.
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		err := m.DoubleAck(ctx)
+		cancel()
+		if err != nil {
+			s.logger.Warn("pubsub: acking again a message acked before a restart", "subscription", v.name, "err", err)
+		}
+		return nil
+	}
 	attrs := Attributes(m.Headers())
 	if !v.filter.Match(attrs) || (v.retention > 0 && time.Since(md.Timestamp) > v.retention) {
 		_ = m.Ack()
@@ -143,44 +155,47 @@ func (s *Server) deadLetter(v *subView, m jetstream.Msg, attrs map[string]string
 // account hash before the stream and a token after. Anything else would
 // let a caller publish to an arbitrary subject.
 func (s *Server) checkAckID(v *subView, id string) bool {
-	_, ok := s.parseAckID(v, id)
+	_, _, ok := s.parseAckID(v, id)
 	return ok
 }
 
 // parseAckID checks id (see checkAckID) and returns when the delivery
-// was made.
-func (s *Server) parseAckID(v *subView, id string) (delivered time.Time, ok bool) {
+// was made and the message's stream sequence.
+func (s *Server) parseAckID(v *subView, id string) (delivered time.Time, seq uint64, ok bool) {
 	rest, ok := strings.CutPrefix(id, "$JS.ACK.")
 	if !ok || strings.ContainsAny(rest, " \t\r\n*>") {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	t := strings.Split(rest, ".")
 	var nums []string
 	switch {
 	case len(t) == 7:
 		if t[0] != s.bus.StreamName() || t[1] != v.consumer {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
 		nums = t[2:]
 	case len(t) >= 9:
 		if t[2] != s.bus.StreamName() || t[3] != v.consumer {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
 		nums = t[4:9]
 	default:
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	var ts uint64
 	for i, n := range nums { // delivered, stream seq, consumer seq, time, pending
 		x, err := strconv.ParseUint(n, 10, 64)
 		if err != nil {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
-		if i == 3 {
+		switch i {
+		case 1:
+			seq = x
+		case 3:
 			ts = x
 		}
 	}
-	return time.Unix(0, int64(ts)), true
+	return time.Unix(0, int64(ts)), seq, true
 }
 
 // ackResult is what became of some ack ids.
@@ -214,7 +229,7 @@ func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds i
 		kept = s.sessions.deadlines(v.name, ids)
 	}
 	for _, id := range ids {
-		delivered, ok := s.parseAckID(v, id)
+		delivered, _, ok := s.parseAckID(v, id)
 		switch {
 		case !ok:
 			r.invalid = append(r.invalid, id)
@@ -230,36 +245,103 @@ func (s *Server) modify(ctx context.Context, v *subView, ids []string, seconds i
 }
 
 func (s *Server) settle(ctx context.Context, v *subView, ids []string, body []byte) (ackResult, error) {
+	if v.eod {
+		return s.settleConfirmed(ctx, v, ids, body)
+	}
 	var r ackResult
 	nc := s.bus.Conn()
-	var expired map[string]bool
-	if v.eod {
-		expired = s.sessions.expired(v.name, ids)
-	}
 	for _, id := range ids {
-		if !s.checkAckID(v, id) || expired[id] {
+		if !s.checkAckID(v, id) {
 			r.invalid = append(r.invalid, id)
 			continue
 		}
-		if v.eod {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := nc.RequestWithContext(rctx, id, body)
-			cancel()
-			if err != nil {
-				r.failed = append(r.failed, id)
-				continue
-			}
-		} else if err := nc.Publish(id, body); err != nil {
+		if err := nc.Publish(id, body); err != nil {
 			return r, err
 		}
 		r.ok = append(r.ok, id)
 	}
-	if !v.eod && len(r.ok) > 0 {
+	if len(r.ok) > 0 {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := nc.FlushWithContext(fctx); err != nil {
 			return r, err
 		}
 	}
+	return r, nil
+}
+
+// settleConfirmed settles ids of an exactly-once subscription: each is
+// sent with a reply subject, all at once, and is ok once JetStream
+// answered. Acks are then journaled (see ackJournal) before they are
+// reported ok, so that a crash cannot undo a confirmed ack.
+func (s *Server) settleConfirmed(ctx context.Context, v *subView, ids []string, body []byte) (ackResult, error) {
+	var r ackResult
+	expired := s.sessions.expired(v.name, ids)
+	nc := s.bus.Conn()
+	type sent struct {
+		id  string
+		seq uint64
+	}
+	var out []sent
+	for _, id := range ids {
+		_, seq, ok := s.parseAckID(v, id)
+		if !ok || expired[id] {
+			r.invalid = append(r.invalid, id)
+			continue
+		}
+		out = append(out, sent{id, seq})
+	}
+	if len(out) == 0 {
+		return r, nil
+	}
+	inbox := nc.NewRespInbox()
+	replies := make(chan *nats.Msg, len(out))
+	sub, err := nc.ChanSubscribe(inbox+".*", replies)
+	if err != nil {
+		return r, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i, m := range out {
+		if err := nc.PublishRequest(m.id, inbox+"."+strconv.Itoa(i), body); err != nil {
+			return r, err
+		}
+	}
+	answered := make([]bool, len(out))
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+wait:
+	for n := 0; n < len(out); {
+		select {
+		case m := <-replies:
+			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+			if err == nil && i >= 0 && i < len(out) && !answered[i] {
+				answered[i] = true
+				n++
+			}
+		case <-wctx.Done():
+			break wait
+		}
+	}
+	var seqs []uint64
+	var okIDs []string
+	for i, m := range out {
+		if answered[i] {
+			okIDs = append(okIDs, m.id)
+			seqs = append(seqs, m.seq)
+		} else {
+			r.failed = append(r.failed, m.id)
+		}
+	}
+	if bytes.HasPrefix(body, []byte("+ACK")) && len(seqs) > 0 {
+		jctx, jcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.journal.record(jctx, v.consumer, seqs)
+		jcancel()
+		if err != nil {
+			s.logger.Warn("pubsub: journaling exactly-once acks; the client will retry them", "subscription", v.name, "err", err)
+			r.failed = append(r.failed, okIDs...)
+			return r, nil
+		}
+	}
+	r.ok = append(r.ok, okIDs...)
 	return r, nil
 }

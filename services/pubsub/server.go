@@ -116,6 +116,9 @@ type Server struct {
 	rest     http.Handler
 	auth     *authorizer
 	sessions *sessionRegistry
+	journal  *ackJournal
+
+	journalOpen bool // under metaMu
 
 	metaMu sync.Mutex
 	meta   *metaStore
@@ -136,7 +139,8 @@ func New(logger *slog.Logger, b Bus, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
-	s := &Server{logger: logger, opts: o, bus: b, js: js, sessions: newSessionRegistry()}
+	s := &Server{logger: logger, opts: o, bus: b, js: js, sessions: newSessionRegistry(),
+		journal: newAckJournal(logger, js, b.Conn(), b.StreamName()+"_ACKS", b.Replicas())}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if o.allowUnauth {
 		logger.Warn("PUB/SUB API ACCEPTS UNAUTHENTICATED CALLS (--pubsub-allow-unauthenticated): anyone who reaches its port can read and publish every topic")
@@ -179,29 +183,51 @@ func (s *Server) metaStore(ctx context.Context) (*metaStore, error) {
 	return m, nil
 }
 
-// metaSetupTimeout bounds how long Start waits for a JetStream cluster
-// that has just started (electing its leaders) to take the bucket.
-const metaSetupTimeout = 60 * time.Second
+// setupTimeout bounds how long Start waits for a JetStream cluster that
+// has just started (electing its leaders) to take the record bucket and
+// the ack journal.
+const setupTimeout = 60 * time.Second
 
-// Start opens the record bucket; Serve does it too. On a JetStream
-// cluster still electing its leaders it tries again for up to a minute,
-// as the bus does for its stream.
+// Start opens the record bucket and the ack journal (loading the
+// exactly-once acks an earlier run confirmed); Serve does it too. On a
+// JetStream cluster still electing its leaders it tries again for up to a
+// minute, as the bus does for its stream.
 func (s *Server) Start(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, metaSetupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
+	if err := s.retrySetup(ctx, "the record bucket", func(ctx context.Context) error {
+		_, err := s.metaStore(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if s.journalOpen {
+		return nil
+	}
+	if err := s.retrySetup(ctx, "the ack journal", s.journal.open); err != nil {
+		return err
+	}
+	s.journalOpen = true
+	return nil
+}
+
+// retrySetup runs f until it succeeds, fails for a reason a moment cannot
+// cure, or ctx ends. Each attempt has its own deadline: a cluster electing
+// a leader drops what it is asked, unanswered.
+func (s *Server) retrySetup(ctx context.Context, what string, f func(context.Context) error) error {
 	waiting := false
 	for {
-		// Each attempt has its own deadline: a cluster electing a leader
-		// drops what it is asked, unanswered.
 		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.metaStore(actx)
+		err := f(actx)
 		acancel()
 		if err == nil || !bus.TransientSetupError(err) || ctx.Err() != nil {
 			return err
 		}
 		if !waiting {
 			waiting = true
-			s.logger.Warn("pubsub: JetStream is not ready for the record bucket yet; waiting for it", "bucket", s.opts.bucket, "within", metaSetupTimeout, "err", err)
+			s.logger.Warn("pubsub: JetStream is not ready yet; waiting for it", "for", what, "within", setupTimeout, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -219,8 +245,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("pubsub: open the %s bucket: %w", s.opts.bucket, err)
+		return fmt.Errorf("pubsub: open the %s bucket and the ack journal: %w", s.opts.bucket, err)
 	}
+	// The journal's trimmer runs until the server stops.
+	jctx, jcancel := context.WithCancel(context.Background())
+	jdone := make(chan struct{})
+	go func() {
+		defer close(jdone)
+		s.journal.run(jctx, s.bus.StreamName())
+	}()
+	defer func() {
+		jcancel()
+		<-jdone
+	}()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

@@ -349,6 +349,9 @@ func (p *subscriber) DeleteSubscription(ctx context.Context, req *pubsubpb.Delet
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, s.storeError(ctx, "delete consumer", err)
 	}
+	if err := s.journal.drop(ctx, consumerName(req.GetSubscription())); err != nil {
+		s.logger.Warn("pubsub: dropping the journaled acks of a deleted subscription", "subscription", req.GetSubscription(), "err", err)
+	}
 	m, _ := s.metaStore(ctx)
 	if err := m.delete(ctx, kindSubscription, req.GetSubscription()); err != nil {
 		return nil, s.storeError(ctx, "delete subscription", err)
@@ -393,6 +396,10 @@ func (p *subscriber) Seek(ctx context.Context, req *pubsubpb.SeekRequest) (*pubs
 	cfg.OptStartTime = &start
 	if err := s.js.DeleteConsumer(ctx, s.bus.StreamName(), cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, s.storeError(ctx, "seek", err)
+	}
+	// Replayed messages are delivered, though acked before.
+	if err := s.journal.drop(ctx, cfg.Durable); err != nil {
+		return nil, s.storeError(ctx, "seek", fmt.Errorf("drop the journaled acks: %w", err))
 	}
 	if _, err := s.js.CreateConsumer(ctx, s.bus.StreamName(), cfg); err != nil {
 		return nil, s.storeError(ctx, "seek", fmt.Errorf("re-create the consumer: %w", err))
