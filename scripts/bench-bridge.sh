@@ -202,7 +202,13 @@ measure() {
 	local out other
 	for try in 1 2 3; do
 		quiet
-		out=$("$bench" "$@")
+		if ! out=$("$bench" "$@" 2>>"$work/bench.log"); then
+			echo "# failed: passerelle-bench $1 ${*:2} (see $work/bench.log)" | tee -a "$work/results.txt" >&2
+			tail -3 "$work/bench.log" >&2
+			KEEP=1
+			last=""
+			return 0
+		fi
 		other=$(grep -o 'other_cpu_s=[0-9.]*' <<<"$out" | cut -d= -f2 || true)
 		if [[ -z $other ]] || awk "BEGIN{exit !($other <= 3)}" || ((try == 3)); then
 			echo "$out" | tee -a "$work/results.txt"
@@ -256,12 +262,12 @@ idle3() {
 	local mode=$1 f b
 	for f in pb pm pn; do
 		"$f" "$mode" idle --label "idle-$mode-$N" -n "$N" -c "$C"
-		b=$(grep -o 'rss_before_kib=[0-9]*' <<<"$last" | cut -d= -f2)
+		b=$(grep -o 'rss_before_kib=[0-9]*' <<<"$last" | cut -d= -f2 || true)
 		eval "base_$f=$b"
 	done
 	for f in pb pm pn; do
 		b="base_$f"
-		"$f" "$mode" idle --label "idle-$mode-$N-churn$ROUNDS" -n "$N" -c "$C" --rounds "$ROUNDS" --baseline-kib "${!b}"
+		"$f" "$mode" idle --label "idle-$mode-$N-churn$ROUNDS" -n "$N" -c "$C" --rounds "$ROUNDS" --baseline-kib "${!b:-0}"
 	done
 }
 
@@ -284,7 +290,8 @@ for run in $(seq "$RUNS"); do
 	all3 plain telemetry --label qos1-100B-10 -d 10 -t "$T" --window "$WINDOW"
 	all3 plain telemetry --label "qos1-16KiB-$D" -d "$D" -t "$T" --window "$WINDOW" --size 16384
 	all3 plain telemetry --label "qos0-100B-$D" -d "$D" -t "$T" --window "$WINDOW0" --qos 0
-	pb plain config --label "config-$RATE" -d "$D" -t "$T" --rate "$RATE"
+	# At most one update per device per second (the manager's rule).
+	pb plain config --label "config-$RATE" -d $((D > ${RATE%.*} ? D : ${RATE%.*})) -t "$T" --rate "$RATE"
 	stop_all
 done
 
