@@ -27,7 +27,8 @@ var headline = []struct {
 	{"target_cpu_us_per_connect", "broker CPU us per connect", true},
 	{"msgs_per_s", "msg/s", false},
 	{"target_cpu_us_per_msg", "broker CPU us per msg", true},
-	{"p99_ms", "delivery p99 ms", true},
+	{"p99_ms", "delivery p99 ms, from the call's return", true},
+	{"p99_from_call_ms", "delivery p99 ms, from the call", true},
 	{"rpc_p99_ms", "admin call p99 ms", true},
 }
 
