@@ -182,6 +182,12 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Bridge) error {
 	defer st.Close()
 
 	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle-bridge", Replicas: cfg.NATSReplicas}
+	// This process writes the telemetry: it sets the stream's limits and
+	// watches how full the stream is (Validate has checked the flags).
+	if err := cfg.Stream.BusOptions(&busOpts); err != nil {
+		closeAll()
+		return err
+	}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = cfg.NATSDir()
 	}

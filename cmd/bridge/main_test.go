@@ -88,6 +88,25 @@ func TestClusterFlagsChecked(t *testing.T) {
 	}
 }
 
+// The telemetry stream's limits are checked before anything opens.
+func TestStreamFlagsChecked(t *testing.T) {
+	base := []string{"--check-config", "--mqtt-addr", "", "--mqtt-plain-addr", "127.0.0.1:1883", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--stream-max-bytes", "10GiB", "--stream-max-age", "3d", "--stream-max-msgs", "5000000", "--stream-discard", "new"}, ""},
+		{[]string{"--stream-max-bytes", "10 parsecs"}, "--stream-max-bytes"},
+		{[]string{"--stream-discard", "never"}, "--stream-discard"},
+	} {
+		var out bytes.Buffer
+		code := run(t.Context(), append(append([]string{}, base...), tc.args...), &out, noEnv)
+		if tc.want == "" && code != 0 || tc.want != "" && (code != 2 || !strings.Contains(out.String(), tc.want)) {
+			t.Errorf("%v: exit %d, output %q; want %q", tc.args, code, out.String(), tc.want)
+		}
+	}
+}
+
 func TestBusyPort(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

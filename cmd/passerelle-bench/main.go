@@ -10,6 +10,15 @@
 //	passerelle-bench config    [-d 1000] [--rate 500] [-t 10s]
 //	                                                      config delivery latency
 //	passerelle-bench certs     --out DIR                  a test CA and a server certificate
+//	passerelle-bench nats-mqtt --mqtt ADDR --store DIR    nats-server's MQTT listener, the durable peer
+//	passerelle-bench report    FILE...                    the table of ratios of scenario lines
+//
+// telemetry --qos 0 sends QoS 0 messages, window at a time, each batch
+// followed by a PINGREQ whose PINGRESP says the broker has read them.
+// idle --rounds R connects and disconnects every connection R times
+// before the measured connect (memory after churn); --baseline-kib gives
+// the RSS to measure from (the fresh process's), default the RSS at the
+// start of the run. --label names the figure in the report.
 //
 // Every device shares one RS256 key pair and one signed JWT (aud = the
 // project, valid an hour): signing costs ~1 ms, so it is done once per run,
@@ -64,10 +73,15 @@ type flags struct {
 	rate                                float64
 	out                                 string
 	name                                string
+	label                               string
+	qos, rounds                         int
+	baseline                            int64
+	store, tlsCert, tlsKey              string
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintln(w, "Usage: passerelle-bench connect|idle|telemetry|config|certs [flags]")
+	fmt.Fprintln(w, "Usage: passerelle-bench connect|idle|telemetry|config|certs|nats-mqtt [flags]")
+	fmt.Fprintln(w, "       passerelle-bench report FILE...")
 	fmt.Fprintln(w, "\nLoad scenarios against Passerelle's MQTT bridge (or, with --plain, any MQTT broker).")
 	fmt.Fprintln(w)
 	fs.PrintDefaults()
@@ -101,6 +115,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.jsonOut, "json", false, "print results as JSON")
 	fs.StringVar(&f.out, "out", ".", "certs: folder for ca.pem, server.pem, server.key")
 	fs.StringVar(&f.name, "name", "", "name of the target in the report (default passerelle, or mosquitto with --plain)")
+	fs.StringVar(&f.label, "label", "", "name of the figure in the report (default the scenario)")
+	fs.IntVar(&f.qos, "qos", 1, "telemetry: QoS of the messages, 0 or 1")
+	fs.IntVar(&f.rounds, "rounds", 0, "idle: rounds of connecting and disconnecting all connections before the measured connect")
+	fs.Int64Var(&f.baseline, "baseline-kib", 0, "idle: RSS (KiB) to measure from, such as the fresh process's (default: the RSS at the start of the run)")
+	fs.StringVar(&f.store, "store", "", "nats-mqtt: folder of JetStream's files")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "nats-mqtt: PEM certificate, to serve MQTT over TLS (with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "nats-mqtt: PEM private key")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		usage(stderr, fs)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
@@ -109,6 +130,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	scenario := args[0]
+	if scenario == "report" {
+		if err := report(stdout, args[1:]); err != nil {
+			fmt.Fprintf(stderr, "passerelle-bench report: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	fs.Usage = func() { usage(stderr, fs) }
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,24 +145,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	res, err := runScenario(ctx, log, scenario, f)
+	res, err := runScenario(ctx, log, stdout, scenario, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "passerelle-bench %s: %v\n", scenario, err)
 		return 1
 	}
 	if res != nil {
+		if f.label != "" {
+			res.Scenario = f.label
+		}
 		printResult(stdout, res, f.jsonOut)
 	}
 	return 0
 }
 
-func runScenario(ctx context.Context, log *slog.Logger, scenario string, f flags) (*result, error) {
+func runScenario(ctx context.Context, log *slog.Logger, stdout io.Writer, scenario string, f flags) (*result, error) {
 	switch scenario {
 	case "certs":
 		return nil, writeCerts(f.out)
+	case "nats-mqtt":
+		return nil, runNATSMQTT(ctx, stdout, f.mqttAddr, f.store, f.tlsCert, f.tlsKey)
 	case "connect", "idle", "telemetry", "config":
 	default:
-		return nil, fmt.Errorf("unknown scenario %q: want connect, idle, telemetry, config or certs", scenario)
+		return nil, fmt.Errorf("unknown scenario %q: want connect, idle, telemetry, config, certs, nats-mqtt or report", scenario)
 	}
 	t := &target{name: f.name, addr: f.mqttAddr, plain: f.plain, project: f.project, location: f.location, registry: f.registry}
 	if t.name == "" {
@@ -195,9 +228,9 @@ func runScenario(ctx context.Context, log *slog.Logger, scenario string, f flags
 	case "connect":
 		return runConnect(ctx, log, t, f.n, f.conc, f.pid), nil
 	case "idle":
-		return runIdle(ctx, log, t, f.n, f.conc, f.pid, f.settle)
+		return runIdle(ctx, log, t, f.n, f.conc, f.pid, f.settle, f.rounds, f.baseline)
 	default:
-		return runTelemetry(ctx, log, t, f.devices, f.conc, f.window, f.size, f.pid, f.dur)
+		return runTelemetry(ctx, log, t, f.devices, f.conc, f.window, f.size, f.qos, f.pid, f.dur)
 	}
 }
 
@@ -226,7 +259,7 @@ func printResult(w io.Writer, r *result, asJSON bool) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-10s %-16s", r.Scenario, r.Target)
+	fmt.Fprintf(&sb, "%-16s %-16s", r.Scenario, r.Target)
 	for _, k := range r.keys {
 		fmt.Fprintf(&sb, " %s=%s", k, format(r.vals[k]))
 	}

@@ -153,6 +153,9 @@ func (c *mqttConn) subscribe(pid uint16, filter string, qos byte) {
 	c.writePacket(pktSubscribe<<4|0x02, body)
 }
 
+// pingreq buffers a PINGREQ.
+func (c *mqttConn) pingreq() { c.writePacket(pktPingreq<<4, nil) }
+
 func (c *mqttConn) flush() error { return c.bw.Flush() }
 
 // readPacket reads one packet: the fixed header's first byte and the body.

@@ -108,13 +108,36 @@ func runConnect(ctx context.Context, log *slog.Logger, t *target, n, c, pid int)
 }
 
 // runIdle: n devices connect and stay; the target's memory per connection.
-func runIdle(ctx context.Context, log *slog.Logger, t *target, n, c, pid int, settle time.Duration) (*result, error) {
+// With rounds, every device first connects and disconnects that many
+// times (the churn after which a process may keep freed memory); with
+// baseline, memory is counted from that RSS rather than from the RSS at
+// the start.
+func runIdle(ctx context.Context, log *slog.Logger, t *target, n, c, pid int, settle time.Duration, rounds int, baseline int64) (*result, error) {
 	if pid == 0 {
 		return nil, errors.New("idle needs --target-pid")
+	}
+	if rounds < 0 {
+		return nil, errors.New("--rounds must not be negative")
 	}
 	before, err := rssKiB(pid)
 	if err != nil {
 		return nil, err
+	}
+	if baseline > 0 {
+		before = baseline
+	}
+	churnFailed := 0
+	for range rounds {
+		conns, failed, _ := connectAll(ctx, log, t, n, c)
+		closeAll(conns)
+		churnFailed += failed
+		// The broker learns of the closes a moment later: let it release
+		// them before the next round, or it may still count them against
+		// its connection cap.
+		time.Sleep(time.Second)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
 	conns, failed, d := connectAll(ctx, log, t, n, c)
 	defer closeAll(conns)
@@ -142,6 +165,8 @@ func runIdle(ctx context.Context, log *slog.Logger, t *target, n, c, pid int, se
 	r := newResult("idle", t.name)
 	r.set("connections", float64(held))
 	r.set("failed", float64(failed))
+	r.set("rounds", float64(rounds))
+	r.set("churn_failed", float64(churnFailed))
 	r.set("connect_s", d.Seconds())
 	r.set("rss_before_kib", float64(before))
 	r.set("rss_after_kib", float64(after))
@@ -156,9 +181,17 @@ func runIdle(ctx context.Context, log *slog.Logger, t *target, n, c, pid int, se
 // runTelemetry: d devices publish QoS 1, size-byte payloads, each keeping
 // window messages in flight, for dur; PUBACKs per second and, with a pid,
 // the target's CPU per message.
-func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window, size, pid int, dur time.Duration) (*result, error) {
+//
+// At QoS 0 there is no acknowledgement to count: each device sends window
+// messages and a PINGREQ, and counts the window once the PINGRESP is back
+// (a broker reads a connection's packets in order), so no more than
+// window messages of a device wait in the broker's socket buffers.
+func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window, size, qos, pid int, dur time.Duration) (*result, error) {
 	if window < 1 || window > 65535 {
 		return nil, errors.New("--window must be 1 to 65535")
+	}
+	if qos != 0 && qos != 1 {
+		return nil, errors.New("--qos must be 0 or 1")
 	}
 	conns, failed, _ := connectAll(ctx, log, t, d, c)
 	defer closeAll(conns)
@@ -184,6 +217,17 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 	end := start.Add(dur)
 	for i, mc := range conns {
 		wg.Add(1)
+		if qos == 0 {
+			go func() {
+				defer wg.Done()
+				if err := sendQoS0(mc, "/devices/"+deviceID(i)+"/events", payload, window, end, &acked); err != nil && !stop.Load() {
+					if errs.Add(1) <= 5 {
+						log.Warn("telemetry connection failed", "device", deviceID(i), "err", err)
+					}
+				}
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			topic := "/devices/" + deviceID(i) + "/events"
@@ -249,6 +293,7 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 	r := newResult("telemetry", t.name)
 	r.set("devices", float64(d))
 	r.set("window", float64(window))
+	r.set("qos", float64(qos))
 	r.set("payload_bytes", float64(size))
 	r.set("seconds", elapsed.Seconds())
 	r.set("acked", float64(n))
@@ -264,6 +309,34 @@ func runTelemetry(ctx context.Context, log *slog.Logger, t *target, d, c, window
 		r.set("other_cpu_s", max(0, (mach1-mach0)-(cpu1-cpu0)-(self1-self0)))
 	}
 	return r, nil
+}
+
+// sendQoS0 sends window QoS 0 messages and a PINGREQ, waits for the
+// PINGRESP, and counts the window in acked, until end.
+func sendQoS0(mc *mqttConn, topic string, payload []byte, window int, end time.Time, acked *atomic.Int64) error {
+	_ = mc.nc.SetReadDeadline(end.Add(5 * time.Second))
+	for time.Now().Before(end) {
+		for range window {
+			mc.publish(topic, 0, 0, payload)
+		}
+		mc.pingreq()
+		if err := mc.flush(); err != nil {
+			return err
+		}
+		for {
+			h, _, err := mc.readPacket()
+			if err != nil {
+				return err
+			}
+			if h>>4 == pktPingresp {
+				break
+			}
+		}
+		if time.Now().Before(end) {
+			acked.Add(int64(window))
+		}
+	}
+	return nil
 }
 
 // configMagic starts the bench's config payloads: magic, run id, sequence

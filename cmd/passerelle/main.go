@@ -174,6 +174,7 @@ type serveConfig struct {
 	NATSURL        string
 	NATSListen     string
 	NATSReplicas   int
+	Stream         config.Stream // the telemetry stream's limits
 	HTTPBridgeAddr string
 	OpsAddr        string
 	Pprof          bool
@@ -198,6 +199,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS server or cluster with JetStream (default: embedded, storing in <data-dir>/nats)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also serve the embedded NATS on this TCP address, for telemetry consumers and other processes (off by default)")
 	config.AddNATSReplicasFlag(fs, &c.NATSReplicas)
+	c.Stream.AddFlags(fs)
 	config.AddHTTPBridgeAddrFlag(fs, &c.HTTPBridgeAddr, config.DefaultServeHTTPBridgeAddr)
 	config.AddOpsAddrFlag(fs, &c.OpsAddr, config.DefaultServeOpsAddr)
 	config.AddPprofFlag(fs, &c.Pprof)
@@ -240,7 +242,7 @@ func loadServeConfig(args []string, stderr io.Writer, env config.Env) (serveConf
 	if c.NATSURL != "" && c.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate(), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL))
+	errs = append(errs, c.Limits.Validate(), c.Cluster.Validate(), config.CheckOpsAddr(c.OpsAddr), config.CheckNATSReplicas(c.NATSReplicas, c.NATSURL), c.Stream.Validate())
 	if c.Cluster.InstanceID != "" {
 		if err := cluster.CheckInstanceID(c.Cluster.InstanceID); err != nil {
 			errs = append(errs, fmt.Errorf("--instance-id: %w", err))
@@ -423,6 +425,12 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	defer st.Close()
 	busOpts := bus.Options{URL: cfg.NATSURL, ListenAddr: cfg.NATSListen, Name: "passerelle", Replicas: cfg.NATSReplicas}
+	// This process writes the telemetry: it sets the stream's limits and
+	// watches how full the stream is (Validate has checked the flags).
+	if err := cfg.Stream.BusOptions(&busOpts); err != nil {
+		closeAll()
+		return err
+	}
 	if cfg.NATSURL == "" {
 		busOpts.DataDir = filepath.Join(cfg.DataDir, "nats")
 	}

@@ -21,7 +21,8 @@
 //	iot.pubsub.<project>.<topic>   telemetry events and state notifications, one
 //	                               subject per Pub/Sub topic "projects/<project>/topics/<topic>"
 //	PASSERELLE_PUBSUB              the JetStream stream capturing iot.pubsub.>
-//	                               (file storage, limits retention: 7 days, 1 GiB, discard old)
+//	                               (file storage, limits retention: by default 7 days, 1 GiB,
+//	                               discard old; see StreamLimits)
 //	passerelle.announce.<numId>    announcements for a device (JSON, see Announcement)
 //	passerelle.announce.registry   announcements for a registry (JSON, see Announcement)
 //	passerelle.command.<numId>     commands for a device (request/reply)
@@ -93,6 +94,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/passerelle-iot/passerelle/pkg/datadir"
@@ -159,11 +161,21 @@ type Options struct {
 	// (<prefix>.announce.<numId>, <prefix>.command.<numId>). Default
 	// "passerelle".
 	ControlPrefix string
-	// MaxAge of stored notifications. Default 7 days.
-	MaxAge time.Duration
-	// MaxBytes the stream keeps; past it, the oldest messages go. Default
-	// 1 GiB.
-	MaxBytes int64
+	// Stream are the stream's limits (max bytes, messages, age, discard
+	// policy). Open applies those that are set, to a new stream or to the
+	// one already there; unset ones keep the stream's current values.
+	Stream StreamLimits
+	// WatchStream makes the bus read the stream's state every
+	// StreamWatchInterval (default 30 s): the gauge
+	// passerelle.bus.stream.fill, and a warning log when the stream is
+	// over StreamWarnFill (default 0.8) of its bytes or messages limit.
+	// The process that sets the limits turns it on.
+	WatchStream         bool
+	StreamWatchInterval time.Duration
+	StreamWarnFill      float64
+	// MeterProvider records the stream fill gauge. Default: OpenTelemetry's
+	// global one.
+	MeterProvider metric.MeterProvider
 
 	// MaxPendingPublishes bounds PublishNotificationAsync calls waiting
 	// for their acknowledgement; further calls wait for a slot. Default
@@ -201,11 +213,14 @@ func (o Options) withDefaults() Options {
 	if o.ControlPrefix == "" {
 		o.ControlPrefix = "passerelle"
 	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = 7 * 24 * time.Hour
+	if o.StreamWatchInterval <= 0 {
+		o.StreamWatchInterval = DefaultStreamWatchInterval
 	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 1 << 30
+	if o.StreamWarnFill <= 0 {
+		o.StreamWarnFill = DefaultStreamWarnFill
+	}
+	if o.MeterProvider == nil {
+		o.MeterProvider = otel.GetMeterProvider()
 	}
 	if o.MaxPendingPublishes <= 0 {
 		o.MaxPendingPublishes = 4096
@@ -285,6 +300,9 @@ const (
 // notification stream. Close releases everything.
 func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) {
 	opts = opts.withDefaults()
+	if err := opts.Stream.Validate(); err != nil {
+		return nil, err
+	}
 	b := &Bus{
 		logger:     logger,
 		opts:       opts,
@@ -367,6 +385,10 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 
 	b.wg.Add(1)
 	go b.dispatchCommands()
+	if opts.WatchStream {
+		b.wg.Add(1)
+		go b.watchStream(opts.StreamWatchInterval, opts.StreamWarnFill)
+	}
 	where := "embedded"
 	if opts.URL != "" {
 		where = redactURLs(opts.URL)
@@ -480,8 +502,10 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		return fmt.Errorf("bus: asking NATS for JetStream account info: %w", err)
 	}
 	var had int
+	var cur *jetstream.StreamConfig
 	if st, err := b.js.Stream(ctx, b.opts.StreamName); err == nil {
-		had = st.CachedInfo().Config.Replicas
+		c := st.CachedInfo().Config
+		cur, had = &c, c.Replicas
 	}
 	cfg := jetstream.StreamConfig{
 		Name:        b.opts.StreamName,
@@ -489,18 +513,30 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		Subjects:    []string{b.opts.SubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      b.opts.MaxAge,
-		MaxBytes:    b.opts.MaxBytes,
 		Replicas:    b.replicas,
 	}
+	if cur != nil {
+		cfg.MaxBytes, cfg.MaxMsgs, cfg.MaxAge, cfg.Discard = cur.MaxBytes, cur.MaxMsgs, cur.MaxAge, cur.Discard
+	}
+	b.opts.Stream.apply(&cfg, cur != nil)
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return b.explainStreamError(cfg, had, err)
 	}
 	if had != 0 && had != cfg.Replicas {
 		b.logger.Warn("bus: changed the stream's replica count", "stream", cfg.Name, "from", had, "to", cfg.Replicas)
 	}
+	if cur != nil && (cur.MaxBytes != cfg.MaxBytes || cur.MaxMsgs != cfg.MaxMsgs || cur.MaxAge != cfg.MaxAge || cur.Discard != cfg.Discard) {
+		b.logger.Info("bus: changed the stream's limits", "stream", cfg.Name,
+			"max_bytes", cfg.MaxBytes, "max_msgs", cfg.MaxMsgs, "max_age", cfg.MaxAge, "discard", cfg.Discard.String(),
+			"was_max_bytes", cur.MaxBytes, "was_max_msgs", cur.MaxMsgs, "was_max_age", cur.MaxAge, "was_discard", cur.Discard.String())
+	}
 	return nil
+}
+
+// StreamInfo returns the telemetry stream's configuration and state, as
+// JetStream reports them.
+func (b *Bus) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	return b.streamInfo(ctx)
 }
 
 // explainStreamError says what to do about a stream that could not be

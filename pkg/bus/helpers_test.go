@@ -82,7 +82,7 @@ func openUnique(tb testing.TB, opts bus.Options) *bus.Bus {
 		opts.StreamName = "PASSERELLE_TEST_" + strings.ToUpper(id)
 		opts.SubjectPrefix = "ptest." + id + ".pubsub"
 		opts.ControlPrefix = "ptest." + id + ".ctl"
-		opts.MaxBytes = 64 << 20
+		opts.Stream.MaxBytes = 64 << 20
 	}
 	b, err := bus.Open(context.Background(), discard(), opts)
 	if err != nil {

@@ -209,7 +209,7 @@ func pair(t *testing.T, open func(tb testing.TB, opts bus.Options) *bus.Bus) (a,
 	if u := externalURL(t); u != "" && strings.HasSuffix(t.Name(), "/external") {
 		id := uniqueID(t)
 		opts := bus.Options{URL: u, StreamName: "PASSERELLE_TEST_" + strings.ToUpper(id), SubjectPrefix: "ptest." + id + ".pubsub",
-			ControlPrefix: "ptest." + id + ".ctl", MaxBytes: 64 << 20}
+			ControlPrefix: "ptest." + id + ".ctl", Stream: bus.StreamLimits{MaxBytes: 64 << 20}}
 		return openUnique(t, opts), openUnique(t, opts)
 	}
 	a = open(t, bus.Options{ListenAddr: "127.0.0.1:0"})

@@ -36,6 +36,8 @@ type Bridge struct {
 	// NATSReplicas is the JetStream replica count; 0 picks (1 on a single
 	// server, 3 on a cluster).
 	NATSReplicas int
+	// Stream are the telemetry stream's limits.
+	Stream Stream
 	// HTTPBridgeAddr is the TCP addresses of the HTTP device bridge over
 	// TLS (the certificate of --tls-cert), comma-separated; empty (the
 	// default): off.
@@ -150,6 +152,7 @@ func (b *Bridge) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.NATSListen, "nats-listen", "", "also serve the embedded NATS server on this TCP address (off by default): an embedded server is in-process, "+
 		"so a manager in another process can only share it through this port (give the manager --nats-url nats://<this address>)")
 	AddNATSReplicasFlag(fs, &b.NATSReplicas)
+	b.Stream.AddFlags(fs)
 	AddHTTPBridgeAddrFlag(fs, &b.HTTPBridgeAddr, "")
 	AddOpsAddrFlag(fs, &b.OpsAddr, "")
 	AddPprofFlag(fs, &b.Pprof)
@@ -197,7 +200,7 @@ func (b *Bridge) Validate() error {
 	if b.NATSURL != "" && b.NATSListen != "" {
 		errs = append(errs, errors.New("--nats-listen serves the embedded NATS server, which --nats-url replaces: give one"))
 	}
-	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), CheckOpsAddr(b.OpsAddr), CheckPprof(b.Pprof, b.OpsAddr))
+	errs = append(errs, CheckNATSReplicas(b.NATSReplicas, b.NATSURL), b.Stream.Validate(), CheckOpsAddr(b.OpsAddr), CheckPprof(b.Pprof, b.OpsAddr))
 	if b.MessageRate < 0 || b.MessageBurst < 0 || b.ByteRate < 0 {
 		errs = append(errs, errors.New("--message-rate, --message-burst and --byte-rate must not be negative (0 removes a limit)"))
 	}

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -177,6 +179,7 @@ func BenchmarkVerifyDeviceJWT(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			keys := []*deviceauth.Key{k.rsaKey, k.ecKey}
+			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := deviceauth.VerifyDeviceJWT(bc.tok, keys, "p", now); err != nil {
 					b.Fatal(err)
@@ -184,4 +187,51 @@ func BenchmarkVerifyDeviceJWT(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkParseDeviceJWT is the decode step of a connect alone: the
+// token's header and claims checked, no signature (Precheck).
+func BenchmarkParseDeviceJWT(b *testing.B) {
+	tok := sign(b, jwt.SigningMethodRS256, jwtFixture.rsaPriv, stdClaims(now, now.Add(time.Hour), "p"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := (deviceauth.JWTPolicy{}).Precheck(tok, "p", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzPrecheckAgainstJWTParser: the decoder of Verify and Precheck never
+// accepts a token that golang-jwt's parser (which it replaced) refuses,
+// but for a header whose "alg" key is spelled in another case (see
+// parseDeviceJWT).
+func FuzzPrecheckAgainstJWTParser(f *testing.F) {
+	k := jwtFixture
+	f.Add(sign(f, jwt.SigningMethodRS256, k.rsaPriv, stdClaims(now, now.Add(time.Hour), "p")))
+	f.Add(sign(f, jwt.SigningMethodES256, k.ecPriv, stdClaims(now, now.Add(time.Hour), []string{"p"})))
+	f.Add(sign(f, jwt.SigningMethodHS256, []byte("k"), stdClaims(now, now.Add(time.Hour), "p")))
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJpYXQiOjEsImV4cCI6Mn0.c2ln")
+	f.Add("a.b.c")
+	old := jwt.NewParser(jwt.WithoutClaimsValidation())
+	f.Fuzz(func(t *testing.T, token string) {
+		if (deviceauth.JWTPolicy{}).Precheck(token, "p", now) != nil {
+			return
+		}
+		var claims jwt.RegisteredClaims
+		tok, _, err := old.ParseUnverified(token, &claims)
+		if err != nil {
+			var raw map[string]json.RawMessage
+			if hdr, derr := base64.RawURLEncoding.DecodeString(strings.SplitN(token, ".", 2)[0]); derr == nil && json.Unmarshal(hdr, &raw) == nil {
+				for key := range raw {
+					if key != "alg" && strings.EqualFold(key, "alg") {
+						return // the documented difference
+					}
+				}
+			}
+			t.Fatalf("accepted %q, which golang-jwt refuses: %v", token, err)
+		}
+		if alg, _ := tok.Header["alg"].(string); alg != "RS256" && alg != "ES256" {
+			t.Fatalf("accepted %q with alg %q", token, alg)
+		}
+	})
 }

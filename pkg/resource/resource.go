@@ -75,8 +75,10 @@ func ParseLocation(field, name string) (project, location string, err error) {
 
 // ParseRegistry parses projects/{p}/locations/{l}/registries/{r}.
 func ParseRegistry(field, name string) (Registry, error) {
-	parts := strings.Split(name, "/")
-	if len(parts) != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "registries" {
+	// Split without allocating: the bridge parses a client id per connect.
+	var parts [6]string
+	n := splitN(name, parts[:])
+	if n != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "registries" {
 		return Registry{}, errorf(field, "'%s' must have the form projects/{project}/locations/{location}/registries/{registry}, got %q", field, name)
 	}
 	if err := checkProject(field, parts[1]); err != nil {
@@ -111,6 +113,23 @@ func ParseDevice(field, name string) (Device, error) {
 		return Device{}, errorf(field, "The device id in '%s' is invalid: %q", field, dev)
 	}
 	return d, nil
+}
+
+// splitN splits s at each "/" into parts and returns how many pieces s
+// has (more than len(parts) when it has too many to hold).
+func splitN(s string, parts []string) int {
+	n := 0
+	for {
+		head, rest, found := strings.Cut(s, "/")
+		if n < len(parts) {
+			parts[n] = head
+		}
+		n++
+		if !found {
+			return n
+		}
+		s = rest
+	}
 }
 
 // ValidID reports whether id is a valid registry or device id:
