@@ -249,13 +249,28 @@ func retryablePublish(err error) bool {
 // connection's acknowledgement goroutine: it must be quick and must not
 // publish (it would wait for a slot only its own return frees). data must
 // not be modified until done runs.
-func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
+func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) (err error) {
+	// The span, as PublishNotification's, lasts until the stream's answer.
+	ctx, span := startSpan(ctx, "bus.publish "+string(kind), topic)
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			endSpan(span, err) // done is never called
+		}
+	}()
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err
 	}
-	if done == nil {
-		done = func(error) {}
+	then := done
+	done = func(err error) {
+		endSpan(span, err)
+		if err == nil {
+			b.pubDur.Record(context.Background(), time.Since(start).Seconds())
+		}
+		if then != nil {
+			then(err)
+		}
 	}
 	select {
 	case b.pubSem <- struct{}{}:

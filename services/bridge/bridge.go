@@ -68,6 +68,7 @@ type Bridge struct {
 	cfgWaits *configWaiters // the HTTP bridge's getConfig waits
 	sem      chan struct{}  // bounds background work
 	wg       sync.WaitGroup // background work and loops
+	flushers goGroup        // PUBACK writers (pubacks)
 }
 
 // New returns a bridge over st and b. b may be nil in tests that do not
@@ -216,6 +217,7 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		l.wait()
 	}
 	b.cancel()
+	b.flushers.stop()
 	close(loopsDone)
 	b.wg.Wait()
 	// Last flush with a fresh context: the fields of the connections just
