@@ -9,6 +9,12 @@
 // writes server-set fields (lastHeartbeatTime, lastEventTime...) in one
 // batch per second, never once per message.
 //
+// QoS 1 events are pipelined (pubacks.go): a connection's events go to
+// the stream without waiting, up to WithEventsInFlight at once, and their
+// PUBACKs are written in the order of the PUBLISHes as the stream
+// acknowledges them, those ready together in one write; an event is on
+// disk before its PUBACK.
+//
 // Rate limits (compat-spec section 6, see WithMessageRate and
 // WithByteRate) cost no goroutine or timer: token buckets refilled from
 // the clock. Spans and metrics go to OpenTelemetry (WithTracerProvider,
