@@ -170,8 +170,9 @@ type Options struct {
 	// 4096.
 	MaxPendingPublishes int
 	// PublishTimeout bounds the wait for a stream acknowledgement when the
-	// caller's context has no deadline, and for each asynchronous publish.
-	// Default 10 s.
+	// caller's context has no deadline, and for each asynchronous publish
+	// with its resends. The stream's duplicate window is twice as long, so
+	// that a message sent again within it is stored once. Default 10 s.
 	PublishTimeout time.Duration
 	// CommandTimeout bounds SendCommand when its context has no deadline.
 	// Default 10 s.
@@ -245,7 +246,12 @@ type Bus struct {
 	pubSem  chan struct{}
 	pendMu  sync.Mutex
 	closing bool
-	pending map[*nats.Msg]func(error)
+	pending map[*nats.Msg]*asyncPub
+	retries sync.WaitGroup // resend timers scheduled and not stopped
+	// msgIDs numbers the notifications' Nats-Msg-Id after msgIDPrefix,
+	// random per Bus.
+	msgIDPrefix string
+	msgIDs      atomic.Uint64
 
 	annMu   sync.Mutex
 	annSubs map[*nats.Subscription]*AnnouncementSub
@@ -286,18 +292,19 @@ const (
 func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) {
 	opts = opts.withDefaults()
 	b := &Bus{
-		logger:     logger,
-		opts:       opts,
-		pubDur:     publishDuration(),
-		closed:     make(chan struct{}),
-		connClosed: make(chan struct{}),
-		up:         make(chan struct{}),
-		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
-		pending:    make(map[*nats.Msg]func(error)),
-		annSubs:    make(map[*nats.Subscription]*AnnouncementSub),
-		cmdSubs:    make(map[*nats.Subscription]CommandHandler),
-		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
-		cmdSem:     make(chan struct{}, opts.CommandConcurrency),
+		logger:      logger,
+		opts:        opts,
+		pubDur:      publishDuration(),
+		closed:      make(chan struct{}),
+		connClosed:  make(chan struct{}),
+		up:          make(chan struct{}),
+		pubSem:      make(chan struct{}, opts.MaxPendingPublishes),
+		pending:     make(map[*nats.Msg]*asyncPub),
+		msgIDPrefix: newMsgIDPrefix(),
+		annSubs:     make(map[*nats.Subscription]*AnnouncementSub),
+		cmdSubs:     make(map[*nats.Subscription]CommandHandler),
+		cmdCh:       make(chan *nats.Msg, opts.CommandConcurrency*4),
+		cmdSem:      make(chan struct{}, opts.CommandConcurrency),
 	}
 	close(b.up) // connected once Open returns
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -349,7 +356,9 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(opts.MaxPendingPublishes),
-		jetstream.WithPublishAsyncTimeout(opts.PublishTimeout),
+		// Each attempt: PublishNotificationAsync sends the message again
+		// when one gets no answer, until PublishTimeout.
+		jetstream.WithPublishAsyncTimeout(min(publishAttemptTimeout, opts.PublishTimeout)),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { b.finishAsync(m, nil) }),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.finishAsync(m, err) }),
 		jetstream.WithDefaultTimeout(opts.PublishTimeout),
@@ -492,6 +501,7 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      b.opts.MaxAge,
 		MaxBytes:    b.opts.MaxBytes,
+		Duplicates:  duplicateWindow(b.opts),
 		Replicas:    b.replicas,
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -579,8 +589,9 @@ func (b *Bus) Server() *server.Server { return b.srv }
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // Close stops the handlers, waits (at most PublishTimeout) for outstanding
-// asynchronous publishes, fails those left with ErrClosed, drains the
-// connection and shuts the embedded server down, waiting for all of it.
+// asynchronous publishes (sending none again), fails those left with
+// ErrClosed, drains the connection and shuts the embedded server down,
+// waiting for all of it.
 // Calling Close again does nothing and returns nil.
 func (b *Bus) Close() error {
 	var err error
@@ -601,6 +612,7 @@ func (b *Bus) close() error {
 	}
 	b.js.CleanupPublisher() // fails what is left through finishAsync
 	b.failPending(ErrClosed)
+	b.retries.Wait() // resends that were starting: they send nothing now
 
 	// Then stop the handlers and wait for them, so their replies go out
 	// before the connection closes.

@@ -183,9 +183,15 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 	// PUBACK only once the stream holds the event; meanwhile the reader
 	// goes on with the next packets. The payload is mochi's, allocated
 	// for this packet and never reused, so it may travel until done.
+	// The bus rides out a stream leader election (it sends the event again
+	// until its PublishTimeout, stored once), so a failover holds these
+	// PUBACKs up rather than closing the connection. ctx, the bridge's,
+	// ends the resends when Serve stops.
 	start := time.Now()
 	q := c.pubacks
+	c.b.events.Add(1)
 	err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+		defer c.b.events.Done()
 		endSpan(span, err)
 		if err != nil {
 			c.eventFailed(q, err)
@@ -196,6 +202,7 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 		q.ready(seq, answerPuback, false)
 	})
 	if err != nil {
+		c.b.events.Done()
 		endSpan(span, err)
 		c.eventFailed(q, err)
 		return answerNone
@@ -204,9 +211,10 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 }
 
 // eventFailed ends a connection whose QoS 1 event the stream did not
-// take: without a PUBACK the device would wait for ever; closing makes
-// it reconnect and send again (this one and every later one, which the
-// queue no longer acknowledges).
+// take, even sent again for the bus's PublishTimeout: without a PUBACK
+// the device would wait for ever; closing makes it reconnect and send
+// again (this one and every later one, which the queue no longer
+// acknowledges).
 func (c *conn) eventFailed(q *pubacks, err error) {
 	q.fail()
 	c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
@@ -268,7 +276,10 @@ func (b *Bridge) saveState(parent context.Context, ref store.DeviceRef, attrs bu
 	key := store.RegistryKey{Project: attrs.ProjectID, Location: attrs.DeviceRegistryLocation, ID: attrs.DeviceRegistryID}
 	if reg, err := b.registry(key); err == nil && reg.StateNotificationTopic != "" && b.bus != nil {
 		// The state is stored: its notification need not hold the answer.
-		err := b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, data, attrs, func(err error) {
+		// Resends end with the bridge, not with an HTTP request: the
+		// bridge's context, carrying the span.
+		pctx := trace.ContextWithSpanContext(b.ctx, trace.SpanContextFromContext(sctx))
+		err := b.bus.PublishNotificationAsync(pctx, reg.StateNotificationTopic, bus.KindState, data, attrs, func(err error) {
 			if err != nil {
 				b.log.Log(b.ctx, failureLevel(err), "bridge: a state notification was lost", append(logAttrs, "err", err)...)
 			}
