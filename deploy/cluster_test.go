@@ -647,6 +647,18 @@ func (c *cluster) testNATSNodeKilled(t *testing.T) {
 	time.Sleep(3 * time.Second) // load on two nodes
 	acked := p.finish()
 	t.Logf("figure: %d events acknowledged after the NATS node was killed", p.after.Load())
+	// The bridges send what the stream did not answer again through the
+	// election: no device loses its connection (and reconnects).
+	lost := 0
+	for _, d := range devs {
+		if d.lostAt.Load() != 0 {
+			lost++
+		}
+	}
+	t.Logf("figure: %d of %d devices lost their connection while the NATS node was down", lost, len(devs))
+	if lost > 0 {
+		t.Errorf("%d of %d devices were disconnected by the loss of a NATS node", lost, len(devs))
+	}
 	checkNoLoss(t, acked, c.stored(t, "kill-nats"))
 }
 

@@ -524,3 +524,20 @@ func TestEmbeddedFolderIsHeld(t *testing.T) {
 	}
 	again.Close()
 }
+
+// The stream's duplicate window covers a publish and its resends (twice
+// PublishTimeout), so that a copy sent again is stored once.
+func TestDuplicateWindow(t *testing.T) {
+	b := openEmbedded(t, bus.Options{PublishTimeout: 7 * time.Second})
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(t), b.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Duplicates; got != 14*time.Second {
+		t.Errorf("stream Duplicates %s, want 14s", got)
+	}
+}
