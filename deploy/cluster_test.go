@@ -630,21 +630,37 @@ func (c *cluster) testBridgeKilled(t *testing.T) {
 	checkNoLoss(t, acked, c.stored(t, "kill-bridge"))
 }
 
-// SIGKILL of a NATS node under load: PUBACKs go on, nothing acknowledged
-// is lost.
+// SIGKILL of the NATS node leading the stream under load: PUBACKs pause
+// for the election and go on, no device is disconnected, nothing
+// acknowledged is lost.
 func (c *cluster) testNATSNodeKilled(t *testing.T) {
 	devs := c.loadDevices(t, "kn", 20, func(i int) []string { return []string{c.bridges[i%2].addr} })
 	p := c.publish(t, "kill-nats", devs)
 	time.Sleep(2 * time.Second)
-	c.nats.nodes[0].kill()
+	// The node that leads the stream: the hardest loss, an election.
+	victim := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := c.js.Stream(ctx, "PASSERELLE_PUBSUB")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	for i := range c.nats.nodes {
+		if leader == fmt.Sprintf("n%d", i) {
+			victim = i
+		}
+	}
+	t.Logf("killing NATS node n%d (the stream leader is %q)", victim, leader)
+	c.nats.nodes[victim].kill()
 	killed := time.Now()
 	p.mark.Store(true)
 	defer func() {
-		c.nats.startNode(c.top, 0)
+		c.nats.startNode(c.top, victim)
 		c.nats.waitJetStream(c.top, 60*time.Second)
 	}()
-	// When the killed node led the stream, acknowledgements wait for the
-	// election of a new leader (NATS's Raft: 4 to 9 s), then go on.
+	// Acknowledgements wait for the election of a new leader (NATS's
+	// Raft: 4 to 9 s), then go on.
 	waitUntil(t, 30*time.Second, func() error {
 		if p.after.Load() == 0 {
 			return errors.New("no event acknowledged since the NATS node was killed")
@@ -655,6 +671,18 @@ func (c *cluster) testNATSNodeKilled(t *testing.T) {
 	time.Sleep(3 * time.Second) // load on two nodes
 	acked := p.finish()
 	t.Logf("figure: %d events acknowledged after the NATS node was killed", p.after.Load())
+	// The bridges send what the stream did not answer again through the
+	// election: no device loses its connection (and reconnects).
+	lost := 0
+	for _, d := range devs {
+		if d.lostAt.Load() != 0 {
+			lost++
+		}
+	}
+	t.Logf("figure: %d of %d devices lost their connection while the NATS node was down", lost, len(devs))
+	if lost > 0 {
+		t.Errorf("%d of %d devices were disconnected by the loss of a NATS node", lost, len(devs))
+	}
 	checkNoLoss(t, acked, c.stored(t, "kill-nats"))
 }
 

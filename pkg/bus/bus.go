@@ -37,8 +37,11 @@
 // headers carry the Cloud IoT attributes under their Cloud IoT names,
 // "deviceId", "deviceNumId", "deviceRegistryId", "deviceRegistryLocation",
 // "projectId", "subFolder" and "gatewayId" (headers with an empty value are
-// left out), plus "iot-kind": "event" or "state". To follow a registry's
-// events with the nats CLI:
+// left out), plus "iot-kind": "event" or "state", and a "Nats-Msg-Id" of
+// its own: a publish sent again (a stream leader election, a reconnection
+// to another server) is stored once, within the stream's duplicate window
+// of twice Options.PublishTimeout. The Pub/Sub API shows no "Nats-" header
+// as an attribute. To follow a registry's events with the nats CLI:
 //
 //	nats stream view PASSERELLE_PUBSUB
 //	nats consumer add PASSERELLE_PUBSUB my-app --filter 'iot.pubsub.my-project.my-topic' --pull --ack explicit
@@ -182,8 +185,9 @@ type Options struct {
 	// 4096.
 	MaxPendingPublishes int
 	// PublishTimeout bounds the wait for a stream acknowledgement when the
-	// caller's context has no deadline, and for each asynchronous publish.
-	// Default 10 s.
+	// caller's context has no deadline, and for each asynchronous publish
+	// with its resends. The stream's duplicate window is twice as long, so
+	// that a message sent again within it is stored once. Default 10 s.
 	PublishTimeout time.Duration
 	// CommandTimeout bounds SendCommand when its context has no deadline.
 	// Default 10 s.
@@ -260,7 +264,12 @@ type Bus struct {
 	pubSem  chan struct{}
 	pendMu  sync.Mutex
 	closing bool
-	pending map[*nats.Msg]func(error)
+	pending map[*nats.Msg]*asyncPub
+	retries sync.WaitGroup // resend timers scheduled and not stopped
+	// msgIDs numbers the notifications' Nats-Msg-Id after msgIDPrefix,
+	// random per Bus.
+	msgIDPrefix string
+	msgIDs      atomic.Uint64
 
 	annMu   sync.Mutex
 	annSubs map[*nats.Subscription]*AnnouncementSub
@@ -304,18 +313,19 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 		return nil, err
 	}
 	b := &Bus{
-		logger:     logger,
-		opts:       opts,
-		pubDur:     publishDuration(),
-		closed:     make(chan struct{}),
-		connClosed: make(chan struct{}),
-		up:         make(chan struct{}),
-		pubSem:     make(chan struct{}, opts.MaxPendingPublishes),
-		pending:    make(map[*nats.Msg]func(error)),
-		annSubs:    make(map[*nats.Subscription]*AnnouncementSub),
-		cmdSubs:    make(map[*nats.Subscription]CommandHandler),
-		cmdCh:      make(chan *nats.Msg, opts.CommandConcurrency*4),
-		cmdSem:     make(chan struct{}, opts.CommandConcurrency),
+		logger:      logger,
+		opts:        opts,
+		pubDur:      publishDuration(),
+		closed:      make(chan struct{}),
+		connClosed:  make(chan struct{}),
+		up:          make(chan struct{}),
+		pubSem:      make(chan struct{}, opts.MaxPendingPublishes),
+		pending:     make(map[*nats.Msg]*asyncPub),
+		msgIDPrefix: newMsgIDPrefix(),
+		annSubs:     make(map[*nats.Subscription]*AnnouncementSub),
+		cmdSubs:     make(map[*nats.Subscription]CommandHandler),
+		cmdCh:       make(chan *nats.Msg, opts.CommandConcurrency*4),
+		cmdSem:      make(chan struct{}, opts.CommandConcurrency),
 	}
 	close(b.up) // connected once Open returns
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -367,7 +377,9 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(opts.MaxPendingPublishes),
-		jetstream.WithPublishAsyncTimeout(opts.PublishTimeout),
+		// Each attempt: PublishNotificationAsync sends the message again
+		// when one gets no answer, until PublishTimeout.
+		jetstream.WithPublishAsyncTimeout(min(publishAttemptTimeout, opts.PublishTimeout)),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { b.finishAsync(m, nil) }),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.finishAsync(m, err) }),
 		jetstream.WithDefaultTimeout(opts.PublishTimeout),
@@ -519,6 +531,7 @@ func (b *Bus) setupStream(ctx context.Context) error {
 		cfg.MaxBytes, cfg.MaxMsgs, cfg.MaxAge, cfg.Discard = cur.MaxBytes, cur.MaxMsgs, cur.MaxAge, cur.Discard
 	}
 	b.opts.Stream.apply(&cfg, cur != nil)
+	cfg.Duplicates = duplicateWindow(b.opts.PublishTimeout, cfg.MaxAge)
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return b.explainStreamError(cfg, had, err)
 	}
@@ -615,8 +628,9 @@ func (b *Bus) Server() *server.Server { return b.srv }
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // Close stops the handlers, waits (at most PublishTimeout) for outstanding
-// asynchronous publishes, fails those left with ErrClosed, drains the
-// connection and shuts the embedded server down, waiting for all of it.
+// asynchronous publishes (sending none again), fails those left with
+// ErrClosed, drains the connection and shuts the embedded server down,
+// waiting for all of it.
 // Calling Close again does nothing and returns nil.
 func (b *Bus) Close() error {
 	var err error
@@ -637,6 +651,7 @@ func (b *Bus) close() error {
 	}
 	b.js.CleanupPublisher() // fails what is left through finishAsync
 	b.failPending(ErrClosed)
+	b.retries.Wait() // resends that were starting: they send nothing now
 
 	// Then stop the handlers and wait for them, so their replies go out
 	// before the connection closes.

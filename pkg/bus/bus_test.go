@@ -102,6 +102,17 @@ func TestNotificationStored(t *testing.T) {
 			{"iot-kind": {"state"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "projectId": {"my-project"}},
 			{"iot-kind": {"event"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "projectId": {"my-project"}},
 		}
+		// Each carries its own message id, so that a copy sent again is
+		// stored once; the rest are the attributes.
+		ids := map[string]bool{}
+		for i, m := range msgs {
+			id := m.Headers().Get(nats.MsgIdHdr)
+			if id == "" || ids[id] {
+				t.Errorf("message %d: Nats-Msg-Id %q, want one of its own", i, id)
+			}
+			ids[id] = true
+			m.Headers().Del(nats.MsgIdHdr)
+		}
 		for i, m := range msgs {
 			if m.Subject() != subject {
 				t.Errorf("message %d subject %q, want %q", i, m.Subject(), subject)
@@ -512,4 +523,21 @@ func TestEmbeddedFolderIsHeld(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	again.Close()
+}
+
+// The stream's duplicate window covers a publish and its resends (twice
+// PublishTimeout), so that a copy sent again is stored once.
+func TestDuplicateWindow(t *testing.T) {
+	b := openEmbedded(t, bus.Options{PublishTimeout: 7 * time.Second})
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(t), b.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Duplicates; got != 14*time.Second {
+		t.Errorf("stream Duplicates %s, want 14s", got)
+	}
 }

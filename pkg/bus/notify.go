@@ -2,8 +2,12 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +53,7 @@ type Attributes struct {
 }
 
 func (a Attributes) header(kind Kind) nats.Header {
-	h := make(nats.Header, 8)
+	h := make(nats.Header, 9)
 	h[HeaderKind] = []string{string(kind)}
 	set := func(k, v string) {
 		if v != "" {
@@ -161,8 +165,36 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 		return nil, err
 	}
 	h := attrs.header(kind)
+	h[nats.MsgIdHdr] = []string{b.nextMsgID()}
 	injectTrace(ctx, h)
 	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
+}
+
+// nextMsgID returns a Nats-Msg-Id no other message of any Bus has: the
+// stream stores a message sent again under the same id, within its
+// duplicate window, once (and acknowledges the copy as a duplicate).
+// Consumers do not see it: the Pub/Sub API keeps "Nats-" headers out of
+// the attributes.
+func (b *Bus) nextMsgID() string {
+	return b.msgIDPrefix + strconv.FormatUint(b.msgIDs.Add(1), 36)
+}
+
+// newMsgIDPrefix is 80 random bits, so that Buses, and one Bus after a
+// restart, never share message ids.
+func newMsgIDPrefix() string {
+	var r [10]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read does not fail
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(r[:]) + "."
+}
+
+// duplicateWindow is the stream's Duplicates: twice PublishTimeout, the
+// longest an asynchronous publish goes on sending a message again (one
+// attempt more), at most MaxAge (JetStream's limit).
+func duplicateWindow(publishTimeout, maxAge time.Duration) time.Duration {
+	if maxAge > 0 {
+		return min(2*publishTimeout, maxAge)
+	}
+	return 2 * publishTimeout
 }
 
 // PublishNotification stores a telemetry event or state notification in
@@ -196,10 +228,11 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 	// A publish that reaches a stream with no leader (one is being elected
 	// after a server died) is dropped unanswered: it is sent again every
 	// publishAttemptTimeout until ctx ends. A copy stored whose
-	// acknowledgement was lost is then stored twice, as when a device
-	// sends an unacknowledged event again (QoS 1 is at least once); no
-	// message id is added to dedupe it, which would be a header every
-	// consumer sees.
+	// acknowledgement was lost is not stored again: the copies share the
+	// message id, within the stream's duplicate window (twice
+	// PublishTimeout; past it, with a longer deadline on ctx, a copy may
+	// be stored twice, as when a device sends an unacknowledged event
+	// again: QoS 1 is at least once).
 	for {
 		actx, acancel := context.WithTimeout(ctx, publishAttemptTimeout)
 		_, err := b.js.PublishMsg(actx, m)
@@ -238,24 +271,46 @@ func retryablePublish(err error) bool {
 // once, which is how a bridge keeps up with thousands of QoS 1 events per
 // second, each PUBACKed from its done.
 //
-// done gets an error when the acknowledgement did not come within
-// Options.PublishTimeout, the connection to NATS was lost, or the Bus was
-// closed (ErrClosed). The message may then be stored or not: the bridge
-// does not PUBACK, and the device sends it again (QoS 1 is at least once).
+// As PublishNotification, it rides out a stream leader election or a
+// reconnection to another server: an attempt that gets no answer within
+// 2 s, finds no stream listening, or is cut by the loss of the connection
+// is sent again, under the same message id (stored once), after a short
+// backoff, for as long as Options.PublishTimeout from the first send
+// allows, and while ctx lasts. Only then does done get an error (wrapping
+// ErrUnavailable, or ctx's error). The message may then be stored or not:
+// the bridge does not PUBACK, and the device sends it again (QoS 1 is at
+// least once). Close sends nothing again and fails what is left with
+// ErrClosed.
 //
-// At most Options.MaxPendingPublishes are outstanding; past that the call
-// waits for a slot, or for ctx. When it returns an error, done is never
-// called; otherwise done is called exactly once. done runs on the
-// connection's acknowledgement goroutine: it must be quick and must not
-// publish (it would wait for a slot only its own return frees). data must
-// not be modified until done runs.
-func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
+// At most Options.MaxPendingPublishes are outstanding, resends included;
+// past that the call waits for a slot, or for ctx. When it returns an
+// error, done is never called; otherwise done is called exactly once. done
+// runs on the connection's acknowledgement goroutine, or on the one that
+// gives a resend up: it must be quick and must not publish (it would wait
+// for a slot only its own return frees). data must not be modified until
+// done runs.
+func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) (err error) {
+	// The span, as PublishNotification's, lasts until the stream's answer.
+	ctx, span := startSpan(ctx, "bus.publish "+string(kind), topic)
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			endSpan(span, err) // done is never called
+		}
+	}()
 	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
 	if err != nil {
 		return err
 	}
-	if done == nil {
-		done = func(error) {}
+	then := done
+	done = func(err error) {
+		endSpan(span, err)
+		if err == nil {
+			b.pubDur.Record(context.Background(), time.Since(start).Seconds())
+		}
+		if then != nil {
+			then(err)
+		}
 	}
 	select {
 	case b.pubSem <- struct{}{}:
@@ -270,16 +325,56 @@ func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind K
 		<-b.pubSem
 		return ErrClosed
 	}
-	b.pending[m] = done
+	b.pending[m] = &asyncPub{done: done, ctx: ctx, deadline: start.Add(b.opts.PublishTimeout)}
 	b.pendMu.Unlock()
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
 		// No callback runs for a message that was not sent.
-		if b.take(m) != nil {
+		if p := b.take(m); p != nil {
 			<-b.pubSem
 		}
 		return fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
 	return nil
+}
+
+// asyncPub is an asynchronous publish not answered yet, while in flight
+// to the stream or waiting to be sent again.
+type asyncPub struct {
+	done     func(error)
+	ctx      context.Context // the caller's: resends stop when it ends
+	deadline time.Time       // no resend starts past it
+	attempts int             // resends so far
+	// While waiting to be sent again: the timer, and stopCtx (stop
+	// watching ctx), set once the first resend is scheduled.
+	timer   *time.Timer
+	stopCtx func() bool
+}
+
+// Backoff before a resend: resendBackoff doubled at each attempt, at most
+// maxResendBackoff, with jitter so that the messages of a failover do not
+// all come back at once.
+const (
+	resendBackoff    = 50 * time.Millisecond
+	maxResendBackoff = 500 * time.Millisecond
+)
+
+func backoff(attempt int) time.Duration {
+	d := maxResendBackoff
+	if attempt < 4 {
+		d = min(resendBackoff<<attempt, maxResendBackoff)
+	}
+	return d/2 + mrand.N(d/2+1)
+}
+
+// retryableAsync reports an asynchronous publish error that a resend may
+// not get: what the synchronous retry sends again on (no answer, no
+// stream listening), the connection lost under the publish (the client
+// fails what was in flight when it starts reconnecting) or its reconnect
+// buffer full, and the cluster's transient errors.
+func retryableAsync(err error) bool {
+	return retryablePublish(err) || TransientSetupError(err) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 func (b *Bus) isClosing() bool {
@@ -288,44 +383,131 @@ func (b *Bus) isClosing() bool {
 	return b.closing
 }
 
-func (b *Bus) take(m *nats.Msg) func(error) {
+// take removes m's entry, stopping what watches it; nil if another took
+// it.
+func (b *Bus) take(m *nats.Msg) *asyncPub {
 	b.pendMu.Lock()
-	done, ok := b.pending[m]
-	if ok {
+	p := b.pending[m]
+	if p != nil {
 		delete(b.pending, m)
 	}
 	b.pendMu.Unlock()
-	return done
+	if p != nil && p.stopCtx != nil {
+		p.stopCtx()
+	}
+	return p
 }
 
 // finishAsync is JetStream's acknowledgement (err nil) or error callback
-// for an asynchronous publish.
+// for an asynchronous publish, and a resend's failure to go out.
 func (b *Bus) finishAsync(m *nats.Msg, err error) {
-	done := b.take(m)
-	if done == nil {
+	b.pendMu.Lock()
+	p := b.pending[m]
+	if p == nil {
+		b.pendMu.Unlock()
 		return
+	}
+	if err != nil && b.resendLocked(m, p, err) {
+		b.pendMu.Unlock()
+		return
+	}
+	delete(b.pending, m)
+	b.pendMu.Unlock()
+	if p.stopCtx != nil {
+		p.stopCtx()
 	}
 	<-b.pubSem
 	switch {
 	case err == nil:
 	case errors.Is(err, jetstream.ErrJetStreamPublisherClosed):
 		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, ErrClosed)
+	case p.ctx.Err() != nil && retryableAsync(err):
+		err = fmt.Errorf("bus: publishing to %s: %w (last attempt: %v)", m.Subject, p.ctx.Err(), unavailableErr(err))
 	default:
 		err = fmt.Errorf("bus: publishing to %s: %w", m.Subject, unavailableErr(err))
 	}
-	done(err)
+	p.done(err)
 }
 
-// failPending fails the asynchronous publishes JetStream no longer tracks.
+// resendLocked schedules m to be sent again after err, unless err is
+// final, the time is up, the caller's ctx ended or the Bus is closing;
+// it reports whether it did. pendMu is held.
+func (b *Bus) resendLocked(m *nats.Msg, p *asyncPub, err error) bool {
+	if b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
+		return false
+	}
+	wait := backoff(p.attempts)
+	if time.Now().Add(wait).After(p.deadline) {
+		return false
+	}
+	p.attempts++
+	b.retries.Add(1)
+	p.timer = time.AfterFunc(wait, func() {
+		defer b.retries.Done()
+		b.resend(m)
+	})
+	if p.stopCtx == nil && p.ctx.Done() != nil {
+		p.stopCtx = context.AfterFunc(p.ctx, func() { b.abandon(m) })
+	}
+	return true
+}
+
+// resend sends m again, on its timer's goroutine.
+func (b *Bus) resend(m *nats.Msg) {
+	b.pendMu.Lock()
+	p := b.pending[m]
+	if p == nil || p.timer == nil || b.closing {
+		// Given up (ctx ended), or Close fails it.
+		b.pendMu.Unlock()
+		return
+	}
+	p.timer = nil
+	b.pendMu.Unlock()
+	// The same *nats.Msg, Nats-Msg-Id included: JetStream sends a copy
+	// and leaves m as it is.
+	if _, err := b.js.PublishMsgAsync(m); err != nil {
+		b.finishAsync(m, err)
+	}
+}
+
+// abandon fails m, waiting to be sent again, once its caller's ctx ended
+// (the bridge stopped); one in flight ends with the stream's answer or
+// the attempt's timeout, and is not sent again.
+func (b *Bus) abandon(m *nats.Msg) {
+	b.pendMu.Lock()
+	p := b.pending[m]
+	if p == nil || p.timer == nil || !p.timer.Stop() {
+		b.pendMu.Unlock()
+		return
+	}
+	p.timer = nil
+	b.retries.Done()
+	delete(b.pending, m)
+	b.pendMu.Unlock()
+	<-b.pubSem
+	p.done(fmt.Errorf("bus: publishing to %s: %w (while waiting to send it again)", m.Subject, p.ctx.Err()))
+}
+
+// failPending fails the asynchronous publishes JetStream no longer
+// tracks, and those waiting to be sent again.
 func (b *Bus) failPending(err error) {
 	b.pendMu.Lock()
 	left := b.pending
-	b.pending = make(map[*nats.Msg]func(error))
+	b.pending = make(map[*nats.Msg]*asyncPub)
+	for _, p := range left {
+		if p.timer != nil && p.timer.Stop() {
+			b.retries.Done()
+		}
+		p.timer = nil
+	}
 	b.pendMu.Unlock()
-	for range left {
+	for _, p := range left {
+		if p.stopCtx != nil {
+			p.stopCtx()
+		}
 		<-b.pubSem
 	}
-	for _, done := range left {
-		done(err)
+	for _, p := range left {
+		p.done(err)
 	}
 }

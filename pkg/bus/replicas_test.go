@@ -203,3 +203,61 @@ func TestPublishAcrossTheLossOfTheStreamLeader(t *testing.T) {
 		return len(allStored(t, setup, topic)) >= 2
 	})
 }
+
+// With the stream out of quorum (two servers of three stopped), an
+// asynchronous publish is sent again and again, within PublishTimeout
+// (here a minute), but no longer than its caller's context lasts; Close
+// sends nothing again and has answered every publish when it returns.
+func TestPublishAsyncResendsEndWithTheContextAndClose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server NATS cluster")
+	}
+	nodes := testutil.StartNATSCluster(t, 3)
+	ctx := t.Context()
+	b, err := bus.Open(ctx, discard(), bus.Options{URL: testutil.ClusterURL(nodes), PublishTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const topic = "projects/p/topics/no-quorum"
+	attrs := bus.Attributes{DeviceID: "d"}
+	waitFor(t, 30*time.Second, "a first acknowledged publish", func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return b.PublishNotification(pctx, topic, bus.KindEvent, []byte("x"), attrs) == nil
+	})
+	for _, n := range nodes[:2] {
+		n.Stop()
+	}
+	waitFor(t, 30*time.Second, "the client on the last server", func() bool { return b.Ready(ctx) == nil })
+
+	pctx, cancel := context.WithCancel(ctx)
+	gaveUp := make(chan error, 1)
+	if err := b.PublishNotificationAsync(pctx, topic, bus.KindEvent, []byte("given up"), attrs, func(err error) { gaveUp <- err }); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	if err := b.PublishNotificationAsync(ctx, topic, bus.KindEvent, []byte("closed"), attrs, func(err error) { closed <- err }); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-gaveUp:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("publish whose context was cancelled: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a publish whose context was cancelled is still being sent again after 30 s (PublishTimeout is a minute)")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, bus.ErrClosed) && !errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("publish outstanding at Close: %v, want ErrClosed or ErrUnavailable", err)
+		}
+	default:
+		t.Error("Close returned before answering the publish it had outstanding")
+	}
+}

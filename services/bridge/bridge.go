@@ -68,6 +68,12 @@ type Bridge struct {
 	cfgWaits *configWaiters // the HTTP bridge's getConfig waits
 	sem      chan struct{}  // bounds background work
 	wg       sync.WaitGroup // background work and loops
+	flushers goGroup        // PUBACK writers (pubacks)
+	// events counts the QoS 1 events sent to the stream and not answered
+	// yet (the bus may be sending them again through a stream leader
+	// election): Serve waits for them once its context is cancelled,
+	// which ends their resends.
+	events sync.WaitGroup
 }
 
 // New returns a bridge over st and b. b may be nil in tests that do not
@@ -215,7 +221,9 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	for _, l := range ls {
 		l.wait()
 	}
-	b.cancel()
+	b.cancel()      // the bus sends no event again
+	b.events.Wait() // their answers, which may start flushers
+	b.flushers.stop()
 	close(loopsDone)
 	b.wg.Wait()
 	// Last flush with a fresh context: the fields of the connections just

@@ -85,7 +85,8 @@ type conn struct {
 	expTimer    *time.Timer
 	release     func() // ends the cluster-wide presence claim; nil without one
 
-	msgs bucket // incoming packets; the connection's reader only
+	msgs    bucket   // incoming packets; the connection's reader only
+	pubacks *pubacks // QoS 1 answers in order; made by the reader (acks)
 
 	closeOnce    sync.Once
 	teardownOnce sync.Once

@@ -9,6 +9,15 @@
 // writes server-set fields (lastHeartbeatTime, lastEventTime...) in one
 // batch per second, never once per message.
 //
+// QoS 1 events are pipelined (pubacks.go): a connection's events go to
+// the stream without waiting, up to WithEventsInFlight at once, and their
+// PUBACKs are written in the order of the PUBLISHes as the stream
+// acknowledges them, those ready together in one write; an event is on
+// disk before its PUBACK. The bus sends an event the stream did not
+// answer again (a stream leader election, a NATS server lost), stored
+// once, until its publish timeout: a failover delays PUBACKs, it does not
+// close connections.
+//
 // Rate limits (compat-spec section 6, see WithMessageRate and
 // WithByteRate) cost no goroutine or timer: token buckets refilled from
 // the clock. Spans and metrics go to OpenTelemetry (WithTracerProvider,

@@ -30,6 +30,7 @@ type options struct {
 	writesPending     int32
 	bufferSize        int
 	maxInflight       int
+	eventsInFlight    int
 	workers           int
 	acceptBackoffMax  time.Duration
 	keyCache          *deviceauth.KeyCache
@@ -98,6 +99,7 @@ func defaultOptions() options {
 		writesPending:     64,
 		bufferSize:        1 << 10,
 		maxInflight:       64,
+		eventsInFlight:    DefaultEventsInFlight,
 		workers:           64,
 		acceptBackoffMax:  time.Second,
 		now:               time.Now,
@@ -162,10 +164,21 @@ func WithJWTSkew(d time.Duration) Option { return func(o *options) { o.jwtSkew =
 // WithStoreTimeout bounds each store call. Default 10 s.
 func WithStoreTimeout(d time.Duration) Option { return func(o *options) { o.storeTimeout = d } }
 
-// WithPublishTimeout bounds the wait for the bus to accept a QoS 1 event
-// before the bridge gives up and closes the connection (the device then
-// resends). Default 10 s.
+// WithPublishTimeout bounds the wait for the bus to accept an event of
+// the HTTP bridge. (A QoS 1 event of MQTT is bounded by the bus's own
+// bus.Options.PublishTimeout: past it the bridge closes the connection
+// without a PUBACK, and the device sends the event again.) Default 10 s.
 func WithPublishTimeout(d time.Duration) Option { return func(o *options) { o.publishTimeout = d } }
+
+// DefaultEventsInFlight is the QoS 1 PUBLISHes of one connection in
+// flight to the stream at once.
+const DefaultEventsInFlight = 32
+
+// WithEventsInFlight sets how many QoS 1 PUBLISHes of one connection may
+// wait for the stream at once (pipelined: their PUBACKs go out in order
+// as the stream acknowledges them). Past it the bridge stops reading the
+// connection until one is acknowledged. Default DefaultEventsInFlight.
+func WithEventsInFlight(n int) Option { return func(o *options) { o.eventsInFlight = n } }
 
 // WithFlushInterval sets how often server-set device fields are written to
 // the store. Default 1 s.

@@ -24,31 +24,46 @@ const (
 )
 
 // OnPublish applies the topic rules and forwards the message. Its answer
-// to mochi: CodeSuccessIgnore (PUBACK at QoS 1, never routed to other
-// clients) once the message is accepted; ErrRejectPacket (no PUBACK) when
-// it is refused or the connection is being closed.
+// to mochi: CodeSuccessIgnore (never routed to other clients) for an
+// accepted QoS 0 message; ErrRejectPacket (no PUBACK from mochi) for
+// everything else: a QoS 1 message is answered by the connection's own
+// PUBACK queue (pubacks), in order, once it is handled (an event: once the
+// stream holds it), and nothing answers a refused one.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	c := h.b.connOf(cl)
 	if c == nil {
 		cl.Stop(errors.New("unauthenticated publish"))
 		return pk, packets.ErrRejectPacket
 	}
-	if c.handlePublish(pk) {
-		return pk, packets.CodeSuccessIgnore
+	if pk.FixedHeader.Qos == 0 {
+		if c.handlePublish(pk, 0) == answerPuback {
+			return pk, packets.CodeSuccessIgnore
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	q := c.acks()
+	seq, ok := q.reserve(pk.PacketID)
+	if !ok {
+		return pk, packets.ErrRejectPacket
+	}
+	if a := c.handlePublish(pk, seq); a != answerPending {
+		q.ready(seq, a, true)
 	}
 	return pk, packets.ErrRejectPacket
 }
 
-// handlePublish reports whether the publish is accepted (to be PUBACKed).
-func (c *conn) handlePublish(pk packets.Packet) bool {
+// handlePublish answers answerPuback when the publish is accepted,
+// answerNone when it is refused, or answerPending when a QoS 1 event went
+// to the stream: its answer then goes to the PUBACK queue's entry seq.
+func (c *conn) handlePublish(pk packets.Packet, seq uint64) answer {
 	t, err := devicetopic.Parse(pk.TopicName)
 	if err != nil || !t.Kind.Publishable() {
 		c.close(codePermissionDenied, "publish to "+pk.TopicName+" is not allowed")
-		return false
+		return answerNone
 	}
 	if pk.FixedHeader.Retain {
 		c.close(codeInvalidArgument, "retained messages are not supported")
-		return false
+		return answerNone
 	}
 	c.mu.Lock()
 	d := c.devs[t.DeviceID]
@@ -57,15 +72,15 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 	case devicetopic.Attach, devicetopic.Detach:
 		if !c.gateway {
 			c.close(codePermissionDenied, "only gateways may attach or detach devices")
-			return false
+			return answerNone
 		}
 		if t.DeviceID == c.self.id {
 			c.gatewayError(gwAttachmentError, "a gateway cannot attach itself", t.DeviceID, pk)
-			return false
+			return answerNone
 		}
 		if t.Kind == devicetopic.Attach {
 			c.b.tel.msgIn(kindAttach)
-			return c.attachTraced(t.DeviceID, pk)
+			return answerOf(c.attachTraced(t.DeviceID, pk))
 		}
 		c.b.tel.msgIn(kindDetach)
 		_, span := c.b.tel.start(c.b.ctx, spanDetach, trace.SpanKindServer)
@@ -74,25 +89,25 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 		}
 		c.detach(t.DeviceID)
 		span.End()
-		return true
+		return answerPuback
 	}
 	if d == nil {
 		if c.gateway {
 			c.gatewayError(gwDeviceNotFound, "the device is not attached to this gateway", t.DeviceID, pk)
-			return false
+			return answerNone
 		}
 		c.close(codePermissionDenied, "publish to another device's topic "+pk.TopicName)
-		return false
+		return answerNone
 	}
 	// Only this goroutine (the connection's reader) uses d.in.
 	if !d.in.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload))) {
 		c.b.tel.rateLimited(kindBytesIn)
 		if d.proxied {
 			c.detachForError(d, codeResourceExhausted, c.b.byteRateMsg)
-			return false
+			return answerNone
 		}
 		c.close(codeResourceExhausted, c.b.byteRateMsg)
-		return false
+		return answerNone
 	}
 	if d.proxied {
 		now := c.b.opts.now()
@@ -101,10 +116,17 @@ func (c *conn) handlePublish(pk packets.Packet) bool {
 	}
 	if t.Kind == devicetopic.Events {
 		c.b.tel.msgIn(kindEvent)
-		return c.publishEvent(d, t.SubFolder, pk)
+		return c.publishEvent(d, t.SubFolder, pk, seq)
 	}
 	c.b.tel.msgIn(kindState)
-	return c.publishState(d, pk)
+	return answerOf(c.publishState(d, pk))
+}
+
+func answerOf(accepted bool) answer {
+	if accepted {
+		return answerPuback
+	}
+	return answerNone
 }
 
 func (c *conn) attributes(d *devState, subFolder string) bus.Attributes {
@@ -122,20 +144,20 @@ func (c *conn) attributes(d *devState, subFolder string) bus.Attributes {
 	return a
 }
 
-func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bool {
+func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, seq uint64) answer {
 	if len(pk.Payload) > maxEventBytes {
 		c.close(codeInvalidArgument, "event larger than 256 KB")
-		return false
+		return answerNone
 	}
 	reg, err := c.b.registry(c.registry)
 	if err != nil {
 		c.close(codeUnavailable, "cannot read the registry")
-		return false
+		return answerNone
 	}
 	topic := eventTopic(reg, subFolder)
 	if topic == "" || c.b.bus == nil {
 		c.close(codeFailedPrecondition, "the registry has no event notification config for this event")
-		return false
+		return answerNone
 	}
 	attrs := c.attributes(d, subFolder)
 	ctx, span := c.b.tel.start(c.b.ctx, spanEvent, trace.SpanKindProducer)
@@ -153,31 +175,55 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet) bo
 		})
 		if err != nil {
 			endSpan(span, err)
+			c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
 		}
-	} else {
-		// PUBACK only once the stream holds the event: mochi sends it
-		// when this hook returns.
-		start := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, c.b.opts.publishTimeout)
-		err = c.b.bus.PublishNotification(pctx, topic, bus.KindEvent, pk.Payload, attrs)
-		cancel()
+		c.touchEvent(d)
+		return answerPuback
+	}
+	// PUBACK only once the stream holds the event; meanwhile the reader
+	// goes on with the next packets. The payload is mochi's, allocated
+	// for this packet and never reused, so it may travel until done.
+	// The bus rides out a stream leader election (it sends the event again
+	// until its PublishTimeout, stored once), so a failover holds these
+	// PUBACKs up rather than closing the connection. ctx, the bridge's,
+	// ends the resends when Serve stops.
+	start := time.Now()
+	q := c.pubacks
+	c.b.events.Add(1)
+	err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+		defer c.b.events.Done()
 		endSpan(span, err)
-		if err == nil {
-			c.b.tel.puback(time.Since(start))
+		if err != nil {
+			c.eventFailed(q, err)
+			return
 		}
-	}
+		c.b.tel.puback(time.Since(start))
+		c.touchEvent(d)
+		q.ready(seq, answerPuback, false)
+	})
 	if err != nil {
-		c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
-		if pk.FixedHeader.Qos > 0 {
-			// Without a PUBACK the device would wait for ever; closing
-			// makes it reconnect and send again.
-			c.close(codeUnavailable, "the event could not be forwarded")
-			return false
-		}
+		c.b.events.Done()
+		endSpan(span, err)
+		c.eventFailed(q, err)
+		return answerNone
 	}
+	return answerPending
+}
+
+// eventFailed ends a connection whose QoS 1 event the stream did not
+// take, even sent again for the bus's PublishTimeout: without a PUBACK
+// the device would wait for ever; closing makes it reconnect and send
+// again (this one and every later one, which the queue no longer
+// acknowledges).
+func (c *conn) eventFailed(q *pubacks, err error) {
+	q.fail()
+	c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: forwarding an event", append(c.logAttrs(), "err", err)...)
+	c.close(codeUnavailable, "the event could not be forwarded")
+}
+
+func (c *conn) touchEvent(d *devState) {
 	now := c.b.opts.now()
 	c.b.fields.touch(d.ref, func(f *fieldDelta) { f.event = later(f.event, now) })
-	return true
 }
 
 func (c *conn) publishState(d *devState, pk packets.Packet) bool {
@@ -230,7 +276,10 @@ func (b *Bridge) saveState(parent context.Context, ref store.DeviceRef, attrs bu
 	key := store.RegistryKey{Project: attrs.ProjectID, Location: attrs.DeviceRegistryLocation, ID: attrs.DeviceRegistryID}
 	if reg, err := b.registry(key); err == nil && reg.StateNotificationTopic != "" && b.bus != nil {
 		// The state is stored: its notification need not hold the answer.
-		err := b.bus.PublishNotificationAsync(sctx, reg.StateNotificationTopic, bus.KindState, data, attrs, func(err error) {
+		// Resends end with the bridge, not with an HTTP request: the
+		// bridge's context, carrying the span.
+		pctx := trace.ContextWithSpanContext(b.ctx, trace.SpanContextFromContext(sctx))
+		err := b.bus.PublishNotificationAsync(pctx, reg.StateNotificationTopic, bus.KindState, data, attrs, func(err error) {
 			if err != nil {
 				b.log.Log(b.ctx, failureLevel(err), "bridge: a state notification was lost", append(logAttrs, "err", err)...)
 			}
