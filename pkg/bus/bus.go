@@ -480,6 +480,7 @@ func (b *Bus) Replicas() int { return b.replicas }
 // JetStream API error codes setup tells apart (nats-server errors.json).
 const (
 	jsErrClusterNotAvailable  = 10008 // JetStream system temporarily unavailable
+	jsErrDuplicateInProcess   = 10158 // an earlier copy of this message id is still being stored
 	jsErrNoPeers              = 10005 // no suitable peers for placement
 	jsErrInsufficientResource = 10023 // insufficient resources
 	jsErrReplicasNotSupported = 10074 // replicas > 1 not supported in non-clustered mode
@@ -832,7 +833,8 @@ func unavailableErr(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrAsyncPublishTimeout),
 		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting),
-		errors.Is(err, nats.ErrStaleConnection), errors.Is(err, nats.ErrNoServers):
+		errors.Is(err, nats.ErrStaleConnection), errors.Is(err, nats.ErrNoServers),
+		jsErrCode(err) == jsErrDuplicateInProcess:
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err

@@ -241,9 +241,16 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 		case err == nil:
 			return nil
 		case ctx.Err() == nil && retryablePublish(err) && !b.isClosing():
+			if jsErrCode(err) == jsErrDuplicateInProcess {
+				// Answered at once: give the first copy a moment.
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
 			// While disconnected, the last copy waits in the client's
 			// buffer: another goes only once the connection is back.
-			if b.waitConnected(ctx) == nil {
+			if ctx.Err() == nil && b.waitConnected(ctx) == nil {
 				continue
 			}
 		}
@@ -261,8 +268,12 @@ const publishAttemptTimeout = 2 * time.Second
 // retryablePublish reports a publish error a later attempt may not get:
 // no answer, or no stream listening (a leader being elected).
 func retryablePublish(err error) bool {
+	// A copy sent again while the first is still being proposed (a stream
+	// without quorum) is answered "duplicate message id is in process":
+	// the first may yet be stored, so wait and ask again.
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		jsErrCode(err) == jsErrDuplicateInProcess
 }
 
 // PublishNotificationAsync is PublishNotification without waiting: it
