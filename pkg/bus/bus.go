@@ -673,7 +673,14 @@ func (b *Bus) close() error {
 	b.wg.Wait()
 
 	var err error
-	if derr := b.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+	switch derr := b.nc.Drain(); {
+	case derr == nil, errors.Is(derr, nats.ErrConnectionClosed):
+	case errors.Is(derr, nats.ErrConnectionReconnecting):
+		// Nothing can be drained while the connection is down: every
+		// publish has had its answer above, so just close it.
+		b.logger.Debug("bus: closing while reconnecting to NATS")
+		b.nc.Close()
+	default:
 		err = fmt.Errorf("bus: draining the NATS connection: %w", derr)
 		b.nc.Close()
 	}
