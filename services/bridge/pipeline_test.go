@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
+	"github.com/passerelle-iot/passerelle/pkg/mqttwire"
 	"github.com/passerelle-iot/passerelle/pkg/testutil"
 	"github.com/passerelle-iot/passerelle/services/bridge"
 )
@@ -94,21 +95,5 @@ func TestPipelinedQoS1(t *testing.T) {
 
 // appendPublishQoS1 appends an MQTT 3.1.1 PUBLISH at QoS 1.
 func appendPublishQoS1(b []byte, pid uint16, topic, payload string) []byte {
-	rem := 2 + len(topic) + 2 + len(payload)
-	b = append(b, 0x32)
-	for {
-		d := byte(rem % 128)
-		rem /= 128
-		if rem > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if rem == 0 {
-			break
-		}
-	}
-	b = append(b, byte(len(topic)>>8), byte(len(topic)))
-	b = append(b, topic...)
-	b = append(b, byte(pid>>8), byte(pid))
-	return append(b, payload...)
+	return mqttwire.AppendPublish(b, topic, 1, pid, []byte(payload))
 }
