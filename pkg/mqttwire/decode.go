@@ -197,13 +197,14 @@ func ParseConnect(body []byte, c *ConnectPacket) error {
 	c.WillRetain = flags&0x20 != 0
 	c.PasswordFlag = flags&0x40 != 0
 	c.UsernameFlag = flags&0x80 != 0
+	// Two breaches of [MQTT-3.1.2-13] and [MQTT-3.1.2-22] that devices
+	// send and brokers (Mosquitto, mochi) accept are accepted here too: a
+	// will QoS without a will, and a password without a user name.
 	switch {
 	case c.WillQoS == 3:
 		return fmt.Errorf("%w: will QoS 3", ErrMalformed)
-	case !c.WillFlag && (c.WillQoS != 0 || c.WillRetain):
-		return fmt.Errorf("%w: will QoS or retain without a will", ErrMalformed)
-	case c.PasswordFlag && !c.UsernameFlag:
-		return fmt.Errorf("%w: password without a user name", ErrMalformed)
+	case !c.WillFlag && c.WillRetain:
+		return fmt.Errorf("%w: will retain without a will", ErrMalformed)
 	}
 	c.ClientID = r.string("client identifier")
 	if c.WillFlag {

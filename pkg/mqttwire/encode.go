@@ -33,11 +33,22 @@ func AppendConnack(b []byte, sessionPresent bool, code byte) []byte {
 // pid is then its packet identifier). The caller keeps the topic and
 // payload within MaxRemaining.
 func AppendPublish(b []byte, topic string, qos byte, pid uint16, payload []byte) []byte {
+	return appendPublish(b, topic, qos<<1, pid, payload)
+}
+
+// AppendPublishDup appends a QoS 1 PUBLISH sent again, with the DUP flag
+// [MQTT-3.3.1-1].
+func AppendPublishDup(b []byte, topic string, pid uint16, payload []byte) []byte {
+	return appendPublish(b, topic, 8|1<<1, pid, payload)
+}
+
+func appendPublish(b []byte, topic string, flags byte, pid uint16, payload []byte) []byte {
+	qos := (flags >> 1) & 3
 	rem := 2 + len(topic) + len(payload)
 	if qos > 0 {
 		rem += 2
 	}
-	b = appendHeader(b, Publish, qos<<1, rem)
+	b = appendHeader(b, Publish, flags, rem)
 	b = append(b, byte(len(topic)>>8), byte(len(topic)))
 	b = append(b, topic...)
 	if qos > 0 {

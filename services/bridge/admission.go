@@ -18,8 +18,7 @@ import (
 // of the pending budget of the others. Refusals are counted and logged at
 // most once per refusalLogInterval for each address (and limit).
 //
-// It is shared by the listeners of a Bridge, and lives in the accept path
-// rather than in mochi, so that a new network layer keeps it.
+// It is shared by the listeners of a Bridge, and lives in the accept path.
 type admission struct {
 	maxConns, maxPending, perAddr int
 	count                         *atomic.Int64 // connections held

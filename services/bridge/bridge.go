@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -42,7 +41,6 @@ type Bridge struct {
 	opts  options
 	keys  *deviceauth.KeyCache
 	jwt   deviceauth.JWTPolicy
-	srv   *mqtt.Server
 	count atomic.Int64 // connections held, all listeners
 	serve atomic.Bool
 	phase atomic.Int32 // phaseNew, phaseServing...
@@ -51,8 +49,8 @@ type Bridge struct {
 	cancel context.CancelFunc
 
 	mu      sync.RWMutex
-	byCl    map[*mqtt.Client]*conn
-	byNet   map[net.Conn]*conn
+	conns   map[*conn]struct{}            // authenticated connections
+	byID    map[string]*conn              // client id -> the connection serving it
 	holders map[uint64]map[*conn]struct{} // device numId -> connections serving it
 
 	regs *registryCache
@@ -89,8 +87,8 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 	br := &Bridge{
 		log: logger, st: st, bus: b, opts: o, keys: o.keyCache,
 		jwt:      deviceauth.JWTPolicy{Skew: o.jwtSkew},
-		byCl:     make(map[*mqtt.Client]*conn),
-		byNet:    make(map[net.Conn]*conn),
+		conns:    make(map[*conn]struct{}),
+		byID:     make(map[string]*conn),
 		holders:  make(map[uint64]map[*conn]struct{}),
 		regs:     newRegistryCache(o.registryTTL),
 		fields:   newFields(),
@@ -132,45 +130,11 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	if len(lis) == 0 {
 		return errors.New("bridge: Serve needs at least one listener")
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = b.opts.writesPending
-	caps.MaximumQos = 1
-	caps.RetainAvailable = 0
-	caps.SharedSubAvailable = 0
-	caps.SubIDAvailable = 0
-	caps.TopicAliasMaximum = 0
-	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1; v5 is refused by the hook
-	caps.MaximumMessageExpiryInterval = int64(time.Hour / time.Second)
-	caps.MaximumSessionExpiryInterval = 0
-	caps.MaximumInflight = uint16(b.opts.maxInflight)
-	// 256 KB of event plus the topic and header: larger packets are
-	// refused while being read, before they are buffered.
-	caps.MaximumPacketSize = maxEventBytes + 2<<10
-	srv := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		ClientNetWriteBufferSize: b.opts.bufferSize,
-		ClientNetReadBufferSize:  b.opts.bufferSize,
-		Logger:                   b.log.With("component", "mochi"),
-		// $SYS topics cost a runtime.ReadMemStats per interval and nobody
-		// may subscribe to them.
-		SysTopicResendInterval: int64((365 * 24 * time.Hour) / time.Second),
-	})
-	b.srv = srv
-	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
-		return fmt.Errorf("bridge: adding the hook: %w", err)
-	}
 	b.opts.maxConns = b.capUnderFileLimit(b.opts.maxConns)
 	adm := newAdmission(&b.opts, &b.count, b.log, b.tel)
-	var ls []*listener
+	ls := make([]*listener, len(lis))
 	for i, ln := range lis {
-		l := newListener("mqtt-"+strconv.Itoa(i), ln, b.log, adm, &b.opts, b.connDone)
-		if err := srv.AddListener(l); err != nil {
-			for _, ln := range lis {
-				_ = ln.Close()
-			}
-			return fmt.Errorf("bridge: adding listener %s: %w", ln.Addr(), err)
-		}
-		ls = append(ls, l)
+		ls[i] = newListener("mqtt-"+strconv.Itoa(i), ln, b.log, adm, &b.opts)
 	}
 
 	var stopAnn func()
@@ -191,18 +155,8 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 		b.loop(loopsDone)
 	}()
 
-	if err := srv.Serve(); err != nil {
-		close(loopsDone)
-		if stopAnn != nil {
-			stopAnn()
-		}
-		for _, ln := range lis {
-			_ = ln.Close()
-		}
-		b.wg.Wait()
-		return fmt.Errorf("bridge: starting mochi: %w", err)
-	}
 	for _, l := range ls {
+		go l.serve(b.serveConn)
 		b.log.Info("bridge: serving MQTT", "addr", l.Address(), "max_connections", adm.maxConns,
 			"max_pending", adm.maxPending, "max_pending_per_address", adm.perAddr)
 	}
@@ -217,9 +171,11 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	if stopAnn != nil {
 		stopAnn() // no new work from announcements
 	}
-	_ = srv.Close() // closes the listeners, disconnects clients, waits for them
 	for _, l := range ls {
-		l.wait()
+		l.close() // stops accepting, closes every connection
+	}
+	for _, l := range ls {
+		l.wait() // every connection torn down
 	}
 	b.cancel()      // the bus sends no event again
 	b.events.Wait() // their answers, which may start flushers
@@ -272,14 +228,7 @@ func (b *Bridge) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(b.ctx, b.opts.storeTimeout)
 }
 
-// conn lookups and the index of devices held.
-
-func (b *Bridge) connOf(cl *mqtt.Client) *conn {
-	b.mu.RLock()
-	c := b.byCl[cl]
-	b.mu.RUnlock()
-	return c
-}
+// The index of devices held.
 
 func (b *Bridge) addHolder(numID uint64, c *conn) {
 	b.mu.Lock()
@@ -317,23 +266,11 @@ func (b *Bridge) holdersOf(numID uint64) []*conn {
 func (b *Bridge) allConns() []*conn {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	out := make([]*conn, 0, len(b.byCl))
-	for _, c := range b.byCl {
+	out := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
 		out = append(out, c)
 	}
 	return out
-}
-
-// connDone is the listener's last word on a connection: whatever mochi
-// did or did not call (it skips OnDisconnect when the CONNACK cannot be
-// written), the connection's state is released here.
-func (b *Bridge) connDone(nc net.Conn) {
-	b.mu.RLock()
-	c := b.byNet[nc]
-	b.mu.RUnlock()
-	if c != nil {
-		c.teardown(nil)
-	}
 }
 
 // onAnnouncement runs on the bus's announcement goroutine: it only hands

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/passerelle-iot/passerelle/pkg/bus"
@@ -48,7 +46,9 @@ type devState struct {
 
 type pendingCfg struct {
 	version int64
-	pk      packets.Packet
+	pid     uint16
+	topic   string
+	data    []byte
 	sentAt  time.Time
 }
 
@@ -62,8 +62,8 @@ type credID struct {
 // conn is the bridge's state for one authenticated MQTT connection.
 type conn struct {
 	b        *Bridge
-	cl       *mqtt.Client
-	nc       net.Conn
+	nc       *trackedConn
+	clientID string
 	registry store.RegistryKey
 	regGen   uint64 // the registry cache's generation when authenticate read the registry
 	gateway  bool
@@ -87,6 +87,9 @@ type conn struct {
 
 	msgs    bucket   // incoming packets; the connection's reader only
 	pubacks *pubacks // QoS 1 answers in order; made by the reader (acks)
+
+	wmu     sync.Mutex  // one writer at a time
+	stopped atomic.Bool // the socket is closed
 
 	closeOnce    sync.Once
 	teardownOnce sync.Once
@@ -113,15 +116,14 @@ func (c *conn) recordError(d *devState, code int32, msg string) {
 func (c *conn) close(code int32, msg string) { c.closeAt(slog.LevelInfo, code, msg) }
 
 // closeAt is close logging at level: a takeover, which a reconnect storm
-// makes by the thousand, is logged at debug, as mochi's own takeover on
-// one bridge is.
+// makes by the thousand, is logged at debug.
 func (c *conn) closeAt(level slog.Level, code int32, msg string) {
 	c.closeOnce.Do(func() {
 		if code != 0 {
 			c.recordError(c.self, code, msg)
 		}
 		c.b.log.Log(c.b.ctx, level, "bridge: closing connection", append(c.logAttrs(), "reason", msg)...)
-		c.cl.Stop(errors.New(msg))
+		c.stop()
 	})
 }
 
@@ -131,19 +133,15 @@ func (c *conn) closeAt(level slog.Level, code int32, msg string) {
 func (c *conn) shed() {
 	c.closeOnce.Do(func() {
 		c.b.log.Debug("bridge: shedding a connection", c.logAttrs()...)
-		c.cl.Stop(errDraining)
+		c.stop()
 	})
 }
 
-// teardown releases everything the connection holds. It runs once, from
-// OnDisconnect or, failing that, when the listener sees the socket end.
+// teardown releases everything the connection holds, once its reader
+// ended.
 func (c *conn) teardown(err error) {
 	c.teardownOnce.Do(func() {
-		if errors.Is(c.cl.StopCause(), packets.ErrSessionTakenOver) {
-			c.closeOnce.Do(func() {
-				c.recordError(c.self, codeAlreadyExists, errTakenOver)
-			})
-		}
+		c.stop()
 		c.mu.Lock()
 		c.done = true
 		if c.established {
@@ -178,9 +176,8 @@ func (c *conn) teardown(err error) {
 }
 
 // allocPIDLocked returns a packet identifier unused by this connection's
-// outgoing QoS 1 messages. The bridge keeps its own identifiers rather
-// than mochi's inflight table: mochi shares that table with the device's
-// own packet identifiers, which MQTT keeps separate.
+// outgoing QoS 1 messages (the device's own identifiers are a separate
+// space, as MQTT keeps them).
 func (c *conn) allocPIDLocked() (uint16, bool) {
 	for range 1 << 16 {
 		c.nextPID++
@@ -206,23 +203,19 @@ func (c *conn) sendConfigLocked(parent context.Context, d *devState, cfg store.D
 		return
 	}
 	now := c.b.opts.now()
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cfgQoS)},
-		TopicName:   devicetopic.Name(d.id, "config"),
-		Payload:     cfg.Data,
-	}
+	topic := devicetopic.Name(d.id, "config")
+	var pid uint16
 	if d.cfgQoS == 1 {
 		if d.cfgPending != nil {
-			delete(c.pids, d.cfgPending.pk.PacketID)
+			delete(c.pids, d.cfgPending.pid)
 			d.cfgPending = nil
 		}
-		pid, ok := c.allocPIDLocked()
-		if !ok {
+		var ok bool
+		if pid, ok = c.allocPIDLocked(); !ok {
 			return
 		}
-		pk.PacketID = pid
 		c.pids[pid] = d
-		d.cfgPending = &pendingCfg{version: cfg.Version, pk: pk, sentAt: now}
+		d.cfgPending = &pendingCfg{version: cfg.Version, pid: pid, topic: topic, data: cfg.Data, sentAt: now}
 	}
 	d.cfgSent = cfg.Version
 	_, span := c.b.tel.start(parent, spanConfig, trace.SpanKindProducer)
@@ -233,8 +226,8 @@ func (c *conn) sendConfigLocked(parent context.Context, d *devState, cfg store.D
 	// Configs go out whatever the byte rate (the manager allows one per
 	// second, at most 64 KB) but count against it, so commands cannot
 	// add to them past the limit.
-	d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload)))
-	err := c.cl.WritePacket(pk)
+	d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(topic)+len(cfg.Data)))
+	err := c.writePublish(topic, byte(d.cfgQoS), pid, cfg.Data, false)
 	endSpan(span, err)
 	if err != nil {
 		return
@@ -259,7 +252,7 @@ func (c *conn) onPuback(pid uint16) {
 	delete(c.cmdInflight, pid)
 	d := c.pids[pid]
 	delete(c.pids, pid)
-	if d == nil || d.cfgPending == nil || d.cfgPending.pk.PacketID != pid {
+	if d == nil || d.cfgPending == nil || d.cfgPending.pid != pid {
 		c.mu.Unlock()
 		return
 	}
@@ -300,10 +293,8 @@ func (c *conn) resendConfigs(cutoff time.Time) {
 			continue
 		}
 		p.sentAt = now
-		pk := p.pk
-		pk.FixedHeader.Dup = true // [MQTT-3.3.1-1]
-		d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload)))
-		if err := c.cl.WritePacket(pk); err != nil {
+		d.out.spend(now, c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(p.topic)+len(p.data)))
+		if err := c.writePublish(p.topic, 1, p.pid, p.data, true); err != nil {
 			return
 		}
 	}
@@ -351,11 +342,8 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 			c.mu.Unlock()
 			return bus.ErrNotConnected
 		}
-		pk := packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(d.cmdQoS)},
-			TopicName:   topic,
-			Payload:     cmd.Data,
-		}
+		qos := byte(d.cmdQoS)
+		var pid uint16
 		if !d.out.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(topic)+len(cmd.Data))) {
 			c.mu.Unlock()
 			c.b.tel.rateLimited(kindBytesOut)
@@ -366,16 +354,15 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 				c.mu.Unlock()
 				return fmt.Errorf("the device has %d commands it did not acknowledge", len(c.cmdInflight))
 			}
-			pid, ok := c.allocPIDLocked()
-			if !ok {
+			var ok bool
+			if pid, ok = c.allocPIDLocked(); !ok {
 				c.mu.Unlock()
 				return errors.New("no packet identifier available")
 			}
-			pk.PacketID = pid
 			c.cmdInflight[pid] = struct{}{}
 		}
 		c.mu.Unlock()
-		if err := c.cl.WritePacket(pk); err != nil {
+		if err := c.writePublish(topic, qos, pid, cmd.Data, false); err != nil {
 			return fmt.Errorf("%w: %v", bus.ErrNotConnected, err)
 		}
 		c.b.tel.msgOut(kindCommand)

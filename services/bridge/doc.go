@@ -1,9 +1,16 @@
 // Package bridge is Passerelle's Cloud IoT Core MQTT protocol bridge
-// (compat-spec sections 6 and 7), built on github.com/mochi-mqtt/server/v2
-// with Passerelle's hook: device JWT authentication against the store's
-// credentials, per-connection topic rules, telemetry and state forwarding
-// to the bus, config delivery with ack tracking, commands from the bus, and
-// the gateway attach/detach protocol.
+// (compat-spec sections 6 and 7): device JWT authentication against the
+// store's credentials, per-connection topic rules, telemetry and state
+// forwarding to the bus, config delivery with ack tracking, commands from
+// the bus, and the gateway attach/detach protocol.
+//
+// It is an MQTT 3.1.1 server made for a device bridge, not a general
+// broker: no routing between clients, no retained messages, no sessions.
+// Its connection layer (session.go, wire.go) runs one goroutine per
+// connection, which holds no buffer while the device is silent (a
+// one-byte read; a pooled buffer only while bytes wait) and whose stack
+// the collector shrinks to 4 KiB; packets are parsed by pkg/mqttwire
+// without allocation and written whole, with no writer goroutine.
 //
 // The bridge reads devices through a small DeviceStore interface and
 // writes server-set fields (lastHeartbeatTime, lastEventTime...) in one

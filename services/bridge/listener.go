@@ -8,46 +8,42 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
-// listener adapts a net.Listener to mochi's listeners.Listener. It exists
-// because mochi's own TCP listener stops accepting for good after one
-// Accept error (design.md, "Facts measured"): this one retries with
-// backoff, admits connections within the limits of admission (connections
-// held, and waiting to authenticate, in all and per address), and bounds
-// the time to CONNECT.
+// listener accepts the connections of one net.Listener. It retries
+// Accept errors with backoff (EMFILE must not stop a bridge for good),
+// admits connections within the limits of admission (connections held,
+// and waiting to authenticate, in all and per address), bounds the time
+// to CONNECT, and runs each connection on a goroutine of its own.
 type listener struct {
-	id     string
-	ln     net.Listener
-	log    *slog.Logger
-	adm    *admission // shared by every listener of a Bridge
-	opts   *options
-	onDone func(net.Conn) // called once the connection's handler returned
+	id   string
+	ln   net.Listener
+	log  *slog.Logger
+	adm  *admission // shared by every listener of a Bridge
+	opts *options
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
 	closed bool
-	wg     sync.WaitGroup // the accept loop and the connection handlers
-	served chan struct{}  // closed when Serve returns
+	wg     sync.WaitGroup // the connection handlers
+	served chan struct{}  // closed when serve returns
 }
 
-func newListener(id string, ln net.Listener, log *slog.Logger, adm *admission, o *options, onDone func(net.Conn)) *listener {
+func newListener(id string, ln net.Listener, log *slog.Logger, adm *admission, o *options) *listener {
 	return &listener{
-		id: id, ln: ln, log: log, adm: adm, opts: o, onDone: onDone,
+		id: id, ln: ln, log: log, adm: adm, opts: o,
 		conns: make(map[*trackedConn]struct{}), served: make(chan struct{}),
 	}
 }
 
-func (l *listener) Init(*slog.Logger) error { return nil }
-func (l *listener) ID() string              { return l.id }
-func (l *listener) Address() string         { return l.ln.Addr().String() }
-func (l *listener) Protocol() string        { return "tcp" }
+// Address is the listening address.
+func (l *listener) Address() string { return l.ln.Addr().String() }
 
-// Serve accepts until Close. Temporary errors (EMFILE, ECONNABORTED...)
-// are retried after a backoff that doubles up to acceptBackoffMax.
-func (l *listener) Serve(establish listeners.EstablishFn) {
+// serve accepts until close, and runs handle for each connection
+// admitted, closing it once handle returns. Temporary errors (EMFILE,
+// ECONNABORTED...) are retried after a backoff that doubles up to
+// acceptBackoffMax.
+func (l *listener) serve(handle func(*trackedConn) error) {
 	defer close(l.served)
 	var backoff time.Duration
 	for {
@@ -71,8 +67,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		tc := &trackedConn{Conn: nc, adm: l.adm, src: src, writeTimeout: l.opts.writeTimeout, log: l.log}
 		tc.pending.Store(true)
-		// mochi does not bound the wait for CONNECT; after CONNECT it
-		// replaces this deadline with its keep-alive deadline.
+		// The TLS handshake and the CONNECT, reads and writes, within
+		// the connect timeout; the connection sets its keep-alive
+		// deadline once connected.
 		_ = nc.SetDeadline(time.Now().Add(l.opts.connectTimeout))
 		l.mu.Lock()
 		if l.closed {
@@ -85,14 +82,13 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
-			if err := establish(l.id, tc); err != nil {
+			if err := handle(tc); err != nil {
 				l.log.Debug("bridge: connection ended", "remote", tc.RemoteAddr().String(), "err", err)
 			}
 			_ = tc.Close()
 			l.mu.Lock()
 			delete(l.conns, tc)
 			l.mu.Unlock()
-			l.onDone(tc)
 		}()
 	}
 }
@@ -103,23 +99,18 @@ func (l *listener) isClosed() bool {
 	return l.closed
 }
 
-// Close stops accepting, lets mochi disconnect its clients, then closes
-// the connections that had not reached CONNECT yet.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// close stops accepting and closes every connection.
+func (l *listener) close() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
-		l.mu.Unlock()
 		return
 	}
 	l.closed = true
-	l.mu.Unlock()
 	_ = l.ln.Close()
-	closeClients(l.id)
-	l.mu.Lock()
 	for tc := range l.conns {
 		_ = tc.Close()
 	}
-	l.mu.Unlock()
 }
 
 // stopAccepting closes the listening socket, and the connections not yet
@@ -152,9 +143,6 @@ type trackedConn struct {
 	once         sync.Once
 	writeTimeout time.Duration
 	log          *slog.Logger
-	// connack is the CONNACK return code of a refused CONNECT, set by the
-	// hook before mochi sends the refusal (on the connection's goroutine).
-	connack byte
 }
 
 func (c *trackedConn) Close() error {
@@ -171,10 +159,10 @@ func (c *trackedConn) endPending() {
 	}
 }
 
-// Write bounds every write: mochi sets no write deadline, so a client that
-// stops reading would block, for ever, whoever writes to it (a config
-// delivery, a command, the DISCONNECT at shutdown) once its socket buffers
-// are full. Past writeTimeout the connection is closed.
+// Write bounds every write: a client that stops reading would otherwise
+// block, for ever, whoever writes to it (a config delivery, a command, a
+// PUBACK) once its socket buffers are full. Past writeTimeout the
+// connection is closed.
 //
 // The deadline is cleared after the write: TLS also writes from inside
 // Read (a TLS 1.3 key update's reply), and must not meet an expired one.
@@ -193,9 +181,9 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// SetDeadline sets the read deadline only: mochi calls it for its
-// keep-alive, which is about reads; writes keep their own bound. (Without
-// a write timeout, writes are bounded by the keep-alive, as mochi does.)
+// SetDeadline sets the read deadline only: the connection calls it for
+// its keep-alive, which is about reads; writes keep their own bound.
+// (Without a write timeout, writes are bounded by the keep-alive.)
 func (c *trackedConn) SetDeadline(t time.Time) error {
 	if c.writeTimeout <= 0 {
 		return c.Conn.SetDeadline(t)

@@ -27,8 +27,6 @@ type options struct {
 	registryTTL       time.Duration
 	stateInterval     time.Duration
 	maxAttached       int
-	writesPending     int32
-	bufferSize        int
 	maxInflight       int
 	eventsInFlight    int
 	workers           int
@@ -96,8 +94,6 @@ func defaultOptions() options {
 		registryTTL:       10 * time.Second,
 		stateInterval:     time.Second,
 		maxAttached:       1000,
-		writesPending:     64,
-		bufferSize:        1 << 10,
 		maxInflight:       64,
 		eventsInFlight:    DefaultEventsInFlight,
 		workers:           64,
@@ -153,8 +149,8 @@ func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.co
 
 // WithIdleTimeout closes a connection that sent nothing for this long,
 // whatever its keep-alive (compat-spec: 20 minutes). It is enforced
-// through mochi's keep-alive deadline (1.5 x keep-alive), so it has a
-// granularity of 1.5 s. Default 20 minutes.
+// through the keep-alive deadline (1.5 x keep-alive, refreshed at most
+// once a second), so it has a granularity of 1.5 s. Default 20 minutes.
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
 
 // WithJWTSkew sets the clock skew allowed on a device JWT's iat and exp;

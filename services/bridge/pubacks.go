@@ -3,8 +3,6 @@ package bridge
 import (
 	"sync"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-
 	"github.com/passerelle-iot/passerelle/pkg/mqttwire"
 )
 
@@ -163,28 +161,12 @@ func (p *pubacks) flush() {
 	}
 }
 
-// writeRaw writes encoded packets in one write, in turn with mochi's own
-// writes (under the client's lock, as mochi's WritePacket); a failed
-// write closes the connection.
-func (c *conn) writeRaw(p []byte) error {
-	if c.cl.Closed() {
-		return mqtt.ErrConnectionClosed
-	}
-	c.cl.Lock()
-	_, err := c.cl.Net.Conn.Write(p)
-	c.cl.Unlock()
-	if err != nil {
-		c.close(0, "writing to the device failed: "+err.Error())
-	}
-	return err
-}
-
 // acks returns the connection's PUBACK queue, made at its first QoS 1
 // PUBLISH (an idle connection does not pay for it). Only the reader calls
 // it.
 func (c *conn) acks() *pubacks {
 	if c.pubacks == nil {
-		c.pubacks = newPubacks(c.b.opts.eventsInFlight, c.writeRaw, c.b.ctx.Done(), c.b.flushers.goFunc)
+		c.pubacks = newPubacks(c.b.opts.eventsInFlight, c.write, c.b.ctx.Done(), c.b.flushers.goFunc)
 	}
 	return c.pubacks
 }

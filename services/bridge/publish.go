@@ -1,13 +1,12 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -23,45 +22,16 @@ const (
 	gwDetachmentError = "GATEWAY_DETACHMENT_DEVICE_ERROR"
 )
 
-// OnPublish applies the topic rules and forwards the message. Its answer
-// to mochi: CodeSuccessIgnore (never routed to other clients) for an
-// accepted QoS 0 message; ErrRejectPacket (no PUBACK from mochi) for
-// everything else: a QoS 1 message is answered by the connection's own
-// PUBACK queue (pubacks), in order, once it is handled (an event: once the
-// stream holds it), and nothing answers a refused one.
-func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	c := h.b.connOf(cl)
-	if c == nil {
-		cl.Stop(errors.New("unauthenticated publish"))
-		return pk, packets.ErrRejectPacket
-	}
-	if pk.FixedHeader.Qos == 0 {
-		if c.handlePublish(pk, 0) == answerPuback {
-			return pk, packets.CodeSuccessIgnore
-		}
-		return pk, packets.ErrRejectPacket
-	}
-	q := c.acks()
-	seq, ok := q.reserve(pk.PacketID)
-	if !ok {
-		return pk, packets.ErrRejectPacket
-	}
-	if a := c.handlePublish(pk, seq); a != answerPending {
-		q.ready(seq, a, true)
-	}
-	return pk, packets.ErrRejectPacket
-}
-
 // handlePublish answers answerPuback when the publish is accepted,
 // answerNone when it is refused, or answerPending when a QoS 1 event went
 // to the stream: its answer then goes to the PUBACK queue's entry seq.
-func (c *conn) handlePublish(pk packets.Packet, seq uint64) answer {
-	t, err := devicetopic.Parse(pk.TopicName)
+func (c *conn) handlePublish(pk publish, seq uint64) answer {
+	t, err := devicetopic.Parse(pk.Topic)
 	if err != nil || !t.Kind.Publishable() {
-		c.close(codePermissionDenied, "publish to "+pk.TopicName+" is not allowed")
+		c.close(codePermissionDenied, "publish to "+pk.Topic+" is not allowed")
 		return answerNone
 	}
-	if pk.FixedHeader.Retain {
+	if pk.Retain {
 		c.close(codeInvalidArgument, "retained messages are not supported")
 		return answerNone
 	}
@@ -96,11 +66,11 @@ func (c *conn) handlePublish(pk packets.Packet, seq uint64) answer {
 			c.gatewayError(gwDeviceNotFound, "the device is not attached to this gateway", t.DeviceID, pk)
 			return answerNone
 		}
-		c.close(codePermissionDenied, "publish to another device's topic "+pk.TopicName)
+		c.close(codePermissionDenied, "publish to another device's topic "+pk.Topic)
 		return answerNone
 	}
 	// Only this goroutine (the connection's reader) uses d.in.
-	if !d.in.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.TopicName)+len(pk.Payload))) {
+	if !d.in.take(c.b.opts.now(), c.b.lim.byteRate, c.b.lim.byteBurst, float64(len(pk.Topic)+len(pk.Payload))) {
 		c.b.tel.rateLimited(kindBytesIn)
 		if d.proxied {
 			c.detachForError(d, codeResourceExhausted, c.b.byteRateMsg)
@@ -144,7 +114,7 @@ func (c *conn) attributes(d *devState, subFolder string) bus.Attributes {
 	return a
 }
 
-func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, seq uint64) answer {
+func (c *conn) publishEvent(d *devState, subFolder string, pk publish, seq uint64) answer {
 	if len(pk.Payload) > maxEventBytes {
 		c.close(codeInvalidArgument, "event larger than 256 KB")
 		return answerNone
@@ -160,14 +130,15 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 		return answerNone
 	}
 	attrs := c.attributes(d, subFolder)
+	data := bytes.Clone(pk.Payload) // the read buffer is reused; the bus may send it again
 	ctx, span := c.b.tel.start(c.b.ctx, spanEvent, trace.SpanKindProducer)
 	if span.IsRecording() {
 		c.deviceAttrs(span, d)
-		span.SetAttributes(attrQoS.Int(int(pk.FixedHeader.Qos)), attrBytes.Int(len(pk.Payload)))
+		span.SetAttributes(attrQoS.Int(int(pk.QoS)), attrBytes.Int(len(pk.Payload)))
 	}
-	if pk.FixedHeader.Qos == 0 {
+	if pk.QoS == 0 {
 		// The span ends with the stream's acknowledgement.
-		err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+		err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, data, attrs, func(err error) {
 			endSpan(span, err)
 			if err != nil {
 				c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
@@ -181,8 +152,7 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 		return answerPuback
 	}
 	// PUBACK only once the stream holds the event; meanwhile the reader
-	// goes on with the next packets. The payload is mochi's, allocated
-	// for this packet and never reused, so it may travel until done.
+	// goes on with the next packets, so the event travels as a copy.
 	// The bus rides out a stream leader election (it sends the event again
 	// until its PublishTimeout, stored once), so a failover holds these
 	// PUBACKs up rather than closing the connection. ctx, the bridge's,
@@ -190,7 +160,7 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk packets.Packet, se
 	start := time.Now()
 	q := c.pubacks
 	c.b.events.Add(1)
-	err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, pk.Payload, attrs, func(err error) {
+	err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, data, attrs, func(err error) {
 		defer c.b.events.Done()
 		endSpan(span, err)
 		if err != nil {
@@ -226,7 +196,7 @@ func (c *conn) touchEvent(d *devState) {
 	c.b.fields.touch(d.ref, func(f *fieldDelta) { f.event = later(f.event, now) })
 }
 
-func (c *conn) publishState(d *devState, pk packets.Packet) bool {
+func (c *conn) publishState(d *devState, pk publish) bool {
 	if len(pk.Payload) > maxStateBytes {
 		c.close(codeInvalidArgument, "state larger than 64 KB")
 		return false
@@ -247,7 +217,7 @@ func (c *conn) publishState(d *devState, pk packets.Packet) bool {
 		}
 		return false
 	}
-	if err := c.b.saveState(c.b.ctx, d.ref, c.attributes(d, ""), pk.Payload, now, func(span trace.Span) { c.deviceAttrs(span, d) }); err != nil {
+	if err := c.b.saveState(c.b.ctx, d.ref, c.attributes(d, ""), bytes.Clone(pk.Payload), now, func(span trace.Span) { c.deviceAttrs(span, d) }); err != nil {
 		c.close(codeUnavailable, "the state could not be stored")
 		return false
 	}
@@ -293,9 +263,9 @@ func (b *Bridge) saveState(parent context.Context, ref store.DeviceRef, attrs bu
 
 // gatewayError publishes an error for the gateway on its errors topic, if
 // it subscribed to it.
-func (c *conn) gatewayError(kind, desc, deviceID string, pk packets.Packet) {
+func (c *conn) gatewayError(kind, desc, deviceID string, pk publish) {
 	c.mu.Lock()
-	c.gatewayErrorLocked(kind, desc, deviceID, "PUBLISH", pk.TopicName, pk.PacketID)
+	c.gatewayErrorLocked(kind, desc, deviceID, "PUBLISH", pk.Topic, pk.PacketID)
 	c.mu.Unlock()
 }
 
@@ -321,17 +291,13 @@ func (c *conn) gatewayErrorLocked(kind, desc, deviceID, msgType, topic string, p
 		ErrorType: kind, Description: desc, DeviceID: deviceID,
 		MessageInfo: mqttMessageInfo{MessageType: msgType, Topic: topic, PacketID: pid},
 	})
-	if c.cl.WritePacket(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish},
-		TopicName:   devicetopic.Name(c.self.id, "errors"),
-		Payload:     data,
-	}) == nil {
+	if c.writePublish(devicetopic.Name(c.self.id, "errors"), 0, 0, data, false) == nil {
 		c.b.tel.msgOut(kindGatewayError)
 	}
 }
 
 // attachTraced is attach in a span.
-func (c *conn) attachTraced(deviceID string, pk packets.Packet) bool {
+func (c *conn) attachTraced(deviceID string, pk publish) bool {
 	_, span := c.b.tel.start(c.b.ctx, spanAttach, trace.SpanKindServer)
 	ok := c.attach(deviceID, pk)
 	if span.IsRecording() {
@@ -349,7 +315,7 @@ func (c *conn) attachTraced(deviceID string, pk packets.Packet) bool {
 
 // attach checks an attach request against the gateway's auth method and
 // reports whether the device is now attached (to be PUBACKed).
-func (c *conn) attach(deviceID string, pk packets.Packet) bool {
+func (c *conn) attach(deviceID string, pk publish) bool {
 	refuse := func(desc string) bool {
 		c.gatewayError(gwAttachmentError, desc, deviceID, pk)
 		return false
