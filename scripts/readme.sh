@@ -42,13 +42,26 @@ stop_bg() { # name
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "readme.sh: $1 did not stop within 20 s of SIGINT" >&2
+    echo "readme.sh: $1 did not stop within 20 s of SIGINT; its processes, then its output:" >&2
+    dump_bg "$1"
     kill -KILL -- "-$pid" 2>/dev/null || true
     unset "pids[$1]"
     return 1
   fi
   wait "$pid" 2>/dev/null || true
   unset "pids[$1]"
+}
+
+# dump_bg shows what a background block that never got ready is doing: its
+# processes, then its output after SIGQUIT, on which a Go program prints
+# every goroutine's stack before it exits.
+dump_bg() { # name
+  local pid=${pids[$1]:-}
+  [[ -n "$pid" ]] || return 0
+  ps -o pid,stat,etime,time,args --forest --sid "$pid" >&2 || true
+  kill -QUIT -- "-$pid" 2>/dev/null || true
+  sleep 2
+  cat "${logs[$1]}" >&2
 }
 
 # Split the README into numbered recipe files: NN.kind[.name], with the
@@ -100,11 +113,11 @@ for spec in "$work"/*.spec; do
         fi
         sleep 0.2
       done
-      grep -qF -- "$until_text" "${logs[$name]}" || { echo "readme.sh: no \"$until_text\" from $name:" >&2; cat "${logs[$name]}" >&2; exit 1; }
+      grep -qF -- "$until_text" "${logs[$name]}" || { echo "readme.sh: no \"$until_text\" from $name; its processes, then its output (a Go program's goroutines on SIGQUIT):" >&2; dump_bg "$name"; exit 1; }
       ;;
     stop)
       echo "== stop $name"
-      stop_bg "$name" || { cat "${logs[$name]}" >&2; exit 1; }
+      stop_bg "$name" || exit 1
       ;;
     *)
       echo "readme.sh: unknown recipe marker \"$kind\" in $spec" >&2; exit 1
