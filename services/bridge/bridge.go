@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ type Bridge struct {
 	keys  *deviceauth.KeyCache
 	jwt   deviceauth.JWTPolicy
 	count atomic.Int64 // connections held, all listeners
+	parkN atomic.Int64 // of which parked
 	serve atomic.Bool
 	phase atomic.Int32 // phaseNew, phaseServing...
 
@@ -49,9 +51,9 @@ type Bridge struct {
 	cancel context.CancelFunc
 
 	mu      sync.RWMutex
-	conns   map[*conn]struct{}            // authenticated connections
-	byID    map[string]*conn              // client id -> the connection serving it
-	holders map[uint64]map[*conn]struct{} // device numId -> connections serving it
+	conns   map[*conn]struct{} // authenticated connections
+	byID    map[string]*conn   // client id -> the connection serving it
+	holders map[uint64][]*conn // device numId -> connections serving it: almost always one
 
 	regs *registryCache
 
@@ -89,7 +91,7 @@ func New(logger *slog.Logger, st DeviceStore, b *bus.Bus, opts ...Option) *Bridg
 		jwt:      deviceauth.JWTPolicy{Skew: o.jwtSkew},
 		conns:    make(map[*conn]struct{}),
 		byID:     make(map[string]*conn),
-		holders:  make(map[uint64]map[*conn]struct{}),
+		holders:  make(map[uint64][]*conn),
 		regs:     newRegistryCache(o.registryTTL),
 		fields:   newFields(),
 		httpLim:  newHTTPLimits(),
@@ -135,6 +137,7 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	ls := make([]*listener, len(lis))
 	for i, ln := range lis {
 		ls[i] = newListener("mqtt-"+strconv.Itoa(i), ln, b.log, adm, &b.opts)
+		ls[i].parkedCount = b.countParked
 	}
 
 	var stopAnn func()
@@ -190,6 +193,15 @@ func (b *Bridge) Serve(ctx context.Context, lis ...net.Listener) error {
 	return nil
 }
 
+// countParked follows the connections the listeners' parkers hold.
+func (b *Bridge) countParked(delta int64) {
+	b.parkN.Add(delta)
+	b.tel.parkedConns(delta)
+}
+
+// parked returns how many connections the parkers hold.
+func (b *Bridge) parked() int { return int(b.parkN.Load()) }
+
 // loop runs the periodic work: the field flush and the QoS 1 config
 // resends.
 func (b *Bridge) loop(done <-chan struct{}) {
@@ -232,21 +244,19 @@ func (b *Bridge) storeCtx() (context.Context, context.CancelFunc) {
 
 func (b *Bridge) addHolder(numID uint64, c *conn) {
 	b.mu.Lock()
-	m := b.holders[numID]
-	if m == nil {
-		m = make(map[*conn]struct{}, 1)
-		b.holders[numID] = m
-	}
-	m[c] = struct{}{}
+	b.holders[numID] = append(b.holders[numID], c)
 	b.mu.Unlock()
 }
 
 func (b *Bridge) removeHolder(numID uint64, c *conn) {
 	b.mu.Lock()
-	if m := b.holders[numID]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
+	hs := b.holders[numID]
+	if i := slices.Index(hs, c); i >= 0 {
+		hs = slices.Delete(hs, i, i+1)
+		if len(hs) == 0 {
 			delete(b.holders, numID)
+		} else {
+			b.holders[numID] = hs
 		}
 	}
 	b.mu.Unlock()
@@ -255,12 +265,7 @@ func (b *Bridge) removeHolder(numID uint64, c *conn) {
 func (b *Bridge) holdersOf(numID uint64) []*conn {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	m := b.holders[numID]
-	out := make([]*conn, 0, len(m))
-	for c := range m {
-		out = append(out, c)
-	}
-	return out
+	return slices.Clone(b.holders[numID])
 }
 
 func (b *Bridge) allConns() []*conn {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,10 +54,17 @@ type pendingCfg struct {
 }
 
 // credID names a credential without depending on the key cache's
-// pointers, which change when the cache evicts.
+// pointers, which change when the cache evicts, and without holding its
+// PEM text for the life of the connection: by its format and the first
+// 16 bytes of the SHA-256 of its key.
 type credID struct {
 	format int32
-	pem    string
+	sum    [16]byte
+}
+
+func newCredID(format int32, key string) credID {
+	sum := sha256.Sum256([]byte(key))
+	return credID{format: format, sum: [16]byte(sum[:16])}
 }
 
 // conn is the bridge's state for one authenticated MQTT connection.
@@ -75,15 +83,22 @@ type conn struct {
 	authMethod  int32 // the gateway's gatewayAuthMethod, kept current by announcements
 	devs        map[string]*devState
 	errorsSub   bool
-	closeAfter  bool        // close once the packet being processed is answered
-	initial     []*devState // configs to send after the SUBACK
-	pids        map[uint16]*devState
-	cmdInflight map[uint16]struct{}
+	closeAfter  bool                 // close once the packet being processed is answered
+	initial     []*devState          // configs to send after the SUBACK
+	pids        map[uint16]*devState // made at the first QoS 1 delivery
+	cmdInflight map[uint16]struct{}  // made at the first QoS 1 command
 	nextPID     uint16
 	done        bool
 	established bool // counted in passerelle.bridge.connections
 	expTimer    *time.Timer
 	release     func() // ends the cluster-wide presence claim; nil without one
+
+	// The keep-alive, the reader's only: the read deadline was last set
+	// at set, and the keep-alive expires at expiry; resumed marks a
+	// connection back from the parker.
+	idle        time.Duration
+	set, expiry time.Time
+	resumed     bool
 
 	msgs    bucket   // incoming packets; the connection's reader only
 	pubacks *pubacks // QoS 1 answers in order; made by the reader (acks)
@@ -213,6 +228,9 @@ func (c *conn) sendConfigLocked(parent context.Context, d *devState, cfg store.D
 		var ok bool
 		if pid, ok = c.allocPIDLocked(); !ok {
 			return
+		}
+		if c.pids == nil {
+			c.pids = make(map[uint16]*devState)
 		}
 		c.pids[pid] = d
 		d.cfgPending = &pendingCfg{version: cfg.Version, pid: pid, topic: topic, data: cfg.Data, sentAt: now}
@@ -359,6 +377,9 @@ func (c *conn) commandHandler(d *devState) bus.CommandHandler {
 				c.mu.Unlock()
 				return errors.New("no packet identifier available")
 			}
+			if c.cmdInflight == nil {
+				c.cmdInflight = make(map[uint16]struct{})
+			}
 			c.cmdInflight[pid] = struct{}{}
 		}
 		c.mu.Unlock()
@@ -444,7 +465,7 @@ func (c *conn) recheck(d *devState) {
 func (c *conn) credentialActive(dev *store.Device) bool {
 	now := c.b.opts.now()
 	for _, cr := range dev.Credentials {
-		if cr.Format == c.cred.format && cr.Key == c.cred.pem && deviceauth.CredentialActive(cr.ExpirationTime, now) {
+		if cr.Format == c.cred.format && newCredID(cr.Format, cr.Key) == c.cred && deviceauth.CredentialActive(cr.ExpirationTime, now) {
 			return true
 		}
 	}
@@ -465,7 +486,7 @@ func (b *Bridge) activeKeys(dev *store.Device, now time.Time) ([]*deviceauth.Key
 			continue
 		}
 		keys = append(keys, k)
-		ids = append(ids, credID{cr.Format, cr.Key})
+		ids = append(ids, newCredID(cr.Format, cr.Key))
 	}
 	return keys, ids
 }

@@ -14,14 +14,15 @@ import (
 
 // connectPacket is an MQTT CONNECT, encoded by bytes.
 type connectPacket struct {
-	name     string // protocol name; "" is "MQTT"
-	level    byte
-	flags    byte // connect flags, as sent
-	clientID string
-	will     *[2]string // will topic and message, when the will flag is set
-	user     *string    // present when the user name flag is set and this is not nil
-	password *string    // present when the password flag is set and this is not nil
-	v5       bool       // add the (empty) properties of MQTT 5
+	name      string // protocol name; "" is "MQTT"
+	level     byte
+	flags     byte // connect flags, as sent
+	clientID  string
+	will      *[2]string // will topic and message, when the will flag is set
+	user      *string    // present when the user name flag is set and this is not nil
+	password  *string    // present when the password flag is set and this is not nil
+	v5        bool       // add the (empty) properties of MQTT 5
+	keepAlive uint16     // seconds; 0 is 60
 }
 
 func ptr(s string) *string { return &s }
@@ -33,7 +34,11 @@ func (p connectPacket) encode() []byte {
 		name = "MQTT"
 	}
 	body := str(nil, name)
-	body = append(body, p.level, p.flags, 0, 60) // keep-alive 60 s
+	ka := p.keepAlive
+	if ka == 0 {
+		ka = 60
+	}
+	body = append(body, p.level, p.flags, byte(ka>>8), byte(ka))
 	if p.v5 {
 		body = append(body, 0) // no properties
 	}

@@ -196,12 +196,10 @@ func (b *Bridge) authenticate(tc *trackedConn, req connectRequest) (*conn, refus
 	}
 	c := &conn{
 		b: b, nc: tc, clientID: req.clientID, registry: key, regGen: regGen,
-		gateway:     dev.GatewayType == store.GatewayTypeGateway,
-		exp:         claims.ExpiresAt,
-		authMethod:  dev.GatewayAuthMethod,
-		devs:        make(map[string]*devState, 1),
-		pids:        make(map[uint16]*devState),
-		cmdInflight: make(map[uint16]struct{}),
+		gateway:    dev.GatewayType == store.GatewayTypeGateway,
+		exp:        claims.ExpiresAt,
+		authMethod: dev.GatewayAuthMethod,
+		devs:       make(map[string]*devState, 1),
 	}
 	for i, k := range keys {
 		if k == claims.Key {

@@ -1,6 +1,10 @@
 package bridge
 
-import "github.com/passerelle-iot/passerelle/pkg/bus"
+import (
+	"time"
+
+	"github.com/passerelle-iot/passerelle/pkg/bus"
+)
 
 // Resync hands b the Resync the bus gives after announcements may have
 // been lost (a slow consumer, a reconnection to NATS), which a test cannot
@@ -17,3 +21,11 @@ func (b *Bridge) ConfigWaits() int {
 	}
 	return n
 }
+
+// WithParkAfter sets how long a connection is silent before the parker
+// takes it (0: never), so that tests park connections within
+// milliseconds.
+func WithParkAfter(d time.Duration) Option { return func(o *options) { o.parkAfter = d } }
+
+// Parked returns the connections the bridge's parkers hold.
+func (b *Bridge) Parked() int { return b.parked() }

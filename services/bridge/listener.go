@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -25,8 +26,12 @@ type listener struct {
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
 	closed bool
-	wg     sync.WaitGroup // the connection handlers
+	wg     sync.WaitGroup // the connections, from accept to their handler's end
 	served chan struct{}  // closed when serve returns
+
+	handle      func(*trackedConn) error // serve's; errParked when it parked the connection
+	parker      *parker                  // nil: idle connections keep their goroutine
+	parkedCount func(delta int64)        // the Bridge's count of parked connections
 }
 
 func newListener(id string, ln net.Listener, log *slog.Logger, adm *admission, o *options) *listener {
@@ -45,6 +50,14 @@ func (l *listener) Address() string { return l.ln.Addr().String() }
 // acceptBackoffMax.
 func (l *listener) serve(handle func(*trackedConn) error) {
 	defer close(l.served)
+	l.handle = handle
+	if l.opts.parkAfter > 0 {
+		p, err := newParker(func(tc *trackedConn) { go l.run(tc) }, l.parkedCount)
+		if err != nil {
+			l.log.Warn("bridge: idle connections keep a goroutine each: cannot watch them with epoll", "listener", l.id, "err", err)
+		}
+		l.parker = p
+	}
 	var backoff time.Duration
 	for {
 		nc, err := l.ln.Accept()
@@ -66,6 +79,10 @@ func (l *listener) serve(handle func(*trackedConn) error) {
 			continue
 		}
 		tc := &trackedConn{Conn: nc, adm: l.adm, src: src, writeTimeout: l.opts.writeTimeout, log: l.log}
+		tc.rd.nc = tc
+		if l.parker != nil {
+			tc.parker, tc.raw = l.parker, rawConnOf(nc)
+		}
 		tc.pending.Store(true)
 		// The TLS handshake and the CONNECT, reads and writes, within
 		// the connect timeout; the connection sets its keep-alive
@@ -80,17 +97,25 @@ func (l *listener) serve(handle func(*trackedConn) error) {
 		l.conns[tc] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			if err := handle(tc); err != nil {
-				l.log.Debug("bridge: connection ended", "remote", tc.RemoteAddr().String(), "err", err)
-			}
-			_ = tc.Close()
-			l.mu.Lock()
-			delete(l.conns, tc)
-			l.mu.Unlock()
-		}()
+		go l.run(tc)
 	}
+}
+
+// run runs the handler of tc, from its accept or from the parker, and
+// closes tc once the handler returns, unless it parked tc.
+func (l *listener) run(tc *trackedConn) {
+	err := l.handle(tc)
+	if errors.Is(err, errParked) {
+		return // tc is the parker's, or already another goroutine's
+	}
+	if err != nil {
+		l.log.Debug("bridge: connection ended", "remote", tc.RemoteAddr().String(), "err", err)
+	}
+	_ = tc.Close()
+	l.mu.Lock()
+	delete(l.conns, tc)
+	l.mu.Unlock()
+	l.wg.Done()
 }
 
 func (l *listener) isClosed() bool {
@@ -131,10 +156,16 @@ func (l *listener) stopAccepting() {
 func (l *listener) wait() {
 	<-l.served
 	l.wg.Wait()
+	if l.parker != nil {
+		l.parker.close()
+	}
 }
 
 // trackedConn releases its admission slots once each: the pending one when
 // it authenticates or closes, the connection one when it closes.
+//
+// It also carries what its connection needs from one goroutine to the
+// next across parking: the packet reader and the connection.
 type trackedConn struct {
 	net.Conn
 	adm          *admission
@@ -143,13 +174,39 @@ type trackedConn struct {
 	once         sync.Once
 	writeTimeout time.Duration
 	log          *slog.Logger
+
+	rd      pktReader       // the connection's reads; its handler's only
+	c       *conn           // set once authenticated; its handler's only
+	parker  *parker         // nil: never parked
+	raw     syscall.RawConn // the socket the parker watches; nil: none
+	parkTok uint64          // its token in the parker's epoll set; 0: none yet
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
+	if c.parker != nil {
+		c.parker.unpark(c) // a parked connection's handler sees the close
+	}
 	c.endPending()
 	c.once.Do(c.adm.closed)
 	return err
+}
+
+// rawConnOf returns the socket under nc, a TCP connection or TLS over
+// one; nil for anything else (a pipe in a test).
+func rawConnOf(nc net.Conn) syscall.RawConn {
+	if t, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = t.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // endPending ends the connection's pending time, once: at authentication, or at close.
@@ -181,12 +238,12 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// SetDeadline sets the read deadline only: the connection calls it for
-// its keep-alive, which is about reads; writes keep their own bound.
-// (Without a write timeout, writes are bounded by the keep-alive.)
-func (c *trackedConn) SetDeadline(t time.Time) error {
+// keepAliveDeadline sets the read deadline of a connection, and the
+// deadline of writes when there is no write timeout: the keep-alive's
+// expiry, which the read deadline may precede to park the connection.
+func (c *trackedConn) keepAliveDeadline(read, expiry time.Time) {
+	_ = c.Conn.SetReadDeadline(read)
 	if c.writeTimeout <= 0 {
-		return c.Conn.SetDeadline(t)
+		_ = c.Conn.SetWriteDeadline(expiry)
 	}
-	return c.Conn.SetReadDeadline(t)
 }

@@ -31,6 +31,7 @@ type options struct {
 	eventsInFlight    int
 	workers           int
 	acceptBackoffMax  time.Duration
+	parkAfter         time.Duration // 0: idle connections keep their goroutine
 	keyCache          *deviceauth.KeyCache
 	now               func() time.Time
 	msgRate           float64
@@ -45,6 +46,12 @@ type options struct {
 	httpConfigWait    time.Duration
 	httpMaxConns      int
 }
+
+// defaultParkAfter is how long a connection is silent before its
+// goroutine hands it to the parker: long enough that a device sending
+// every second keeps its goroutine, short enough that an idle fleet
+// costs no stacks.
+const defaultParkAfter = 2 * time.Second
 
 // Connection limits.
 const (
@@ -98,6 +105,7 @@ func defaultOptions() options {
 		eventsInFlight:    DefaultEventsInFlight,
 		workers:           64,
 		acceptBackoffMax:  time.Second,
+		parkAfter:         defaultParkAfter,
 		now:               time.Now,
 		msgRate:           DefaultMessageRate,
 		byteRate:          DefaultByteRate,

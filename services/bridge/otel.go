@@ -91,6 +91,7 @@ var limitKindNames = [numLimitKinds]string{"messages", "bytes_in", "bytes_out"}
 type instruments struct {
 	tracer    trace.Tracer
 	conns     metric.Int64UpDownCounter
+	parked    metric.Int64UpDownCounter
 	refused   metric.Int64Counter
 	in, out   metric.Int64Counter
 	attached  metric.Int64UpDownCounter
@@ -120,6 +121,10 @@ func newInstruments(tp trace.TracerProvider, mp metric.MeterProvider) (*instrume
 	var err error
 	if t.conns, err = m.Int64UpDownCounter("passerelle.bridge.connections",
 		metric.WithDescription("MQTT connections authenticated and held"), metric.WithUnit("{connection}")); err != nil {
+		return nil, err
+	}
+	if t.parked, err = m.Int64UpDownCounter("passerelle.bridge.connections.parked",
+		metric.WithDescription("idle MQTT connections held without a goroutine, in the epoll set of their listener's parker"), metric.WithUnit("{connection}")); err != nil {
 		return nil, err
 	}
 	if t.refused, err = m.Int64Counter("passerelle.bridge.connects.refused",
@@ -204,6 +209,7 @@ func (t *instruments) configAcked(d time.Duration) {
 	t.cfgAckDur.Record(context.Background(), d.Seconds())
 }
 func (t *instruments) connections(n int64)     { t.conns.Add(context.Background(), n) }
+func (t *instruments) parkedConns(n int64)     { t.parked.Add(context.Background(), n) }
 func (t *instruments) attachedDevices(n int64) { t.attached.Add(context.Background(), n) }
 
 // start starts a span. Its attributes are set by the caller only when

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/passerelle-iot/passerelle/pkg/devicetopic"
@@ -25,39 +26,53 @@ var connackAccepted = mqttwire.AppendConnack(nil, false, mqttwire.Accepted)
 
 // serveConn runs one accepted connection, on its own goroutine, from the
 // CONNECT (under the connect deadline the listener set) to its end. It
-// returns why the connection ended; nil when the device disconnected.
+// returns why the connection ended; nil when the device disconnected; or
+// errParked when the device went silent and the connection now waits
+// in the listener's parker, which calls serveConn again, on a new
+// goroutine, to resume it.
 //
 // Everything a device may do goes through here: there is no routing
 // between clients, no retained message and no session, so devices never
 // see each other's messages.
 func (b *Bridge) serveConn(tc *trackedConn) error {
-	rd := &pktReader{nc: tc}
-	defer rd.release()
-	c, keepAlive, err := b.connect(tc, rd)
+	c := tc.c
 	if c == nil {
+		var err error
+		if c, err = b.connect(tc, &tc.rd); c == nil {
+			tc.rd.release()
+			return err
+		}
+		tc.c = c
+	}
+	err := c.run(&tc.rd)
+	if errors.Is(err, errParked) {
 		return err
 	}
-	err = c.run(rd, keepAlive)
+	tc.rd.release()
 	c.teardown(err)
 	return err
 }
+
+// errParked is serveConn's when the connection's goroutine handed it to
+// the parker and ended.
+var errParked = errors.New("the connection is parked")
 
 // connect reads the CONNECT and answers it, returning the connection
 // established, or nil and why not.
 //
 //go:noinline
-func (b *Bridge) connect(tc *trackedConn, rd *pktReader) (*conn, uint16, error) {
+func (b *Bridge) connect(tc *trackedConn, rd *pktReader) (*conn, error) {
 	if err := rd.wait(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	h, body, ok, err := rd.next()
 	switch {
 	case err != nil:
-		return nil, 0, err
+		return nil, err
 	case !ok:
-		return nil, 0, io.ErrUnexpectedEOF
+		return nil, io.ErrUnexpectedEOF
 	case h.Type != mqttwire.Connect:
-		return nil, 0, errNotConnect
+		return nil, errNotConnect
 	}
 	req, answer, err := b.parseConnect(body)
 	if err != nil {
@@ -65,37 +80,51 @@ func (b *Bridge) connect(tc *trackedConn, rd *pktReader) (*conn, uint16, error) 
 		if answer != nil {
 			_, _ = tc.Write(answer)
 		}
-		return nil, 0, err
+		return nil, err
 	}
 	c, r := b.admit(tc, req)
 	if c == nil {
 		_, _ = tc.Write(mqttwire.AppendConnack(nil, false, r.code))
-		return nil, 0, errors.New(r.reason)
+		return nil, errors.New(r.reason)
 	}
+	// Established before the CONNACK: once a device reads it, a second
+	// connection with its client id takes this one over, never the
+	// other way round.
+	c.establish()
 	if err := c.write(connackAccepted); err != nil {
 		c.teardown(err)
-		return nil, 0, err
+		return nil, err
 	}
-	c.establish()
-	return c, req.keepAlive, nil
+	c.idle = time.Duration(req.keepAlive) * 1500 * time.Millisecond
+	return c, nil
 }
 
-// run reads and handles the device's packets until the connection ends.
-// Its loop is the bottom of the connection's stack while the device is
-// silent, so what it calls to handle packets is kept out of its frame.
-func (c *conn) run(rd *pktReader, keepAlive uint16) error {
-	// The read deadline follows the last packet, refreshed at most every
-	// refresh: setting it costs a timer update.
-	idle := time.Duration(keepAlive) * 1500 * time.Millisecond
-	refresh := min(time.Second, idle/4)
-	var set time.Time
+// run reads and handles the device's packets until the connection ends,
+// or until it is parked. Its loop is the bottom of the connection's stack
+// while the device is silent, so what it calls to handle packets is kept
+// out of its frame.
+func (c *conn) run(rd *pktReader) error {
+	if c.resumed {
+		// Back from the parker: the keep-alive runs from before (the
+		// parker also resumes a connection whose keep-alive ran out).
+		c.resumed = false
+		c.untilExpiry()
+	} else {
+		c.keepAlive(time.Now())
+	}
 	for {
-		if now := time.Now(); now.Sub(set) >= refresh {
-			_ = c.nc.SetDeadline(now.Add(idle))
-			set = now
-		}
 		if err := rd.wait(); err != nil {
-			return c.readFailed(err)
+			if !c.idleTimeout(err) {
+				return c.readFailed(err)
+			}
+			// Silent for parkAfter, and within its keep-alive.
+			c.resumed = true // before park: once parked, another goroutine may resume
+			if c.nc.parker.park(c.nc, c.expiry) {
+				return errParked
+			}
+			c.resumed = false
+			c.untilExpiry() // wait here instead
+			continue
 		}
 		if err := c.handleBuffered(rd); err != nil {
 			if errors.Is(err, errDisconnect) {
@@ -103,7 +132,38 @@ func (c *conn) run(rd *pktReader, keepAlive uint16) error {
 			}
 			return err
 		}
+		c.keepAlive(time.Now())
 	}
+}
+
+// keepAlive moves the read deadline after a packet: the keep-alive
+// expires one and a half keep-alive periods after it (MQTT 3.1.1 section
+// 3.1.2.10), and a parkable connection times out parkAfter after it, to
+// be parked. It is refreshed at most every second: setting it costs a
+// timer update.
+func (c *conn) keepAlive(now time.Time) {
+	if now.Sub(c.set) < min(time.Second, c.idle/4) {
+		return
+	}
+	c.set, c.expiry = now, now.Add(c.idle)
+	d := c.expiry
+	if after := c.b.opts.parkAfter; c.nc.raw != nil && after > 0 && after < c.idle {
+		d = now.Add(after)
+	}
+	c.nc.keepAliveDeadline(d, c.expiry)
+}
+
+// untilExpiry moves the read deadline to the end of the keep-alive, and
+// has the next packet set it again.
+func (c *conn) untilExpiry() {
+	c.nc.keepAliveDeadline(c.expiry, c.expiry)
+	c.set = time.Time{}
+}
+
+// idleTimeout reports whether err is the read deadline of a connection
+// silent for parkAfter rather than the end of its keep-alive.
+func (c *conn) idleTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(c.expiry)
 }
 
 // handleBuffered handles the packets read, and those whose beginning was
@@ -114,6 +174,11 @@ func (c *conn) handleBuffered(rd *pktReader) error {
 	for {
 		h, body, ok, err := rd.next()
 		if err != nil {
+			if c.idleTimeout(err) {
+				// A packet arriving slowly: it has until the keep-alive.
+				c.untilExpiry()
+				continue
+			}
 			return c.readFailed(err)
 		}
 		if !ok {

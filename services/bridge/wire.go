@@ -8,12 +8,14 @@ import (
 )
 
 // The bridge's MQTT connection layer reads and writes packets with
-// pkg/mqttwire, on one goroutine per connection that holds no buffer
-// while its device is silent: it waits on a one-byte read, then takes a
-// buffer from a pool for as long as bytes are waiting (a packet, or a
-// burst of them), and gives it back once they are handled. Writes are
-// whole packets encoded into pooled buffers, one write per packet or per
-// batch of PUBACKs, with no writer goroutine.
+// pkg/mqttwire, on one goroutine per active connection that holds no
+// buffer while its device is silent: it waits on a one-byte read, then
+// takes a buffer from a pool for as long as bytes are waiting (a packet,
+// or a burst of them), and gives it back once they are handled. A
+// connection silent for parkAfter gives up its goroutine too: its
+// listener's parker (park_linux.go) watches the socket and resumes it.
+// Writes are whole packets encoded into pooled buffers, one write per
+// packet or per batch of PUBACKs, with no writer goroutine.
 
 // maxPacket is the largest remaining length read: a 256 KB event plus its
 // topic and header. Larger packets are refused as soon as their fixed
