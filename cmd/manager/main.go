@@ -236,11 +236,19 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 			if lister, ok := st.(pubsub.TopicLister); ok {
 				psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
 			}
+			psTLS, err := cfg.PubSub.TLSConfig()
+			if err != nil {
+				closeAll()
+				return err
+			}
+			if psTLS != nil {
+				psopts = append(psopts, pubsub.WithTLS(psTLS))
+			}
 			if psSrv, err = pubsub.New(logger, b, psopts...); err != nil {
 				closeAll()
 				return err
 			}
-			logger.Info("Pub/Sub API", "addr", config.PubSubNote(psLis.Addr().String(), cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth))
+			logger.Info("Pub/Sub API", "addr", config.PubSubNote(psLis.Addr().String(), cfg.PubSub.TLSCert != "", cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth))
 		}
 	}
 

@@ -45,6 +45,8 @@ func TestCheckConfigChecksAsAStartWould(t *testing.T) {
 		{"negative drain", []string{"--drain", "-1s"}, nil, "--drain must not be negative"},
 		{"instance id with a space", []string{"--instance-id", "serve 1"}, nil, "--instance-id: instance id \"serve 1\": only ASCII letters"},
 		{"instance id from the environment", nil, map[string]string{"PASSERELLE_INSTANCE_ID": "a*b"}, "--instance-id"},
+		{"Pub/Sub TLS key without its certificate", []string{"--pubsub-tls-key", "k.pem"}, nil, "--pubsub-tls-cert and --pubsub-tls-key go together"},
+		{"Pub/Sub TLS certificate that is not there", []string{"--pubsub-tls-cert", "no-such.pem", "--pubsub-tls-key", "no-such.key"}, nil, "--pubsub-tls-cert: stat no-such.pem"},
 		{"stream limits", []string{"--stream-max-bytes", "20GiB", "--stream-max-age", "3d", "--stream-discard", "new"}, nil, ""},
 		{"stream size without a number", []string{"--stream-max-bytes", "GiB"}, nil, `--stream-max-bytes: "GiB" is not a size`},
 		{"stream discard from the environment", nil, map[string]string{"PASSERELLE_STREAM_DISCARD": "sometimes"}, "--stream-discard \"sometimes\""},

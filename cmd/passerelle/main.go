@@ -446,6 +446,14 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 		if lister, ok := st.(pubsub.TopicLister); ok {
 			psopts = append(psopts, pubsub.WithRegistryTopics(lister.NotificationTopics))
 		}
+		psTLS, err := cfg.PubSub.TLSConfig()
+		if err != nil {
+			closeAll()
+			return err
+		}
+		if psTLS != nil {
+			psopts = append(psopts, pubsub.WithTLS(psTLS))
+		}
 		psSrv, err = pubsub.New(logger, b, psopts...)
 		if err != nil {
 			closeAll()
@@ -541,7 +549,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 	}
 	pubsubNote := `off (--pubsub-addr "")`
 	if pubsubLis != nil {
-		pubsubNote = config.PubSubNote(pubsubLis.Addr().String(), cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth)
+		pubsubNote = config.PubSubNote(pubsubLis.Addr().String(), cfg.PubSub.TLSCert != "", cfg.PubSub.AllowUnauthenticated || cfg.InsecureNoAuth)
 	}
 	opsNote := `off (--ops-addr "")`
 	if opsLis != nil {

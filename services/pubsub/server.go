@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -70,6 +71,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	bucket          string
 	maxOutstanding  int
+	tlsConfig       *tls.Config
 }
 
 // Option configures a Server.
@@ -100,6 +102,11 @@ func WithShutdownTimeout(d time.Duration) Option {
 // WithMetaBucket names the key-value bucket of the records. Default:
 // DefaultMetaBucket.
 func WithMetaBucket(name string) Option { return func(o *options) { o.bucket = name } }
+
+// WithTLS serves gRPC (h2) and REST (HTTPS, HTTP/1.1 or h2) over TLS
+// with cfg instead of plaintext. Default: plaintext, as Google's emulator
+// (PUBSUB_EMULATOR_HOST clients connect without TLS).
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tlsConfig = cfg } }
 
 // WithMaxOutstanding caps the unacknowledged messages of one StreamingPull
 // stream (below what the client asks, never above). Default: 10,000.
@@ -260,8 +267,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	var tlsCfg *tls.Config
+	if s.opts.tlsConfig != nil {
+		tlsCfg = s.opts.tlsConfig.Clone()
+		tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
+		protocols.SetHTTP2(true) // ServeTLS offers h2 by ALPN
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	hs := &http.Server{
+		TLSConfig:         tlsCfg,
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -271,13 +286,18 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		err := hs.Serve(lis)
+		var err error
+		if tlsCfg != nil {
+			err = hs.ServeTLS(lis, "", "")
+		} else {
+			err = hs.Serve(lis)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		errc <- err
 	}()
-	s.logger.Info("Pub/Sub API serving gRPC and REST", "addr", lis.Addr().String())
+	s.logger.Info("Pub/Sub API serving gRPC and REST", "addr", lis.Addr().String(), "tls", tlsCfg != nil)
 	var serveErr error
 	select {
 	case <-ctx.Done():
