@@ -3,6 +3,7 @@ package pubsub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/passerelle-iot/passerelle/services/pubsub/filter"
 )
@@ -30,6 +32,7 @@ type subView struct {
 	ackDeadline time.Duration
 	eod         bool
 	ordering    bool
+	lastSeq     uint64 // of a subscription of a deleted topic: its backlog ends there; 0: none
 }
 
 func (s *Server) view(ctx context.Context, name string) (*subView, error) {
@@ -50,6 +53,20 @@ func (s *Server) view(ctx context.Context, name string) (*subView, error) {
 	}
 	if dl := sub.GetDeadLetterPolicy(); dl != nil {
 		v.deadLetter, v.maxAttempts = dl.GetDeadLetterTopic(), uint64(dl.GetMaxDeliveryAttempts())
+	}
+	if sub.GetTopic() == deletedTopic {
+		m, err := s.metaStore(ctx)
+		if err != nil {
+			return nil, s.storeError(ctx, "open bucket", err)
+		}
+		var last wrapperspb.UInt64Value
+		if _, err := m.get(ctx, kindDetached, name, &last); err != nil && !errors.Is(err, errNotFound) {
+			return nil, s.storeError(ctx, "get subscription", err)
+		}
+		// Without the record (a deletion from before it was kept), the
+		// backlog has no end: messages of a new topic of the same name
+		// may reach the subscription, as they did then.
+		v.lastSeq = last.GetValue()
 	}
 	return v, nil
 }
@@ -96,6 +113,12 @@ func (s *Server) prepare(v *subView, m jetstream.Msg) *pubsubpb.ReceivedMessage 
 		if err != nil {
 			s.logger.Warn("pubsub: acking again a message acked before a restart", "subscription", v.name, "err", err)
 		}
+		return nil
+	}
+	if v.lastSeq > 0 && md.Sequence.Stream > v.lastSeq {
+		// Published after the subscription's topic was deleted: for a
+		// topic of the same name made again, not for this subscription.
+		_ = m.Ack()
 		return nil
 	}
 	attrs := Attributes(m.Headers())

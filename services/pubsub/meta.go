@@ -17,6 +17,9 @@ const (
 	kindTopic        = "topic"
 	kindSubscription = "sub"
 	kindPolicy       = "iam"
+	// kindDetached is the last stream sequence a subscription of a
+	// deleted topic may deliver (a wrapperspb.UInt64Value).
+	kindDetached = "detached"
 )
 
 var (
@@ -90,6 +93,16 @@ func (m *metaStore) update(ctx context.Context, kind, name string, msg proto.Mes
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 		return errConflict
 	}
+	return err
+}
+
+// put stores a record, replacing any.
+func (m *metaStore) put(ctx context.Context, kind, name string, msg proto.Message) error {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	_, err = m.kv.Put(ctx, metaKey(kind, name), b)
 	return err
 }
 

@@ -323,3 +323,58 @@ func TestOrderingAndRetention(t *testing.T) {
 func timestamppbNow(d time.Duration) *timestamppb.Timestamp {
 	return timestamppb.New(time.Now().Add(d))
 }
+
+// TestDeletedTopicDetachesItsSubscriptions: a subscription of a deleted
+// topic stays, shows _deleted-topic_ and delivers its backlog, and none
+// of a topic made again with the same name, which new subscriptions get.
+func TestDeletedTopicDetachesItsSubscriptions(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c := e.client(adminauth.RoleEditor)
+	e.setup(c, "doomed", &pubsubpb.Subscription{Name: subName("old")}, 2, nil)
+	if err := c.TopicAdminClient.DeleteTopic(ctx, &pubsubpb.DeleteTopicRequest{Topic: topic("doomed")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: subName("old")})
+	if err != nil || got.GetTopic() != "_deleted-topic_" {
+		t.Fatalf("subscription of the deleted topic: %v, %v", got, err)
+	}
+	// The topic again, a new subscription, and a message on it.
+	e.setup(c, "doomed", &pubsubpb.Subscription{Name: subName("new")}, 0, nil)
+	if _, err := c.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic("doomed"),
+		Messages: []*pubsubpb.PubsubMessage{{Data: []byte("after")}}}); err != nil {
+		t.Fatal(err)
+	}
+	// pullAll pulls and acks until want messages came, then once more,
+	// returning at once, for any extra.
+	pullAll := func(sub string, want int) []string {
+		var data []string
+		for try := 0; try < 20; try++ {
+			extra := len(data) >= want
+			resp, err := c.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: subName(sub), MaxMessages: 10, ReturnImmediately: extra})
+			if err != nil {
+				t.Fatalf("pull %s: %v", sub, err)
+			}
+			var ids []string
+			for _, m := range resp.ReceivedMessages {
+				data = append(data, string(m.Message.Data))
+				ids = append(ids, m.AckId)
+			}
+			if len(ids) > 0 {
+				if err := c.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: subName(sub), AckIds: ids}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if extra {
+				break
+			}
+		}
+		return data
+	}
+	if d := pullAll("old", 2); fmt.Sprint(d) != "[m0 m1]" {
+		t.Errorf("the detached subscription delivered %q, want its backlog [m0 m1]", d)
+	}
+	if d := pullAll("new", 1); fmt.Sprint(d) != "[after]" {
+		t.Errorf("the new subscription delivered %q, want [after]", d)
+	}
+}

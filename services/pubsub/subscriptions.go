@@ -357,6 +357,7 @@ func (p *subscriber) DeleteSubscription(ctx context.Context, req *pubsubpb.Delet
 		return nil, s.storeError(ctx, "delete subscription", err)
 	}
 	_ = m.delete(ctx, kindPolicy, req.GetSubscription())
+	_ = m.delete(ctx, kindDetached, req.GetSubscription())
 	return &emptypb.Empty{}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Limits of Publish (pubsub-spec section 2).
@@ -259,13 +260,27 @@ func (p *publisher) DeleteTopic(ctx context.Context, req *pubsubpb.DeleteTopicRe
 		return nil, s.storeError(ctx, "delete topic", err)
 	}
 	_ = m.delete(ctx, kindPolicy, req.GetTopic())
-	// Its subscriptions stay, detached from it, as on Google's service.
+	// Its subscriptions stay, detached from it, as on Google's service:
+	// they deliver their backlog, the messages stored until now, and none
+	// of a topic made again with the same name.
 	subs, err := s.subscriptions(ctx, project)
 	if err != nil {
 		return nil, err
 	}
+	var last uint64
+	if len(subs) > 0 {
+		st, err := s.js.Stream(ctx, s.bus.StreamName())
+		if err != nil {
+			return nil, s.storeError(ctx, "read the stream", err)
+		}
+		last = st.CachedInfo().State.LastSeq
+	}
 	for _, sub := range subs {
 		if sub.GetTopic() != req.GetTopic() {
+			continue
+		}
+		if err := m.put(ctx, kindDetached, sub.GetName(), wrapperspb.UInt64(last)); err != nil {
+			s.logger.WarnContext(ctx, "pubsub: recording the backlog of a subscription of a deleted topic", "subscription", sub.GetName(), "err", err)
 			continue
 		}
 		if err := s.updateSubscription(ctx, sub.GetName(), func(sub *pubsubpb.Subscription) { sub.Topic = deletedTopic }); err != nil {
