@@ -12,9 +12,12 @@ import (
 // leakTolerance is how many goroutines over the baseline checkNoLeaks
 // accepts: gRPC's and net/http's own (a transport's keepalive or a
 // connection being torn down at the moment of the count) come and go on
-// their own schedule. Every goroutine of the hub or of paho is checked
-// by name instead, with no tolerance.
-const leakTolerance = 3
+// their own schedule. A loaded CI machine once counted 4 over 3: the
+// reader, writer and serving goroutines of gRPC transports still closing
+// (no hub frame in them), so the bound is two gRPC connections' worth.
+// Every goroutine of the hub or of paho is checked by name instead, with
+// no tolerance.
+const leakTolerance = 8
 
 // ownedFrames are the code whose goroutines the hub owns: after every
 // stream ends and the idle connection closes, none may remain.
