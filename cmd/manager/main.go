@@ -241,9 +241,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg managerConfig) error {
 				closeAll()
 				return err
 			}
-			if psTLS != nil {
-				psopts = append(psopts, pubsub.WithTLS(psTLS))
-			}
+			psopts = append(psopts, pubsub.WithTLS(psTLS)) // nil: plaintext
 			if psSrv, err = pubsub.New(logger, b, psopts...); err != nil {
 				closeAll()
 				return err

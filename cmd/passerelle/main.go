@@ -451,9 +451,7 @@ func serve(ctx context.Context, logger *slog.Logger, banner io.Writer, cfg serve
 			closeAll()
 			return err
 		}
-		if psTLS != nil {
-			psopts = append(psopts, pubsub.WithTLS(psTLS))
-		}
+		psopts = append(psopts, pubsub.WithTLS(psTLS)) // nil: plaintext
 		psSrv, err = pubsub.New(logger, b, psopts...)
 		if err != nil {
 			closeAll()

@@ -104,8 +104,9 @@ func WithShutdownTimeout(d time.Duration) Option {
 func WithMetaBucket(name string) Option { return func(o *options) { o.bucket = name } }
 
 // WithTLS serves gRPC (h2) and REST (HTTPS, HTTP/1.1 or h2) over TLS
-// with cfg instead of plaintext. Default: plaintext, as Google's emulator
-// (PUBSUB_EMULATOR_HOST clients connect without TLS).
+// with cfg instead of plaintext; a nil cfg is plaintext. Default:
+// plaintext, as Google's emulator (PUBSUB_EMULATOR_HOST clients connect
+// without TLS).
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tlsConfig = cfg } }
 
 // WithMaxOutstanding caps the unacknowledged messages of one StreamingPull
