@@ -244,7 +244,9 @@ func (b *Bridge) storeCtx() (context.Context, context.CancelFunc) {
 
 func (b *Bridge) addHolder(numID uint64, c *conn) {
 	b.mu.Lock()
-	b.holders[numID] = append(b.holders[numID], c)
+	if hs := b.holders[numID]; !slices.Contains(hs, c) {
+		b.holders[numID] = append(hs, c)
+	}
 	b.mu.Unlock()
 }
 
