@@ -3,9 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -211,11 +209,7 @@ func (b *Bridge) Validate() error {
 		errs = append(errs, err)
 	}
 	if tlsOn {
-		for _, f := range []struct{ flag, path string }{{"--tls-cert", b.TLSCert}, {"--tls-key", b.TLSKey}} {
-			if _, err := os.Stat(f.path); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
-			}
-		}
+		errs = append(errs, checkFlagFiles(flagFile{"--tls-cert", b.TLSCert}, flagFile{"--tls-key", b.TLSKey})...)
 	}
 	return errors.Join(errs...)
 }

@@ -83,7 +83,18 @@ func (m *Manager) Validate() error {
 	if m.TokensFile != "" && m.InsecureNoAuth {
 		errs = append(errs, errors.New("--tokens-file and --insecure-no-auth contradict each other: give one"))
 	}
-	for _, f := range []struct{ flag, path string }{{"--tokens-file", m.TokensFile}, {"--tls-cert", m.TLSCert}, {"--tls-key", m.TLSKey}} {
+	errs = append(errs, checkFlagFiles(flagFile{"--tokens-file", m.TokensFile}, flagFile{"--tls-cert", m.TLSCert}, flagFile{"--tls-key", m.TLSKey})...)
+	return errors.Join(errs...)
+}
+
+// flagFile is a flag that names a file.
+type flagFile struct{ flag, path string }
+
+// checkFlagFiles reports, per flag, a file given that cannot be read
+// (a path not given is not checked).
+func checkFlagFiles(files ...flagFile) []error {
+	var errs []error
+	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
@@ -91,7 +102,7 @@ func (m *Manager) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Database returns the database to open: DatabaseURL, or the SQLite file

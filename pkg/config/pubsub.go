@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 )
 
 // DefaultPubSubAddr is where the Pub/Sub API listens by default: the port
@@ -51,14 +50,7 @@ func (p *PubSub) Validate() error {
 	if (p.TLSCert == "") != (p.TLSKey == "") {
 		errs = append(errs, errors.New("--pubsub-tls-cert and --pubsub-tls-key go together: give both or neither"))
 	}
-	for _, f := range []struct{ flag, path string }{{"--pubsub-tls-cert", p.TLSCert}, {"--pubsub-tls-key", p.TLSKey}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
-		}
-	}
+	errs = append(errs, checkFlagFiles(flagFile{"--pubsub-tls-cert", p.TLSCert}, flagFile{"--pubsub-tls-key", p.TLSKey})...)
 	return errors.Join(errs...)
 }
 
