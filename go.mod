@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	cloud.google.com/go/iam v1.14.0
 	cloud.google.com/go/iot v1.15.1
+	cloud.google.com/go/pubsub v1.52.0
 	cloud.google.com/go/pubsub/v2 v2.9.0
 	connectrpc.com/vanguard v0.4.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1

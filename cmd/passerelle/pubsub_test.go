@@ -15,6 +15,7 @@ import (
 
 	iot "cloud.google.com/go/iot/apiv1"
 	"cloud.google.com/go/iot/apiv1/iotpb"
+	pubsubv1 "cloud.google.com/go/pubsub"
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -26,8 +27,9 @@ import (
 	"github.com/passerelle-iot/passerelle/pkg/testutil"
 )
 
-// TestPubSubTelemetryCrash is the check: Google's Go client
-// receives device telemetry published over MQTT, acks, nacks and sees the
+// TestPubSubTelemetryCrash is the check, once with each of
+// Google's Go clients (pubsub/v2, and v1's pubsub.NewClient, which teams
+// moving from Cloud IoT still run): the client receives device telemetry published over MQTT, acks, nacks and sees the
 // redelivery, and resumes after passerelle serve is SIGKILLed and started
 // again, with no acknowledged event lost and none whose ack was confirmed
 // delivered again; then the same through PUBSUB_EMULATOR_HOST. The kill
@@ -39,6 +41,15 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
+	for _, v := range []struct {
+		name string
+		dial func(ctx context.Context, project string, opts ...option.ClientOption) (goPubSub, error)
+	}{{"v2", dialV2}, {"v1", dialV1}} {
+		t.Run(v.name, func(t *testing.T) { testPubSubTelemetryCrash(t, bin, v.dial) })
+	}
+}
+
+func testPubSubTelemetryCrash(t *testing.T, bin string, dialPubSub func(context.Context, string, ...option.ClientOption) (goPubSub, error)) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminAddr, mqttAddr, psAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	start := func() *exec.Cmd {
@@ -80,15 +91,12 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ps, err := pubsub.NewClient(ctx, "p1", append([]option.ClientOption{option.WithEndpoint(psAddr)}, dial...)...)
+	ps, err := dialPubSub(ctx, "p1", append([]option.ClientOption{option.WithEndpoint(psAddr)}, dial...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ps.Close()
-	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: "projects/p1/subscriptions/app", Topic: "projects/p1/topics/ps-events",
-		AckDeadlineSeconds: 10, EnableExactlyOnceDelivery: true,
-	}); err != nil {
+	if err := ps.createSubscription(ctx, "app", "ps-events", true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,15 +130,11 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 		ids       = map[string]string{} // payload -> message id
 		problems  []string
 	)
-	sub := ps.Subscriber("projects/p1/subscriptions/app")
-	// Its streams ask for the subscription's 10 s (not Go's default 60 s):
-	// a nack lost in the crash comes back 10 s after the restart.
-	sub.ReceiveSettings.MaxDurationPerAckExtension = 10 * time.Second
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- sub.Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
+		done <- ps.receive(rctx, "app", func(ctx context.Context, m *pubsub.Message) {
 			p := string(m.Data)
 			mu.Lock()
 			deliver[p]++
@@ -235,23 +239,22 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 
 	// The same through PUBSUB_EMULATOR_HOST: no endpoint, no credentials.
 	t.Setenv("PUBSUB_EMULATOR_HOST", psAddr)
-	em, err := pubsub.NewClient(ctx, "p1")
+	em, err := dialPubSub(ctx, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer em.Close()
-	if _, err := em.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: "projects/p1/subscriptions/emu", Topic: "projects/p1/topics/ps-events"}); err != nil {
+	if err := em.createSubscription(ctx, "emu", "ps-events", false); err != nil {
 		t.Fatal(err)
 	}
-	id, err := em.Publisher("ps-events").Publish(ctx, &pubsub.Message{Data: []byte("via-emulator-host")}).Get(ctx)
+	id, err := em.publish(ctx, "ps-events", []byte("via-emulator-host"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ectx, ecancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ecancel()
 	var got string
-	if err := em.Subscriber("emu").Receive(ectx, func(_ context.Context, m *pubsub.Message) {
+	if err := em.receive(ectx, "emu", func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		got = m.ID + " " + string(m.Data)
 		ecancel()
@@ -261,4 +264,68 @@ func TestPubSubTelemetryCrash(t *testing.T) {
 	if got != id+" via-emulator-host" {
 		t.Errorf("through PUBSUB_EMULATOR_HOST received %q, want %q", got, id+" via-emulator-host")
 	}
+}
+
+// goPubSub is what the test does with one of Google's Go Pub/Sub clients.
+// Both deliver the same *pubsub.Message (an alias of one internal type).
+type goPubSub interface {
+	createSubscription(ctx context.Context, id, topic string, exactlyOnce bool) error
+	// receive's streams ask for the subscription's 10 s (not Go's default
+	// 60 s): a nack lost in a crash comes back 10 s after the restart.
+	receive(ctx context.Context, sub string, f func(context.Context, *pubsub.Message)) error
+	publish(ctx context.Context, topic string, data []byte) (string, error)
+	Close() error
+}
+
+type goPubSubV2 struct{ *pubsub.Client }
+
+func dialV2(ctx context.Context, project string, opts ...option.ClientOption) (goPubSub, error) {
+	c, err := pubsub.NewClient(ctx, project, opts...)
+	return goPubSubV2{c}, err
+}
+
+func (c goPubSubV2) createSubscription(ctx context.Context, id, topic string, exactlyOnce bool) error {
+	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: "projects/" + c.Project() + "/subscriptions/" + id, Topic: "projects/" + c.Project() + "/topics/" + topic,
+		AckDeadlineSeconds: 10, EnableExactlyOnceDelivery: exactlyOnce,
+	})
+	return err
+}
+
+func (c goPubSubV2) receive(ctx context.Context, sub string, f func(context.Context, *pubsub.Message)) error {
+	s := c.Subscriber(sub)
+	s.ReceiveSettings.MaxDurationPerAckExtension = 10 * time.Second
+	return s.Receive(ctx, f)
+}
+
+func (c goPubSubV2) publish(ctx context.Context, topic string, data []byte) (string, error) {
+	p := c.Publisher(topic)
+	defer p.Stop()
+	return p.Publish(ctx, &pubsub.Message{Data: data}).Get(ctx)
+}
+
+type goPubSubV1 struct{ *pubsubv1.Client }
+
+func dialV1(ctx context.Context, project string, opts ...option.ClientOption) (goPubSub, error) {
+	c, err := pubsubv1.NewClient(ctx, project, opts...)
+	return goPubSubV1{c}, err
+}
+
+func (c goPubSubV1) createSubscription(ctx context.Context, id, topic string, exactlyOnce bool) error {
+	_, err := c.CreateSubscription(ctx, id, pubsubv1.SubscriptionConfig{
+		Topic: c.Topic(topic), AckDeadline: 10 * time.Second, EnableExactlyOnceDelivery: exactlyOnce,
+	})
+	return err
+}
+
+func (c goPubSubV1) receive(ctx context.Context, sub string, f func(context.Context, *pubsub.Message)) error {
+	s := c.Subscription(sub)
+	s.ReceiveSettings.MaxExtensionPeriod = 10 * time.Second
+	return s.Receive(ctx, f)
+}
+
+func (c goPubSubV1) publish(ctx context.Context, topic string, data []byte) (string, error) {
+	t := c.Topic(topic)
+	defer t.Stop()
+	return t.Publish(ctx, &pubsub.Message{Data: data}).Get(ctx)
 }
