@@ -21,8 +21,9 @@
 # per device, 4), WINDOW0 (QoS 0 messages between pings, 32), ROUNDS
 # (connect/disconnect rounds before the churn figure, 4), RATE (config
 # updates/s, 500), RUNS (how many times the whole set runs, 1; the table
-# shows medians and ranges), KEEP=1 keeps the folder (logs, key,
-# certificates, results.txt).
+# shows medians and ranges), PARTS (which parts run, "idle tls connect
+# telemetry config"; e.g. PARTS=telemetry for the QoS figures alone),
+# KEEP=1 keeps the folder (logs, key, certificates, results.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,8 @@ WINDOW0=${WINDOW0:-32}
 ROUNDS=${ROUNDS:-4}
 RATE=${RATE:-500}
 RUNS=${RUNS:-1}
+PARTS=" ${PARTS:-idle tls connect telemetry config} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 
 work=$(mktemp -d /tmp/passerelle-bench.XXXXXX)
 pids=()
@@ -275,24 +278,36 @@ for run in $(seq "$RUNS"); do
 	echo "# run $run of $RUNS" | tee -a "$work/results.txt" >&2
 	# 1. Plain: idle memory on fresh processes. The first Passerelle run
 	# also provisions the N devices (the others reuse them).
-	start_all plain
-	idle3 plain
-	stop_all
+	if part idle; then
+		start_all plain
+		idle3 plain
+		stop_all
+	fi
 	# 2. TLS: idle memory on fresh processes, then the TLS connect rate.
-	start_all tls
-	idle3 tls
-	all3 tls connect --label connect-tls -n "$N" -c "$C"
-	stop_all
+	if part tls; then
+		start_all tls
+		idle3 tls
+		all3 tls connect --label connect-tls -n "$N" -c "$C"
+		stop_all
+	fi
 	# 3. Plain connects and telemetry, then config delivery.
-	start_all plain
-	all3 plain connect --label connect-plain -n "$N" -c "$C"
-	all3 plain telemetry --label "qos1-100B-$D" -d "$D" -t "$T" --window "$WINDOW"
-	all3 plain telemetry --label qos1-100B-10 -d 10 -t "$T" --window "$WINDOW"
-	all3 plain telemetry --label "qos1-16KiB-$D" -d "$D" -t "$T" --window "$WINDOW" --size 16384
-	all3 plain telemetry --label "qos0-100B-$D" -d "$D" -t "$T" --window "$WINDOW0" --qos 0
-	# At most one update per device per second (the manager's rule).
-	pb plain config --label "config-$RATE" -d $((D > ${RATE%.*} ? D : ${RATE%.*})) -t "$T" --rate "$RATE"
-	stop_all
+	if part connect || part telemetry || part config; then
+		start_all plain
+		if part connect; then
+			all3 plain connect --label connect-plain -n "$N" -c "$C"
+		fi
+		if part telemetry; then
+			all3 plain telemetry --label "qos1-100B-$D" -d "$D" -t "$T" --window "$WINDOW"
+			all3 plain telemetry --label qos1-100B-10 -d 10 -t "$T" --window "$WINDOW"
+			all3 plain telemetry --label "qos1-16KiB-$D" -d "$D" -t "$T" --window "$WINDOW" --size 16384
+			all3 plain telemetry --label "qos0-100B-$D" -d "$D" -t "$T" --window "$WINDOW0" --qos 0
+		fi
+		if part config; then
+			# At most one update per device per second (the manager's rule).
+			pb plain config --label "config-$RATE" -d $((D > ${RATE%.*} ? D : ${RATE%.*})) -t "$T" --rate "$RATE"
+		fi
+		stop_all
+	fi
 done
 
 echo

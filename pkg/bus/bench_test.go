@@ -41,6 +41,16 @@ func BenchmarkPublishNotification(b *testing.B) {
 // BenchmarkPublishNotificationAsync: many publishes in flight, each
 // completed by its PubAck, as a bridge with many devices does.
 func BenchmarkPublishNotificationAsync(b *testing.B) {
+	benchAsync(b, (*bus.Bus).PublishNotificationAsync)
+}
+
+// BenchmarkPublishNotificationAtMostOnce: the same for QoS 0 events, with
+// no message id (no duplicate-window entry in the stream).
+func BenchmarkPublishNotificationAtMostOnce(b *testing.B) {
+	benchAsync(b, (*bus.Bus).PublishNotificationAtMostOnce)
+}
+
+func benchAsync(b *testing.B, publish func(*bus.Bus, context.Context, string, bus.Kind, []byte, bus.Attributes, func(error)) error) {
 	data := make([]byte, 100)
 	eachBenchBackend(b, func(b *testing.B, bs *bus.Bus) {
 		ctx := context.Background()
@@ -55,7 +65,7 @@ func BenchmarkPublishNotificationAsync(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			wg.Add(1)
-			if err := bs.PublishNotificationAsync(ctx, topic, bus.KindEvent, data, benchAttrs, done); err != nil {
+			if err := publish(bs, ctx, topic, bus.KindEvent, data, benchAttrs, done); err != nil {
 				b.Fatal(err)
 			}
 		}

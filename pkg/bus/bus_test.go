@@ -93,20 +93,34 @@ func TestNotificationStored(t *testing.T) {
 		if err := <-acked; err != nil {
 			t.Fatalf("async ack: %v", err)
 		}
+		if err := b.PublishNotificationAtMostOnce(ctx, topic, bus.KindEvent, []byte("event-3"), few, func(err error) { acked <- err }); err != nil {
+			t.Fatalf("PublishNotificationAtMostOnce: %v", err)
+		}
+		if err := <-acked; err != nil {
+			t.Fatalf("at-most-once ack: %v", err)
+		}
 
 		subject, _ := b.TopicSubject(topic)
-		msgs := storedNotifications(t, ctx, b, topic, 3)
+		msgs := storedNotifications(t, ctx, b, topic, 4)
 		wantHeaders := []nats.Header{
 			{"iot-kind": {"event"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "deviceRegistryId": {"reg-1"},
 				"deviceRegistryLocation": {"europe-west1"}, "projectId": {"my-project"}, "subFolder": {"a/b"}, "gatewayId": {"gw-1"}},
 			{"iot-kind": {"state"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "projectId": {"my-project"}},
 			{"iot-kind": {"event"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "projectId": {"my-project"}},
+			{"iot-kind": {"event"}, "deviceId": {"dev-1"}, "deviceNumId": {"2820001"}, "projectId": {"my-project"}},
 		}
 		// Each carries its own message id, so that a copy sent again is
-		// stored once; the rest are the attributes.
+		// stored once; the rest are the attributes. The at-most-once one
+		// is never sent again and has none.
 		ids := map[string]bool{}
 		for i, m := range msgs {
 			id := m.Headers().Get(nats.MsgIdHdr)
+			if i == 3 {
+				if id != "" {
+					t.Errorf("the at-most-once message has Nats-Msg-Id %q, want none", id)
+				}
+				continue
+			}
 			if id == "" || ids[id] {
 				t.Errorf("message %d: Nats-Msg-Id %q, want one of its own", i, id)
 			}
@@ -117,7 +131,7 @@ func TestNotificationStored(t *testing.T) {
 			if m.Subject() != subject {
 				t.Errorf("message %d subject %q, want %q", i, m.Subject(), subject)
 			}
-			if want := []string{"event-1", "state-1", "event-2"}[i]; string(m.Data()) != want {
+			if want := []string{"event-1", "state-1", "event-2", "event-3"}[i]; string(m.Data()) != want {
 				t.Errorf("message %d data %q, want %q", i, m.Data(), want)
 			}
 			if got := fmt.Sprint(m.Headers()); got != fmt.Sprint(wantHeaders[i]) {

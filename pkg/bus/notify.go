@@ -52,21 +52,21 @@ type Attributes struct {
 	GatewayID              string
 }
 
-func (a Attributes) header(kind Kind) nats.Header {
-	h := make(nats.Header, 9)
-	h[HeaderKind] = []string{string(kind)}
-	set := func(k, v string) {
-		if v != "" {
-			h[k] = []string{v}
+// header returns the message's headers, with room for extra more. The
+// values share one backing array: a notification is a few small
+// allocations, not one per header.
+func (a Attributes) header(kind Kind, extra int) nats.Header {
+	keys := [...]string{HeaderKind, HeaderDeviceID, HeaderDeviceNumID, HeaderDeviceRegistryID,
+		HeaderDeviceRegistryLocation, HeaderProjectID, HeaderSubFolder, HeaderGatewayID}
+	vals := [...]string{string(kind), a.DeviceID, a.DeviceNumID, a.DeviceRegistryID,
+		a.DeviceRegistryLocation, a.ProjectID, a.SubFolder, a.GatewayID}
+	shared := vals[:]
+	h := make(nats.Header, len(keys)+extra)
+	for i, k := range keys {
+		if vals[i] != "" {
+			h[k] = shared[i : i+1 : i+1]
 		}
 	}
-	set(HeaderDeviceID, a.DeviceID)
-	set(HeaderDeviceNumID, a.DeviceNumID)
-	set(HeaderDeviceRegistryID, a.DeviceRegistryID)
-	set(HeaderDeviceRegistryLocation, a.DeviceRegistryLocation)
-	set(HeaderProjectID, a.ProjectID)
-	set(HeaderSubFolder, a.SubFolder)
-	set(HeaderGatewayID, a.GatewayID)
 	return h
 }
 
@@ -156,7 +156,9 @@ func escapeToken(s string) string {
 	return sb.String()
 }
 
-func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes) (*nats.Msg, error) {
+// notificationMsg builds the message; withID gives it a Nats-Msg-Id,
+// which lets copies sent again be stored once.
+func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, withID bool) (*nats.Msg, error) {
 	if kind != KindEvent && kind != KindState {
 		return nil, fmt.Errorf("%w: notification kind %q", ErrInvalid, kind)
 	}
@@ -164,8 +166,10 @@ func (b *Bus) notificationMsg(ctx context.Context, topic string, kind Kind, data
 	if err != nil {
 		return nil, err
 	}
-	h := attrs.header(kind)
-	h[nats.MsgIdHdr] = []string{b.nextMsgID()}
+	h := attrs.header(kind, 1)
+	if withID {
+		h[nats.MsgIdHdr] = []string{b.nextMsgID()}
+	}
 	injectTrace(ctx, h)
 	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
@@ -216,7 +220,7 @@ func (b *Bus) PublishNotification(ctx context.Context, topic string, kind Kind, 
 			b.pubDur.Record(context.Background(), time.Since(start).Seconds())
 		}
 	}()
-	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
+	m, err := b.notificationMsg(ctx, topic, kind, data, attrs, true)
 	if err != nil {
 		return err
 	}
@@ -300,16 +304,31 @@ func retryablePublish(err error) bool {
 // gives a resend up: it must be quick and must not publish (it would wait
 // for a slot only its own return frees). data must not be modified until
 // done runs.
-func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) (err error) {
+func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
+	return b.publishAsync(ctx, topic, kind, data, attrs, done, false)
+}
+
+// PublishNotificationAtMostOnce is PublishNotificationAsync for a
+// message its sender does not want acknowledged (an MQTT QoS 0 event):
+// nothing is sent again, so the message needs no id and the stream keeps
+// no duplicate-window entry for it. An attempt that fails, including one
+// cut by a leader election or a reconnection, ends with done's error.
+// done, and the limit of MaxPendingPublishes, are as for
+// PublishNotificationAsync.
+func (b *Bus) PublishNotificationAtMostOnce(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
+	return b.publishAsync(ctx, topic, kind, data, attrs, done, true)
+}
+
+func (b *Bus) publishAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error), once bool) (err error) {
 	// The span, as PublishNotification's, lasts until the stream's answer.
-	ctx, span := startSpan(ctx, "bus.publish "+string(kind), topic)
+	ctx, span := startChildSpan(ctx, "bus.publish "+string(kind), topic)
 	start := time.Now()
 	defer func() {
 		if err != nil {
 			endSpan(span, err) // done is never called
 		}
 	}()
-	m, err := b.notificationMsg(ctx, topic, kind, data, attrs)
+	m, err := b.notificationMsg(ctx, topic, kind, data, attrs, !once)
 	if err != nil {
 		return err
 	}
@@ -336,7 +355,7 @@ func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind K
 		<-b.pubSem
 		return ErrClosed
 	}
-	b.pending[m] = &asyncPub{done: done, ctx: ctx, deadline: start.Add(b.opts.PublishTimeout)}
+	b.pending[m] = &asyncPub{done: done, ctx: ctx, deadline: start.Add(b.opts.PublishTimeout), once: once}
 	b.pendMu.Unlock()
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
 		// No callback runs for a message that was not sent.
@@ -355,6 +374,7 @@ type asyncPub struct {
 	ctx      context.Context // the caller's: resends stop when it ends
 	deadline time.Time       // no resend starts past it
 	attempts int             // resends so far
+	once     bool            // never sent again (PublishNotificationAtMostOnce)
 	// While waiting to be sent again: the timer, and stopCtx (stop
 	// watching ctx), set once the first resend is scheduled.
 	timer   *time.Timer
@@ -444,7 +464,7 @@ func (b *Bus) finishAsync(m *nats.Msg, err error) {
 // final, the time is up, the caller's ctx ended or the Bus is closing;
 // it reports whether it did. pendMu is held.
 func (b *Bus) resendLocked(m *nats.Msg, p *asyncPub, err error) bool {
-	if b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
+	if p.once || b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
 		return false
 	}
 	wait := backoff(p.attempts)

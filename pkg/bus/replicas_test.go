@@ -206,7 +206,8 @@ func TestPublishAcrossTheLossOfTheStreamLeader(t *testing.T) {
 
 // With the stream out of quorum (two servers of three stopped), an
 // asynchronous publish is sent again and again, within PublishTimeout
-// (here a minute), but no longer than its caller's context lasts; Close
+// (here a minute), but no longer than its caller's context lasts (an
+// at-most-once one is not sent again at all); Close
 // sends nothing again and has answered every publish when it returns.
 func TestPublishAsyncResendsEndWithTheContextAndClose(t *testing.T) {
 	if testing.Short() {
@@ -230,6 +231,21 @@ func TestPublishAsyncResendsEndWithTheContextAndClose(t *testing.T) {
 		n.Stop()
 	}
 	waitFor(t, 30*time.Second, "the client on the last server", func() bool { return b.Ready(ctx) == nil })
+
+	// An at-most-once publish (a QoS 0 event) is not sent again: its
+	// first attempt's failure is its answer, long before PublishTimeout.
+	once := make(chan error, 1)
+	if err := b.PublishNotificationAtMostOnce(ctx, topic, bus.KindEvent, []byte("at most once"), attrs, func(err error) { once <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-once:
+		if !errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("at-most-once publish without quorum: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an at-most-once publish is still unanswered after 30 s: it is being sent again (PublishTimeout is a minute)")
+	}
 
 	pctx, cancel := context.WithCancel(ctx)
 	gaveUp := make(chan error, 1)

@@ -26,14 +26,30 @@ func publishDuration() metric.Float64Histogram {
 	return h
 }
 
+// tracer is the bus's tracer. The otel global's tracers follow the
+// provider set later (telemetry.Setup), so it can be taken once.
+var tracer = otel.Tracer(tracerName)
+
 // startSpan starts a producer span of the bus: the hop of an announcement,
 // or the JetStream write of a notification.
 func startSpan(ctx context.Context, name, subject string) (context.Context, trace.Span) {
-	ctx, span := otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 	}
 	return ctx, span
+}
+
+// startChildSpan is startSpan for the write of a device's message, which
+// the bridge traces in a span of its own: when that span is not recording
+// (tracing off, or the message not sampled) the write would not be
+// either, so none is started (thousands a second cost allocations) and
+// ctx's span, which ignores End, stands for it.
+func startChildSpan(ctx context.Context, name, subject string) (context.Context, trace.Span) {
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+		return ctx, parent
+	}
+	return startSpan(ctx, name, subject)
 }
 
 func endSpan(span trace.Span, err error) {

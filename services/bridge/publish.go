@@ -137,8 +137,9 @@ func (c *conn) publishEvent(d *devState, subFolder string, pk publish, seq uint6
 		span.SetAttributes(attrQoS.Int(int(pk.QoS)), attrBytes.Int(len(pk.Payload)))
 	}
 	if pk.QoS == 0 {
-		// The span ends with the stream's acknowledgement.
-		err = c.b.bus.PublishNotificationAsync(ctx, topic, bus.KindEvent, data, attrs, func(err error) {
+		// At most once: not sent again through a failover. The span ends
+		// with the stream's acknowledgement.
+		err = c.b.bus.PublishNotificationAtMostOnce(ctx, topic, bus.KindEvent, data, attrs, func(err error) {
 			endSpan(span, err)
 			if err != nil {
 				c.b.log.Log(c.b.ctx, failureLevel(err), "bridge: a QoS 0 event was lost", append(c.logAttrs(), "err", err)...)
