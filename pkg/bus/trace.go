@@ -41,13 +41,13 @@ func startSpan(ctx context.Context, name, subject string) (context.Context, trac
 }
 
 // startChildSpan is startSpan for the write of a device's message, which
-// the bridge traces in a span of its own: when that span is not recording
+// the bridge traces in a span of its own: when that span is not sampled
 // (tracing off, or the message not sampled) the write would not be
-// either, so none is started (thousands a second cost allocations) and
-// ctx's span, which ignores End, stands for it.
+// either, so none is started (thousands a second cost allocations) and a
+// no-op span stands for it.
 func startChildSpan(ctx context.Context, name, subject string) (context.Context, trace.Span) {
-	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
-		return ctx, parent
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
 	}
 	return startSpan(ctx, name, subject)
 }
