@@ -37,10 +37,12 @@
 // headers carry the Cloud IoT attributes under their Cloud IoT names,
 // "deviceId", "deviceNumId", "deviceRegistryId", "deviceRegistryLocation",
 // "projectId", "subFolder" and "gatewayId" (headers with an empty value are
-// left out), plus "iot-kind": "event" or "state", and a "Nats-Msg-Id" of
-// its own: a publish sent again (a stream leader election, a reconnection
-// to another server) is stored once, within the stream's duplicate window
-// of twice Options.PublishTimeout. The Pub/Sub API shows no "Nats-" header
+// left out), plus "iot-kind": "event" or "state", and (but for
+// PublishNotificationAtMostOnce's QoS 0 events, never sent again) a
+// "Nats-Msg-Id" of its own: a publish sent again (a stream leader
+// election, a reconnection to another server) is stored once, within the
+// stream's duplicate window of twice Options.PublishTimeout. The Pub/Sub
+// API shows no "Nats-" header
 // as an attribute. To follow a registry's events with the nats CLI:
 //
 //	nats stream view PASSERELLE_PUBSUB
