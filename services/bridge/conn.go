@@ -99,6 +99,10 @@ type conn struct {
 	idle        time.Duration
 	set, expiry time.Time
 	resumed     bool
+	// lastBurst is when the reader last handled bytes; hot, that the
+	// bursts before it came less than hotGap apart (see waitHot).
+	lastBurst time.Time
+	hot       bool
 
 	msgs    bucket   // incoming packets; the connection's reader only
 	pubacks *pubacks // QoS 1 answers in order; made by the reader (acks)

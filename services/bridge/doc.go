@@ -8,7 +8,8 @@
 // broker: no routing between clients, no retained messages, no sessions.
 // Its connection layer (session.go, wire.go) runs one goroutine per
 // connection, which holds no buffer while the device is silent (a
-// one-byte read; a pooled buffer only while bytes wait) and whose stack
+// one-byte read; a pooled buffer only while bytes wait, or while a plain
+// connection's device streams) and whose stack
 // the collector shrinks to 4 KiB; packets are parsed by pkg/mqttwire
 // without allocation and written whole, with no writer goroutine.
 //

@@ -45,9 +45,12 @@ type env struct {
 	addr string
 	tls  *tls.Config // client side
 	srv  *tls.Config // server side, for ServeHTTP
+	// plainAddr is the bridge's plain MQTT listener, beside the TLS one.
+	plainAddr string
 }
 
-// newEnv starts SQLite, the embedded bus and the bridge over TLS.
+// newEnv starts SQLite, the embedded bus and the bridge over TLS (and
+// plain MQTT at plainAddr).
 func newEnv(t testing.TB, opts ...bridge.Option) *env {
 	t.Helper()
 	return newEnvWrapped(t, nil, opts...)
@@ -79,6 +82,7 @@ func newEnvLogged(t testing.TB, log *slog.Logger, wrap func(store.Store) store.S
 
 	serverTLS, clientTLS := testTLS(t)
 	ln := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
+	plain := testutil.Must(net.Listen("tcp", "127.0.0.1:0"))
 	var bst store.Store = st
 	if wrap != nil {
 		bst = wrap(st)
@@ -86,7 +90,7 @@ func newEnvLogged(t testing.TB, log *slog.Logger, wrap func(store.Store) store.S
 	br := bridge.New(log, bst, b, opts...)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- br.Serve(sctx, tls.NewListener(ln, serverTLS)) }()
+	go func() { done <- br.Serve(sctx, tls.NewListener(ln, serverTLS), plain) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -98,7 +102,7 @@ func newEnvLogged(t testing.TB, log *slog.Logger, wrap func(store.Store) store.S
 			t.Errorf("Serve did not return after cancel")
 		}
 	})
-	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS, srv: serverTLS}
+	return &env{t: t, st: st, bus: b, br: br, addr: ln.Addr().String(), tls: clientTLS, srv: serverTLS, plainAddr: plain.Addr().String()}
 }
 
 // testTLS makes a CA and a server certificate for 127.0.0.1.
@@ -168,9 +172,13 @@ type client struct {
 }
 
 func (e *env) dial(id, password string) (*client, error) {
+	return e.dialBroker("ssl://"+e.addr, id, password)
+}
+
+func (e *env) dialBroker(broker, id, password string) (*client, error) {
 	c := &client{lost: make(chan error, 1)}
 	o := paho.NewClientOptions().
-		AddBroker("ssl://" + e.addr).
+		AddBroker(broker).
 		SetClientID(id).
 		SetUsername("unused").
 		SetPassword(password).
@@ -202,6 +210,12 @@ func (e *env) dial(id, password string) (*client, error) {
 func (e *env) connect(id string, k devKey) *client {
 	e.t.Helper()
 	return testutil.Must(e.dial(clientID(id), k.jwt(e.t)))
+}
+
+// connectPlain is connect over plain MQTT.
+func (e *env) connectPlain(id string, k devKey) *client {
+	e.t.Helper()
+	return testutil.Must(e.dialBroker("tcp://"+e.plainAddr, clientID(id), k.jwt(e.t)))
 }
 
 func wait(t testing.TB, tok paho.Token) {
@@ -265,4 +279,33 @@ func lostWithin(t testing.TB, c *client, d time.Duration) {
 	case <-time.After(d):
 		t.Fatalf("connection still up after %s", d)
 	}
+}
+
+// storedEvents reads the first n events of eventsTopic from the stream,
+// in order.
+func (e *env) storedEvents(t testing.TB, n int) [][]byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := testutil.Must(jetstream.New(e.bus.Conn()))
+	subj := testutil.Must(bus.TopicSubject(eventsTopic))
+	cons := testutil.Must(js.OrderedConsumer(ctx, "PASSERELLE_PUBSUB", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}}))
+	var out [][]byte
+	for len(out) < n {
+		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := len(out)
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if len(out) == k {
+			t.Fatalf("%d of %d events stored", k, n)
+		}
+	}
+	return out
 }

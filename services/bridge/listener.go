@@ -82,6 +82,8 @@ func (l *listener) serve(handle func(*trackedConn) error) {
 		tc.rd.nc = tc
 		if l.parker != nil {
 			tc.parker, tc.raw = l.parker, rawConnOf(nc)
+			_, socket := nc.(syscall.Conn) // not a tls.Conn
+			tc.plain = socket && tc.raw != nil
 		}
 		tc.pending.Store(true)
 		// The TLS handshake and the CONNECT, reads and writes, within
@@ -180,6 +182,7 @@ type trackedConn struct {
 	parker  *parker         // nil: never parked
 	raw     syscall.RawConn // the socket the parker watches; nil: none
 	parkTok uint64          // its token in the parker's epoll set; 0: none yet
+	plain   bool            // Conn is the socket itself (no TLS), and parked when silent
 }
 
 func (c *trackedConn) Close() error {

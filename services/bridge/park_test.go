@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/passerelle-iot/passerelle/pkg/bus"
 	"github.com/passerelle-iot/passerelle/pkg/mqttwire"
 	"github.com/passerelle-iot/passerelle/pkg/store"
@@ -144,4 +146,47 @@ func TestParkedKeepAliveExpires(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestStreamingConnectionParks: a plain connection whose device streams
+// events (its reader then waits with a buffer, sparing a system call a
+// burst) stores every event in order, is still parked once silent, and
+// is resumed by its next packet.
+func TestStreamingConnectionParks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("connections are parked on Linux only")
+	}
+	keys(t)
+	// Without the per-device rate limits of compat-spec section 6.
+	e := newEnv(t, bridge.WithParkAfter(parkAfter), bridge.WithMessageRate(0, 0), bridge.WithByteRate(0))
+	e.createDevice("dev-1", ecKey, nil)
+	c := e.connectPlain("dev-1", ecKey)
+	parkedWithin(t, e.br, 1)
+
+	// One PUBLISH at a time, each after the last one's PUBACK: every one
+	// is a burst of its own, the next within hotGap; then a window of
+	// them at once.
+	const n = 300
+	for i := range 100 {
+		wait(t, c.Publish("/devices/dev-1/events", 1, false, fmt.Appendf(nil, "event %d", i)))
+	}
+	toks := make([]paho.Token, 0, n-100)
+	for i := 100; i < n; i++ {
+		toks = append(toks, c.Publish("/devices/dev-1/events", 1, false, fmt.Appendf(nil, "event %d", i)))
+	}
+	for _, tok := range toks {
+		wait(t, tok)
+	}
+	got := e.storedEvents(t, n)
+	for i, m := range got {
+		if want := fmt.Sprintf("event %d", i); string(m) != want {
+			t.Fatalf("stored event %d is %q, want %q", i, m, want)
+		}
+	}
+	parkedWithin(t, e.br, 1)
+	wait(t, c.Publish("/devices/dev-1/events", 1, false, []byte("after")))
+	if m, err := e.lastNotification(eventsTopic); err != nil || string(m.Data) != "after" {
+		t.Fatalf("last event %v, %v", m, err)
+	}
+	parkedWithin(t, e.br, 1)
 }

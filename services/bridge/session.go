@@ -113,7 +113,11 @@ func (c *conn) run(rd *pktReader) error {
 		c.keepAlive(time.Now())
 	}
 	for {
-		if err := rd.wait(); err != nil {
+		wait := rd.wait
+		if c.hot {
+			wait = rd.waitHot
+		}
+		if err := wait(); err != nil {
 			if !c.idleTimeout(err) {
 				return c.readFailed(err)
 			}
@@ -132,9 +136,18 @@ func (c *conn) run(rd *pktReader) error {
 			}
 			return err
 		}
-		c.keepAlive(time.Now())
+		now := time.Now()
+		c.hot = c.nc.plain && now.Sub(c.lastBurst) < hotGap
+		c.lastBurst = now
+		c.keepAlive(now)
 	}
 }
+
+// hotGap is how close together a plain connection's bursts of packets
+// come for its reader to wait with a buffer (waitHot), sparing the
+// one-byte read's second system call per burst: a device streaming
+// events, not one sending now and then.
+const hotGap = 10 * time.Millisecond
 
 // keepAlive moves the read deadline after a packet: the keep-alive
 // expires one and a half keep-alive periods after it (MQTT 3.1.1 section
