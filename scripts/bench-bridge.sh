@@ -23,7 +23,10 @@
 # updates/s, 500), RUNS (how many times the whole set runs, 1; the table
 # shows medians and ranges), PARTS (which parts run, "idle tls connect
 # telemetry config"; e.g. PARTS=telemetry for the QoS figures alone),
-# KEEP=1 keeps the folder (logs, key, certificates, results.txt).
+# KEEP=1 keeps the folder (logs, key, certificates, results.txt),
+# PROFILE=1 takes a 5 s CPU profile of the bridge in each of its
+# telemetry runs (profile-<label>.pb.gz in the folder, which is kept:
+# go tool pprof -top bin/bridge profile-....pb.gz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,8 @@ ROUNDS=${ROUNDS:-4}
 RATE=${RATE:-500}
 RUNS=${RUNS:-1}
 PARTS=" ${PARTS:-idle tls connect telemetry config} "
+PROFILE=${PROFILE:-}
+if [[ -n $PROFILE ]]; then KEEP=1; fi
 part() { [[ $PARTS == *" $1 "* ]]; }
 
 work=$(mktemp -d /tmp/passerelle-bench.XXXXXX)
@@ -125,7 +130,7 @@ bench="$work/bin/passerelle-bench"
 "$bench" certs --out "$work/certs"
 
 plain=$(free_port); tlsport=$(free_port); natsport=$(free_port); mgr=$(free_port)
-mq=$(free_port); mqtls=$(free_port); nm=$(free_port)
+mq=$(free_port); mqtls=$(free_port); nm=$(free_port); ops=$(free_port)
 db="$work/data/passerelle.db"
 : >"$work/results.txt"
 
@@ -138,7 +143,7 @@ start_passerelle() {
 	"$work/bin/bridge" --mqtt-addr "127.0.0.1:$tlsport" --tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" \
 		--mqtt-plain-addr "127.0.0.1:$plain" --data-dir "$work/data" --database-url "$db" \
 		--nats-listen "127.0.0.1:$natsport" --message-rate 0 --byte-rate 0 --max-pending-per-address 0 \
-		--max-connections $((N + 16)) --log-level warn 2>>"$work/bridge.log" &
+		--max-connections $((N + 16)) --log-level warn ${PROFILE:+--ops-addr "127.0.0.1:$ops" --pprof} 2>>"$work/bridge.log" &
 	bridge_pid=$!
 	pids+=("$bridge_pid")
 	wait_port "$natsport"
@@ -229,6 +234,10 @@ pb() {
 	if [[ $mode == tls ]]; then
 		measure "$@" --mqtt "127.0.0.1:$tlsport" --tls --ca "$work/certs/ca.pem" --target-pid "$bridge_pid" --manager "127.0.0.1:$mgr" --key "$work/device.key"
 	else
+		if [[ -n $PROFILE && $1 == telemetry ]]; then
+			# Two seconds in, when the devices are connected and sending.
+			(sleep 2 && curl -fsS -o "$work/profile-$3.pb.gz" "http://127.0.0.1:$ops/debug/pprof/profile?seconds=5") &
+		fi
 		measure "$@" --mqtt "127.0.0.1:$plain" --target-pid "$bridge_pid" --manager "127.0.0.1:$mgr" --key "$work/device.key"
 	fi
 }
