@@ -145,9 +145,10 @@ func (c *conn) run(rd *pktReader) error {
 
 // hotGap is how close together a plain connection's bursts of packets
 // come for its reader to wait with a buffer (waitHot), sparing the
-// one-byte read's second system call per burst: a device streaming
-// events, not one sending now and then.
-const hotGap = 10 * time.Millisecond
+// one-byte read's second system call per burst: a device streaming ten
+// events a second or more, not one sending now and then. Such a device
+// holds a 4 KiB buffer while it streams, and until it is parked.
+const hotGap = 100 * time.Millisecond
 
 // keepAlive moves the read deadline after a packet: the keep-alive
 // expires one and a half keep-alive periods after it (MQTT 3.1.1 section
