@@ -254,6 +254,7 @@ type Bus struct {
 	dir    *datadir.Dir   // the embedded server's folder, held while it runs
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	pub    *publisher              // the asynchronous publishes (publisher.go)
 	pubDur metric.Float64Histogram // passerelle.bus.publish.duration
 
 	ctx        context.Context // cancelled by Close; parent of command handlers' contexts
@@ -377,20 +378,20 @@ func Open(ctx context.Context, logger *slog.Logger, opts Options) (*Bus, error) 
 	}
 	b.nc = nc
 
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(opts.MaxPendingPublishes),
-		// Each attempt: PublishNotificationAsync sends the message again
-		// when one gets no answer, until PublishTimeout.
-		jetstream.WithPublishAsyncTimeout(min(publishAttemptTimeout, opts.PublishTimeout)),
-		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { b.finishAsync(m, nil) }),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.finishAsync(m, err) }),
-		jetstream.WithDefaultTimeout(opts.PublishTimeout),
-	)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(opts.PublishTimeout))
 	if err == nil {
 		b.js = js
+		// Each attempt: PublishNotificationAsync sends the message again
+		// when one gets no answer, until PublishTimeout.
+		b.pub, err = newPublisher(nc, min(publishAttemptTimeout, opts.PublishTimeout), b.finishAsync)
+	}
+	if err == nil {
 		err = b.setup(ctx)
 	}
 	if err != nil {
+		if b.pub != nil {
+			b.pub.close()
+		}
 		nc.Close()
 		b.shutdownServer()
 		b.cancel()
@@ -647,12 +648,10 @@ func (b *Bus) close() error {
 	b.pendMu.Unlock()
 
 	// Outstanding publishes first: their callers are waiting to PUBACK.
-	select {
-	case <-b.js.PublishAsyncComplete():
-	case <-time.After(b.opts.PublishTimeout):
-		b.logger.Warn("bus: closing with unacknowledged publishes", "pending", b.js.PublishAsyncPending())
+	if !b.pub.waitIdle(b.opts.PublishTimeout) {
+		b.logger.Warn("bus: closing with unacknowledged publishes", "pending", b.pub.inFlight())
 	}
-	b.js.CleanupPublisher() // fails what is left through finishAsync
+	b.pub.close() // fails what is left through finishAsync
 	b.failPending(ErrClosed)
 	b.retries.Wait() // resends that were starting: they send nothing now
 

@@ -357,7 +357,7 @@ func (b *Bus) publishAsync(ctx context.Context, topic string, kind Kind, data []
 	}
 	b.pending[m] = &asyncPub{done: done, ctx: ctx, deadline: start.Add(b.opts.PublishTimeout), once: once}
 	b.pendMu.Unlock()
-	if _, err := b.js.PublishMsgAsync(m); err != nil {
+	if err := b.pub.publish(m); err != nil {
 		// No callback runs for a message that was not sent.
 		if p := b.take(m); p != nil {
 			<-b.pubSem
@@ -429,8 +429,9 @@ func (b *Bus) take(m *nats.Msg) *asyncPub {
 	return p
 }
 
-// finishAsync is JetStream's acknowledgement (err nil) or error callback
-// for an asynchronous publish, and a resend's failure to go out.
+// finishAsync is the publisher's end of an attempt of an asynchronous
+// publish: the stream's acknowledgement (err nil) or an error; and a
+// resend's failure to go out.
 func (b *Bus) finishAsync(m *nats.Msg, err error) {
 	b.pendMu.Lock()
 	p := b.pending[m]
@@ -494,9 +495,9 @@ func (b *Bus) resend(m *nats.Msg) {
 	}
 	p.timer = nil
 	b.pendMu.Unlock()
-	// The same *nats.Msg, Nats-Msg-Id included: JetStream sends a copy
-	// and leaves m as it is.
-	if _, err := b.js.PublishMsgAsync(m); err != nil {
+	// The same *nats.Msg, Nats-Msg-Id included: the publisher sends a
+	// copy and leaves m as it is.
+	if err := b.pub.publish(m); err != nil {
 		b.finishAsync(m, err)
 	}
 }
