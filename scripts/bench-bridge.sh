@@ -24,6 +24,10 @@
 # shows medians and ranges), PARTS (which parts run, "idle tls connect
 # telemetry config"; e.g. PARTS=telemetry for the QoS figures alone),
 # KEEP=1 keeps the folder (logs, key, certificates, results.txt),
+# PGURL (a PostgreSQL URL: the bridge and the manager then share a schema
+# of their own there, made and dropped by the script; without it they
+# share one SQLite file, whose cross-process write lock holds the admin
+# calls up, as the README says),
 # PROFILE=1 takes a 5 s CPU profile of the bridge in each of its
 # telemetry runs (profile-<label>.pb.gz in the folder, which is kept:
 # go tool pprof -top bin/bridge profile-....pb.gz).
@@ -65,6 +69,7 @@ cleanup() {
 		fi
 		wait "$p" 2>/dev/null || true
 	done
+	if declare -F drop_schema >/dev/null; then drop_schema; fi
 	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
@@ -132,6 +137,14 @@ bench="$work/bin/passerelle-bench"
 plain=$(free_port); tlsport=$(free_port); natsport=$(free_port); mgr=$(free_port)
 mq=$(free_port); mqtls=$(free_port); nm=$(free_port); ops=$(free_port)
 db="$work/data/passerelle.db"
+if [[ -n ${PGURL:-} ]]; then
+	schema="bench_$$"
+	psql -q "$PGURL" -c "CREATE SCHEMA $schema"
+	drop_schema() { psql -q "$PGURL" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE" || true; }
+	sep='?'
+	[[ $PGURL == *\?* ]] && sep='&'
+	db="$PGURL${sep}search_path=$schema"
+fi
 : >"$work/results.txt"
 
 # Passerelle: the bridge, with plain and TLS listeners, its embedded NATS
