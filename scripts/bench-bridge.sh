@@ -29,8 +29,8 @@
 # share one SQLite file, whose cross-process write lock holds the admin
 # calls up, as the README says),
 # PROFILE=1 takes a 5 s CPU profile of the bridge in each of its
-# telemetry runs (profile-<label>.pb.gz in the folder, which is kept:
-# go tool pprof -top bin/bridge profile-....pb.gz).
+# telemetry runs (profile-<label>-run<N>.pb.gz in the folder, which is
+# kept: go tool pprof -top bin/bridge profile-....pb.gz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -219,17 +219,27 @@ stop_all() {
 # kept in results.txt only as a comment. (Passerelle's telemetry run itself
 # shows ~2 s there: kernel threads writing back the JetStream file store
 # and the SQLite WAL.)
+profile_to="" # set by pb: where measure puts the bridge's CPU profile
 measure() {
-	local out other
+	local out other prof
 	for try in 1 2 3; do
 		quiet
+		prof=""
+		if [[ -n $profile_to ]]; then
+			# Two seconds in, when the devices are connected and sending;
+			# a try run again overwrites it.
+			(sleep 2 && curl -fsS -o "$profile_to" "http://127.0.0.1:$ops/debug/pprof/profile?seconds=5") &
+			prof=$!
+		fi
 		if ! out=$("$bench" "$@" 2>>"$work/bench.log"); then
+			if [[ -n $prof ]]; then wait "$prof" || true; fi
 			echo "# failed: passerelle-bench $1 ${*:2} (see $work/bench.log)" | tee -a "$work/results.txt" >&2
 			tail -3 "$work/bench.log" >&2
 			KEEP=1
 			last=""
 			return 0
 		fi
+		if [[ -n $prof ]]; then wait "$prof" || echo "# no profile for $2 $3 (curl failed)" >&2; fi
 		other=$(grep -o 'other_cpu_s=[0-9.]*' <<<"$out" | cut -d= -f2 || true)
 		if [[ -z $other ]] || awk "BEGIN{exit !($other <= 3)}" || ((try == 3)); then
 			echo "$out" | tee -a "$work/results.txt"
@@ -247,11 +257,9 @@ pb() {
 	if [[ $mode == tls ]]; then
 		measure "$@" --mqtt "127.0.0.1:$tlsport" --tls --ca "$work/certs/ca.pem" --target-pid "$bridge_pid" --manager "127.0.0.1:$mgr" --key "$work/device.key"
 	else
-		if [[ -n $PROFILE && $1 == telemetry ]]; then
-			# Two seconds in, when the devices are connected and sending.
-			(sleep 2 && curl -fsS -o "$work/profile-$3.pb.gz" "http://127.0.0.1:$ops/debug/pprof/profile?seconds=5") &
-		fi
+		if [[ -n $PROFILE && $1 == telemetry ]]; then profile_to="$work/profile-$3-run$run.pb.gz"; fi
 		measure "$@" --mqtt "127.0.0.1:$plain" --target-pid "$bridge_pid" --manager "127.0.0.1:$mgr" --key "$work/device.key"
+		profile_to=""
 	fi
 }
 pm() {

@@ -300,10 +300,11 @@ func retryablePublish(err error) bool {
 // At most Options.MaxPendingPublishes are outstanding, resends included;
 // past that the call waits for a slot, or for ctx. When it returns an
 // error, done is never called; otherwise done is called exactly once. done
-// runs on the connection's acknowledgement goroutine, or on the one that
-// gives a resend up: it must be quick and must not publish (it would wait
-// for a slot only its own return frees). data must not be modified until
-// done runs.
+// runs on the publisher's acknowledgement goroutine, on its sweep of
+// timeouts or its watch of the connection, or on the one that gives a
+// resend up: it must be quick (a slow done delays every other answer) and
+// must not publish (it would wait for a slot only its own return frees).
+// data must not be modified until done runs.
 func (b *Bus) PublishNotificationAsync(ctx context.Context, topic string, kind Kind, data []byte, attrs Attributes, done func(error)) error {
 	return b.publishAsync(ctx, topic, kind, data, attrs, done, false)
 }
@@ -399,9 +400,9 @@ func backoff(attempt int) time.Duration {
 
 // retryableAsync reports an asynchronous publish error that a resend may
 // not get: what the synchronous retry sends again on (no answer, no
-// stream listening), the connection lost under the publish (the client
-// fails what was in flight when it starts reconnecting) or its reconnect
-// buffer full, and the cluster's transient errors.
+// stream listening), the connection lost under the publish (the
+// publisher fails what was in flight when the client starts reconnecting)
+// or its reconnect buffer full, and the cluster's transient errors.
 func retryableAsync(err error) bool {
 	return retryablePublish(err) || TransientSetupError(err) ||
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) ||
@@ -463,9 +464,15 @@ func (b *Bus) finishAsync(m *nats.Msg, err error) {
 
 // resendLocked schedules m to be sent again after err, unless err is
 // final, the time is up, the caller's ctx ended or the Bus is closing;
-// it reports whether it did. pendMu is held.
+// it reports whether it did. pendMu is held. A message sent at most once
+// goes again only when nothing took it (no stream listens on its
+// subject, as while a stream's leader is elected): that copy cannot have
+// been stored.
 func (b *Bus) resendLocked(m *nats.Msg, p *asyncPub, err error) bool {
-	if p.once || b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
+	if p.once && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return false
+	}
+	if b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
 		return false
 	}
 	wait := backoff(p.attempts)
@@ -520,7 +527,7 @@ func (b *Bus) abandon(m *nats.Msg) {
 	p.done(fmt.Errorf("bus: publishing to %s: %w (while waiting to send it again)", m.Subject, p.ctx.Err()))
 }
 
-// failPending fails the asynchronous publishes JetStream no longer
+// failPending fails the asynchronous publishes the publisher no longer
 // tracks, and those waiting to be sent again.
 func (b *Bus) failPending(err error) {
 	b.pendMu.Lock()

@@ -241,6 +241,8 @@ func (p *publisher) waitIdle(d time.Duration) bool {
 
 // close sends nothing more, stops the subscription and the goroutines,
 // and ends what is in flight with jetstream.ErrJetStreamPublisherClosed.
+// An answer being handled as close unsubscribes may still finish its
+// attempt after close returns (Unsubscribe does not wait for it).
 func (p *publisher) close() {
 	p.mu.Lock()
 	if p.closed {

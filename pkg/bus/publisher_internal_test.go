@@ -74,7 +74,7 @@ func TestPublisherEnds(t *testing.T) {
 	var mu sync.Mutex
 	ended := map[*nats.Msg][]error{}
 	all := make(chan struct{}, 100)
-	p, err := newPublisher(nc, 200*time.Millisecond, func(m *nats.Msg, err error) {
+	p, err := newPublisher(nc, time.Second, func(m *nats.Msg, err error) {
 		mu.Lock()
 		ended[m] = append(ended[m], err)
 		mu.Unlock()
@@ -112,22 +112,30 @@ func TestPublisherEnds(t *testing.T) {
 		t.Error("publish changed the message it was given")
 	}
 
-	// Close ends what is in flight, and sends nothing more.
+	p.close()
+	st, err := js.Stream(t.Context(), "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, err := st.Info(t.Context()); err != nil || i.State.Msgs != 2 {
+		t.Errorf("stream holds %v messages (%v), want 2", i, err)
+	}
+
+	// Close ends what is in flight, and sends nothing more (a timeout
+	// long enough not to end it first).
+	var closedErr []error
+	p, err = newPublisher(nc, time.Hour, func(_ *nats.Msg, err error) { closedErr = append(closedErr, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.publish(unanswered); err != nil {
 		t.Fatal(err)
 	}
 	p.close()
-	mu.Lock()
-	if got := ended[unanswered]; len(got) != 2 || !errors.Is(got[1], jetstream.ErrJetStreamPublisherClosed) {
-		t.Errorf("in flight at close: %v, want ErrJetStreamPublisherClosed", got)
+	if len(closedErr) != 1 || !errors.Is(closedErr[0], jetstream.ErrJetStreamPublisherClosed) {
+		t.Errorf("in flight at close: %v, want ErrJetStreamPublisherClosed", closedErr)
 	}
-	mu.Unlock()
 	if err := p.publish(stored); !errors.Is(err, jetstream.ErrJetStreamPublisherClosed) {
 		t.Errorf("publish after close: %v", err)
-	}
-	if info, _ := js.Stream(t.Context(), "S"); info != nil {
-		if i, err := info.Info(t.Context()); err != nil || i.State.Msgs != 2 {
-			t.Errorf("stream holds %v messages (%v), want 2", i, err)
-		}
 	}
 }

@@ -113,11 +113,14 @@ func (c *conn) run(rd *pktReader) error {
 		c.keepAlive(time.Now())
 	}
 	for {
-		wait := rd.wait
+		var err error
 		if c.hot {
-			wait = rd.waitHot
+			err = rd.waitHot()
+		} else {
+			err = rd.wait()
 		}
-		if err := wait(); err != nil {
+		if err != nil {
+			c.hot = false // its buffer is given back; the next wait holds none
 			if !c.idleTimeout(err) {
 				return c.readFailed(err)
 			}

@@ -130,6 +130,9 @@ func (p *pktReader) wait() error {
 // its keep-alive); it is given back with the read's error. Over TLS the
 // one-byte read already takes a whole record into tls.Conn's buffer.
 func (p *pktReader) waitHot() error {
+	if p.buf != nil && cap(*p.buf) > bufClasses[0].size {
+		p.release() // a large packet's: not held while waiting
+	}
 	if p.buf == nil {
 		p.buf = getBuf(0)
 	}

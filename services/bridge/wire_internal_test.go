@@ -45,6 +45,30 @@ func TestWaitHot(t *testing.T) {
 		t.Fatalf("a fourth packet: %v %v", ok, err)
 	}
 
+	// A packet larger than the small buffers moves the reader to a large
+	// one; the next hot wait holds a small one again.
+	large := mqttwire.AppendPublish(nil, "/devices/d/events", 1, 4, make([]byte, 16<<10))
+	go func() { _, _ = device.Write(large) }()
+	if err := rd.waitHot(); err != nil {
+		t.Fatal(err)
+	}
+	if h, body, ok, err := rd.next(); err != nil || !ok || len(body) != len(large)-mqttwire.HeaderLen(h.Remaining) {
+		t.Fatalf("the large packet: %v %v %d bytes", ok, err, len(body))
+	}
+	if cap(*rd.buf) <= bufClasses[0].size {
+		t.Fatalf("a %d-byte packet read into a %d-byte buffer", len(large), cap(*rd.buf))
+	}
+	go func() { _, _ = device.Write(burst[:len(burst)/3]) }()
+	if err := rd.waitHot(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cap(*rd.buf); got != bufClasses[0].size {
+		t.Fatalf("a hot wait after a large packet holds a %d-byte buffer, want %d", got, bufClasses[0].size)
+	}
+	if _, _, ok, err := rd.next(); !ok || err != nil {
+		t.Fatalf("the packet after the large one: %v %v", ok, err)
+	}
+
 	// Silent: the deadline ends the wait, and no buffer is held.
 	_ = server.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	if err := rd.waitHot(); !errors.Is(err, os.ErrDeadlineExceeded) {
