@@ -382,6 +382,10 @@ type asyncPub struct {
 	stopCtx func() bool
 }
 
+// onceResends is how many times an at-most-once message nothing took is
+// sent again (as jetstream's asynchronous publish did).
+const onceResends = 2
+
 // Backoff before a resend: resendBackoff doubled at each attempt, at most
 // maxResendBackoff, with jitter so that the messages of a failover do not
 // all come back at once.
@@ -467,9 +471,11 @@ func (b *Bus) finishAsync(m *nats.Msg, err error) {
 // it reports whether it did. pendMu is held. A message sent at most once
 // goes again only when nothing took it (no stream listens on its
 // subject, as while a stream's leader is elected): that copy cannot have
-// been stored.
+// been stored. It goes again at most onceResends times, within a second:
+// its sender waits for no acknowledgement, and a stream without quorum
+// may answer so for as long as it lasts.
 func (b *Bus) resendLocked(m *nats.Msg, p *asyncPub, err error) bool {
-	if p.once && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if p.once && (!errors.Is(err, jetstream.ErrNoStreamResponse) || p.attempts >= onceResends) {
 		return false
 	}
 	if b.closing || !retryableAsync(err) || p.ctx.Err() != nil {
